@@ -1,0 +1,76 @@
+"""Constants and input checks shared by every loss."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+REDUCTIONS = ("mean", "sum", "none")
+DEFAULT_IGNORE_INDEX = -100
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def check_reduction(reduction: str) -> None:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+
+
+def check_shapes(logits: torch.Tensor, target: torch.Tensor) -> None:
+    """Logits ``(N, C, d1..dk)`` and target ``(N, d1..dk)`` of an integer dtype, like cross-entropy."""
+    if not isinstance(logits, torch.Tensor) or not isinstance(target, torch.Tensor):
+        raise TypeError(
+            f"logits and target must be tensors, got {type(logits).__name__} and {type(target).__name__}"
+        )
+    if not logits.is_floating_point():
+        raise TypeError(f"logits must be a floating-point tensor, got dtype {logits.dtype}")
+    if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+        raise TypeError(f"target must hold integer class indices, got dtype {target.dtype}")
+    if logits.dim() < 2:
+        raise ValueError(f"logits must have shape (N, C) or (N, C, d1, ...), got shape {tuple(logits.shape)}")
+    expected = (logits.shape[0], *logits.shape[2:])
+    if tuple(target.shape) != expected:
+        raise ValueError(
+            f"target shape {tuple(target.shape)} does not match logits shape {tuple(logits.shape)}: "
+            f"expected target shape {expected}"
+        )
+    if logits.shape[1] < 2:
+        raise ValueError(f"logits need at least 2 classes along dim 1, got shape {tuple(logits.shape)}")
+
+
+def check_target_values(target: torch.Tensor, num_classes: int, ignore_index: int) -> None:
+    """Every target is in ``[0, num_classes)`` or equals ``ignore_index``."""
+    if target.numel() == 0:
+        return
+    low, high = torch.aminmax(target)
+    if low.item() >= 0 and high.item() < num_classes:
+        return
+    bad = target[(target != ignore_index) & ((target < 0) | (target >= num_classes))]
+    if bad.numel():
+        raise_bad_target(int(bad[0]), num_classes, ignore_index)
+
+
+def raise_bad_target(value: int, num_classes: int, ignore_index: int) -> None:
+    raise ValueError(
+        f"target value {value} is outside [0, {num_classes}) and is not ignore_index ({ignore_index})"
+    )
+
+
+def per_class_tensor(
+    values: float | Sequence[float] | torch.Tensor, num_classes: int, name: str, like: torch.Tensor
+) -> torch.Tensor:
+    """A ``(C,)`` tensor on ``like``'s device and dtype from a float or a length-C sequence."""
+    if isinstance(values, (int, float)):
+        return torch.full((num_classes,), float(values), dtype=like.dtype, device=like.device)
+    values = torch.as_tensor(values)
+    if values.dim() != 1 or values.shape[0] != num_classes:
+        raise ValueError(
+            f"{name} must be a float or a ({num_classes},) tensor for {num_classes} classes, "
+            f"got shape {tuple(values.shape)}"
+        )
+    return values.to(device=like.device, dtype=like.dtype)
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Half precision is computed in float32; float32 and float64 stay as they are."""
+    return torch.float32 if dtype in LOW_PRECISION else dtype

@@ -1,0 +1,172 @@
+"""The compiled CPU backend: ``margin_cpu.c`` built with the system C compiler on first use and cached.
+
+Calls go through ctypes, which releases the GIL, so a batch is split over ``torch.get_num_threads()``
+Python threads. Set ``SEGLOSS_KERNEL=eager`` to bypass it, ``CC`` to choose the compiler.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+from .._checks import raise_bad_target
+
+logger = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("margin_cpu.c")
+CFLAGS = ("-O3", "-std=c99", "-fPIC", "-shared", "-fno-math-errno")
+MIN_SAMPLES_PER_THREAD = 16384
+_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+_I64 = ctypes.c_int64
+_PTR = ctypes.c_void_p
+
+_lock = threading.Lock()
+_library: ctypes.CDLL | None = None
+_load_error: str | None = None
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("SEGLOSS_CACHE") or Path.home() / ".cache" / "segloss"
+    return Path(root) / "kernels"
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return name
+    return None
+
+
+def _build(compiler: str) -> Path:
+    source = SOURCE.read_bytes()
+    key = hashlib.sha256(source + " ".join((compiler, *CFLAGS, platform.machine())).encode()).hexdigest()[:16]
+    target = cache_dir() / f"margin_cpu-{key}.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        subprocess.run(
+            [compiler, *CFLAGS, str(SOURCE), "-o", tmp], check=True, capture_output=True, timeout=120
+        )
+        os.replace(tmp, target)  # atomic: concurrent builders (DDP ranks) never see a half-written file
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    for suffix in _SUFFIX.values():
+        forward = getattr(lib, f"margin_forward_{suffix}")
+        forward.restype = _I64
+        forward.argtypes = [_PTR, _I64, _I64, _I64, _I64, _I64, _PTR, _I64, _PTR, ctypes.c_int, _I64, _I64,
+                            _PTR, _PTR, _PTR]  # fmt: skip
+        backward = getattr(lib, f"margin_backward_{suffix}")
+        backward.restype = None
+        backward.argtypes = [_PTR, _I64, _I64, _I64, _I64, _I64, _PTR, _I64, _PTR, ctypes.c_int, _I64, _I64,
+                             _PTR, _I64, _PTR]  # fmt: skip
+
+
+def library() -> ctypes.CDLL | None:
+    """The loaded kernel library, building it if needed; ``None`` (logged once) when it cannot be built."""
+    global _library, _load_error
+    if _library is not None or _load_error is not None:
+        return _library
+    with _lock:
+        if _library is None and _load_error is None:
+            compiler = _compiler()
+            try:
+                if compiler is None:
+                    raise RuntimeError("no C compiler found (set CC)")
+                lib = ctypes.CDLL(str(_build(compiler)))
+                _declare(lib)
+                _library = lib
+            except (OSError, RuntimeError, subprocess.SubprocessError) as error:
+                detail = getattr(error, "stderr", b"") or b""
+                _load_error = f"{error} {detail.decode(errors='replace')}".strip()
+                logger.warning(
+                    "segloss: compiled CPU kernel unavailable, using the eager backend (%s)", _load_error
+                )
+    return _library
+
+
+def available() -> bool:
+    return library() is not None
+
+
+def _ranges(total: int) -> list[tuple[int, int]]:
+    parts = max(1, min(torch.get_num_threads(), total // MIN_SAMPLES_PER_THREAD))
+    bounds = [total * i // parts for i in range(parts + 1)]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+def _map(function, ranges):
+    global _pool, _pool_size
+    if len(ranges) == 1:
+        return [function(*ranges[0])]
+    with _lock:
+        if _pool is None or _pool_size < len(ranges):
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool = ThreadPoolExecutor(max_workers=len(ranges), thread_name_prefix="segloss")
+            _pool_size = len(ranges)
+        pool = _pool
+    return list(pool.map(lambda bounds: function(*bounds), ranges))
+
+
+def _layout(x: torch.Tensor) -> tuple[int, int, int, int, int]:
+    _, num_classes, size = x.shape
+    return num_classes, size, *x.stride()
+
+
+def margin_forward(x, target, margins, hard: bool, ignore_index: int, need_losses: bool):
+    """Per-sample losses ``(N, S)`` (or ``None``), their sum and the count a mean divides by."""
+    kernel = getattr(library(), f"margin_forward_{_SUFFIX[x.dtype]}")
+    losses = torch.empty(target.shape, dtype=x.dtype) if need_losses else None
+    layout = _layout(x)
+    x_ptr, t_ptr, m_ptr = x.data_ptr(), target.data_ptr(), margins.data_ptr()
+    l_ptr = losses.data_ptr() if need_losses else None
+
+    def run(start: int, stop: int) -> tuple[float, int]:
+        total, count = ctypes.c_double(), ctypes.c_int64()
+        bad = kernel(x_ptr, *layout, t_ptr, ignore_index, m_ptr, int(hard), start, stop, l_ptr,
+                     ctypes.byref(total), ctypes.byref(count))  # fmt: skip
+        if bad:
+            raise_bad_target(int(target.view(-1)[bad - 1]), x.shape[1], ignore_index)
+        return total.value, count.value
+
+    results = _map(run, _ranges(target.numel()))
+    total = torch.tensor(sum(r[0] for r in results), dtype=x.dtype)
+    return losses, total, torch.tensor(sum(r[1] for r in results))
+
+
+def margin_backward(x, target, margins, hard: bool, ignore_index: int, weight: torch.Tensor):
+    """Gradient of ``sum(weight * losses)`` w.r.t. ``x``; ``weight`` is ``(N, S)`` or a single value."""
+    kernel = getattr(library(), f"margin_backward_{_SUFFIX[x.dtype]}")
+    grad = torch.empty_like(x)
+    weight = weight.to(x.dtype).contiguous()
+    step = 0 if weight.numel() == 1 else 1
+    layout = _layout(x)
+    pointers = x.data_ptr(), target.data_ptr(), margins.data_ptr(), weight.data_ptr(), grad.data_ptr()
+
+    def run(start: int, stop: int) -> None:
+        x_ptr, t_ptr, m_ptr, w_ptr, g_ptr = pointers
+        kernel(x_ptr, *layout, t_ptr, ignore_index, m_ptr, int(hard), start, stop, w_ptr, step, g_ptr)
+
+    _map(run, _ranges(target.numel()))
+    return grad

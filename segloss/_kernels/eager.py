@@ -1,0 +1,49 @@
+"""Margin-loss kernels in plain tensor ops: any device, any float dtype. The always-available backend."""
+
+from __future__ import annotations
+
+import torch
+
+
+def _errors(x: torch.Tensor, target: torch.Tensor, margins: torch.Tensor, ignore_index: int):
+    """Margin errors ``(N, C, S)`` (0 at the true class), the safe target index and the valid mask."""
+    valid = target != ignore_index
+    index = torch.where(valid, target, 0).unsqueeze(1)
+    errors = (x - x.gather(1, index)).add_(margins.view(1, -1, 1)).clamp_(min=0)
+    errors.scatter_(1, index, 0)
+    return errors, index, valid
+
+
+def _selection(errors: torch.Tensor, valid: torch.Tensor, hard: bool):
+    """Selected errors (bool ``(N, C, S)``), the per-sample mean error (0 when ignored) and count ``K``."""
+    mean_error = errors.mean(1) * valid
+    if hard:
+        selected = (errors >= mean_error.unsqueeze(1)) & (errors > 0)
+        return selected, mean_error, selected.sum(1)
+    return errors > 0, mean_error, None
+
+
+def margin_forward(x, target, margins, hard: bool, ignore_index: int, need_losses: bool):
+    """Per-sample losses ``(N, S)``, their sum and the count a mean divides by, as tensors."""
+    errors, _, valid = _errors(x, target, margins, ignore_index)
+    selected, mean_error, k = _selection(errors, valid, hard)
+    if hard:
+        losses = torch.where(mean_error > 0, (errors * selected).sum(1) / k.clamp(min=1), 0)
+        count = (losses > 0).sum()
+    else:
+        losses = mean_error
+        count = valid.sum()
+    return losses, losses.sum(dtype=torch.float64).to(x.dtype), count
+
+
+def margin_backward(x, target, margins, hard: bool, ignore_index: int, weight: torch.Tensor):
+    """Gradient of ``sum(weight * losses)`` w.r.t. ``x``; ``weight`` is ``(N, S)`` or a single value."""
+    errors, index, valid = _errors(x, target, margins, ignore_index)
+    selected, mean_error, k = _selection(errors, valid, hard)
+    if hard:
+        coef = torch.where(mean_error > 0, weight / k.clamp(min=1), 0)
+    else:
+        coef = torch.where(valid, weight / x.shape[1], 0)
+    grad = selected * coef.unsqueeze(1).to(x.dtype)
+    grad.scatter_(1, index, -grad.sum(1, keepdim=True))
+    return grad

@@ -1,0 +1,169 @@
+"""The losses of SPEC §1 as functions of ``(logits, target)``, shaped like ``F.cross_entropy``.
+
+Logits are ``(N, C)`` or ``(N, C, d1, ..., dk)``, targets ``(N)`` or ``(N, d1, ..., dk)``. Samples whose
+target is ``ignore_index`` contribute nothing. Half-precision logits are computed in float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from . import _distributed
+from ._checks import (
+    DEFAULT_IGNORE_INDEX,
+    check_reduction,
+    check_shapes,
+    check_target_values,
+    compute_dtype,
+    per_class_tensor,
+)
+from ._kernels import MarginLossFunction, as_samples
+
+Margin = float | Sequence[float] | torch.Tensor
+
+__all__ = [
+    "cross_entropy",
+    "dice_loss",
+    "hem_loss",
+    "logit_adjusted_loss",
+    "logit_norm_loss",
+    "multi_margin_loss",
+]
+
+
+def _prepare(logits: torch.Tensor, target: torch.Tensor, reduction: str) -> torch.Tensor:
+    check_reduction(reduction)
+    check_shapes(logits, target)
+    return logits.to(compute_dtype(logits.dtype))
+
+
+def _margin_loss(logits, target, margin, hard, ignore_index, reduction, sync) -> torch.Tensor:
+    x = _prepare(logits, target, reduction)
+    margins = per_class_tensor(margin, x.shape[1], "margin", x).contiguous()
+    x3, t2 = as_samples(x, target)
+    out = MarginLossFunction.apply(x3, t2, margins, hard, ignore_index, reduction, sync)
+    return out.reshape(target.shape) if reduction == "none" else out
+
+
+def hem_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    margin: Margin,
+    *,
+    ignore_index: int = DEFAULT_IGNORE_INDEX,
+    reduction: str = "mean",
+    sync: bool = False,
+) -> torch.Tensor:
+    """HEM (float ``margin``) or HEM+ (per-class ``(C,)`` margins): the mean of the errors at or above each
+    sample's mean error; ``mean`` averages over the samples with a loss above zero."""
+    return _margin_loss(logits, target, margin, True, ignore_index, reduction, sync)
+
+
+def multi_margin_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    margin: Margin = 1.0,
+    *,
+    ignore_index: int = DEFAULT_IGNORE_INDEX,
+    reduction: str = "mean",
+    sync: bool = False,
+) -> torch.Tensor:
+    """Multi-class margin loss: the mean of a sample's margin errors over the C classes."""
+    return _margin_loss(logits, target, margin, False, ignore_index, reduction, sync)
+
+
+def cross_entropy(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    ignore_index: int = DEFAULT_IGNORE_INDEX,
+    reduction: str = "mean",
+    sync: bool = False,
+) -> torch.Tensor:
+    """``F.cross_entropy`` with SPEC's target checks, float32 compute for half inputs and ``sync``."""
+    x = _prepare(logits, target, reduction)
+    check_target_values(target, x.shape[1], ignore_index)
+    if reduction == "none":
+        return F.cross_entropy(x, target.long(), ignore_index=ignore_index, reduction="none")
+    total = F.cross_entropy(x, target.long(), ignore_index=ignore_index, reduction="sum")
+    total = total * _distributed.world_size(sync)
+    if reduction == "sum":
+        return total
+    count = _distributed.all_reduce_sum((target != ignore_index).sum(), sync)
+    return total / count.clamp(min=1).to(total.dtype)  # an all-ignored batch gives 0, not NaN
+
+
+def logit_norm_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    tau: float = 0.04,
+    *,
+    ignore_index: int = DEFAULT_IGNORE_INDEX,
+    reduction: str = "mean",
+    sync: bool = False,
+) -> torch.Tensor:
+    """LogitNorm: cross-entropy of ``logits / (tau * (||logits||_2 + 1e-7))``, norm over the class dim."""
+    if not tau > 0:
+        raise ValueError(f"tau must be positive, got {tau}")
+    x = _prepare(logits, target, reduction)
+    normed = x / (tau * (torch.linalg.vector_norm(x, dim=1, keepdim=True) + 1e-7))
+    return cross_entropy(normed, target, ignore_index=ignore_index, reduction=reduction, sync=sync)
+
+
+def logit_adjusted_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    class_priors: Sequence[float] | torch.Tensor,
+    *,
+    ignore_index: int = DEFAULT_IGNORE_INDEX,
+    reduction: str = "mean",
+    sync: bool = False,
+) -> torch.Tensor:
+    """Logit-adjusted cross-entropy: cross-entropy of ``logits + log(class_priors)``."""
+    x = _prepare(logits, target, reduction)
+    priors = per_class_tensor(class_priors, x.shape[1], "class_priors", x)
+    if not bool((priors > 0).all()):
+        raise ValueError(f"class_priors must all be positive, got {priors.tolist()}")
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    adjusted = x + priors.log().view(shape)
+    return cross_entropy(adjusted, target, ignore_index=ignore_index, reduction=reduction, sync=sync)
+
+
+def dice_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    ignore_index: int = DEFAULT_IGNORE_INDEX,
+    reduction: str = "mean",
+    sync: bool = False,
+) -> torch.Tensor:
+    """Soft Dice: per class ``1 - 2 sum(t z) / sum(t + z)`` over the valid samples of the batch, ``z`` the
+    softmax. ``none`` gives the ``(C,)`` per-class losses, ``mean``/``sum`` reduce over classes."""
+    x = _prepare(logits, target, reduction)
+    check_target_values(target, x.shape[1], ignore_index)
+    x3, t2 = as_samples(x, target)
+    valid = t2 != ignore_index
+    probs = x3.softmax(1) * valid.unsqueeze(1)
+    index = torch.where(valid, t2, 0)
+    true_probs = probs.gather(1, index.unsqueeze(1)).flatten()  # 0 where ignored
+    per_class = probs.new_zeros(x3.shape[1])
+    intersection = per_class.index_add(0, index.flatten(), true_probs)
+    target_counts = per_class.index_add(0, index.flatten(), valid.flatten().to(probs.dtype))
+    cardinality = probs.sum((0, 2)) + target_counts
+    world = _distributed.world_size(sync)
+    if world > 1:  # global sums; the gradient flows through this rank's own part
+        intersection, cardinality = (
+            part + (_distributed.all_reduce_sum(part, sync) - part).detach()
+            for part in (intersection, cardinality)
+        )
+    present = cardinality > 0  # false only when no sample is valid anywhere
+    tiny = torch.finfo(cardinality.dtype).tiny
+    losses = (1 - 2 * intersection / cardinality.clamp(min=tiny)) * present
+    if reduction != "none":
+        losses = losses.sum() if reduction == "sum" else losses.mean()
+    if world > 1:  # the same value on every rank, the gradient times the world size for DDP's averaging
+        losses = losses.detach() + world * (losses - losses.detach())
+    return losses

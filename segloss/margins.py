@@ -1,0 +1,57 @@
+"""Margins from class counts: HEM's single margin and HEM+'s per-class margins (SPEC §1)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+DEFAULT_M = 2000.0
+
+
+def check_class_counts(counts, class_names: Sequence[str] | None = None) -> torch.Tensor:
+    """Counts as a float64 ``(C,)`` tensor; ``ValueError`` naming the classes whose count is not positive."""
+    counts = torch.as_tensor(counts, dtype=torch.float64).detach().cpu()
+    if counts.dim() != 1 or counts.numel() < 2:
+        raise ValueError(
+            f"class counts must be a 1-D sequence of at least 2 classes, got shape {tuple(counts.shape)}"
+        )
+    if not torch.isfinite(counts).all():
+        raise ValueError(f"class counts must be finite, got {counts.tolist()}")
+    bad = torch.nonzero(counts <= 0).flatten().tolist()
+    if bad:
+        if class_names is not None and len(class_names) == counts.numel():
+            named = ", ".join(f"{class_names[i]!r} (class {i}): {counts[i].item():g}" for i in bad)
+        else:
+            named = ", ".join(f"class {i}: {counts[i].item():g}" for i in bad)
+        raise ValueError(
+            f"every class needs a positive training count for count-based margins/priors; "
+            f"zero or negative counts for {named}"
+        )
+    return counts
+
+
+def _check_m(M: float) -> float:
+    if not M > 0:
+        raise ValueError(f"M must be positive, got {M}")
+    return float(M)
+
+
+def hem_margin(counts, M: float = DEFAULT_M, *, class_names: Sequence[str] | None = None) -> float:
+    """HEM's margin ``sqrt(M / S)`` with ``S`` the total count."""
+    counts = check_class_counts(counts, class_names)
+    return float(torch.sqrt(_check_m(M) / counts.sum()))
+
+
+def hem_plus_margins(
+    counts, M: float = DEFAULT_M, *, class_names: Sequence[str] | None = None
+) -> torch.Tensor:
+    """HEM+'s per-class margins ``sqrt(M / (n * s_i))`` as a float64 ``(C,)`` tensor."""
+    counts = check_class_counts(counts, class_names)
+    return torch.sqrt(_check_m(M) / (counts.numel() * counts))
+
+
+def class_priors(counts, *, class_names: Sequence[str] | None = None) -> torch.Tensor:
+    """Class priors ``p_j = s_j / S`` (float64) for the logit-adjusted loss."""
+    counts = check_class_counts(counts, class_names)
+    return counts / counts.sum()

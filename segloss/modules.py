@@ -1,0 +1,133 @@
+"""``nn.Module`` wrappers of the losses in :mod:`segloss.functional`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from . import functional as F
+from ._checks import DEFAULT_IGNORE_INDEX, check_reduction
+from .margins import DEFAULT_M, class_priors, hem_margin, hem_plus_margins
+
+
+class _Loss(nn.Module):
+    def __init__(self, ignore_index: int = DEFAULT_IGNORE_INDEX, reduction: str = "mean", sync: bool = False):
+        super().__init__()
+        check_reduction(reduction)
+        self.ignore_index = ignore_index
+        self.reduction = reduction
+        self.sync = sync
+
+    def _options(self) -> dict:
+        return {"ignore_index": self.ignore_index, "reduction": self.reduction, "sync": self.sync}
+
+    def extra_repr(self) -> str:
+        return f"ignore_index={self.ignore_index}, reduction={self.reduction!r}, sync={self.sync}"
+
+
+class CrossEntropyLoss(_Loss):
+    """Cross-entropy (``ce``)."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, target, **self._options())
+
+
+class LogitNormLoss(_Loss):
+    """LogitNorm (``ln``) with temperature ``tau``."""
+
+    def __init__(self, tau: float = 0.04, **kw):
+        super().__init__(**kw)
+        self.tau = tau
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.logit_norm_loss(logits, target, self.tau, **self._options())
+
+    def extra_repr(self) -> str:
+        return f"tau={self.tau}, {super().extra_repr()}"
+
+
+class LogitAdjustedLoss(_Loss):
+    """Logit-adjusted cross-entropy (``la``) with class priors ``p_j = s_j / S``."""
+
+    def __init__(self, class_priors: Sequence[float] | torch.Tensor, **kw):
+        super().__init__(**kw)
+        self.register_buffer("class_priors", torch.as_tensor(class_priors, dtype=torch.float64).clone())
+
+    @classmethod
+    def from_class_counts(
+        cls, counts, *, class_names: Sequence[str] | None = None, **kw
+    ) -> LogitAdjustedLoss:
+        return cls(class_priors(counts, class_names=class_names), **kw)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.logit_adjusted_loss(logits, target, self.class_priors, **self._options())
+
+
+class DiceLoss(_Loss):
+    """Soft Dice over the batch (``dice``)."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.dice_loss(logits, target, **self._options())
+
+
+class MultiMarginLoss(_Loss):
+    """Multi-class margin loss (``mm``) with one margin for every class, or ``(C,)`` margins."""
+
+    def __init__(self, margin: float | Sequence[float] | torch.Tensor = 1.0, **kw):
+        super().__init__(**kw)
+        self.register_buffer("margin", torch.as_tensor(margin, dtype=torch.float64).clone())
+
+    def _margin(self) -> float | torch.Tensor:
+        return self.margin if self.margin.dim() else float(self.margin)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.multi_margin_loss(logits, target, self._margin(), **self._options())
+
+    def extra_repr(self) -> str:
+        return f"margin={self.margin.tolist()}, {super().extra_repr()}"
+
+
+class HEMLoss(MultiMarginLoss):
+    """Hard-error-mining margin loss (``hem``): one margin (float) or per-class ``(C,)`` margins."""
+
+    def __init__(
+        self,
+        margin: float | Sequence[float] | torch.Tensor,
+        ignore_index: int = DEFAULT_IGNORE_INDEX,
+        reduction: str = "mean",
+        sync: bool = False,
+    ):
+        super().__init__(margin, ignore_index=ignore_index, reduction=reduction, sync=sync)
+
+    @classmethod
+    def from_class_counts(cls, counts, M: float = DEFAULT_M, *, class_names=None, **kw) -> HEMLoss:
+        """HEM with margin ``sqrt(M / S)``."""
+        return cls(hem_margin(counts, M, class_names=class_names), **kw)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.hem_loss(logits, target, self._margin(), **self._options())
+
+
+class HEMPlusLoss(HEMLoss):
+    """HEM+ (``hem+``): HEM with per-class margins, usually ``sqrt(M / (n s_i))`` from class counts."""
+
+    def __init__(
+        self,
+        margins: Sequence[float] | torch.Tensor,
+        ignore_index: int = DEFAULT_IGNORE_INDEX,
+        reduction: str = "mean",
+        sync: bool = False,
+    ):
+        margins = torch.as_tensor(margins, dtype=torch.float64)
+        if margins.dim() != 1:
+            raise ValueError(
+                f"HEMPlusLoss needs a (C,) tensor of per-class margins, got shape {tuple(margins.shape)}"
+            )
+        super().__init__(margins, ignore_index=ignore_index, reduction=reduction, sync=sync)
+
+    @classmethod
+    def from_class_counts(cls, counts, M: float = DEFAULT_M, *, class_names=None, **kw) -> HEMPlusLoss:
+        """HEM+ with margins ``sqrt(M / (n s_i))``."""
+        return cls(hem_plus_margins(counts, M, class_names=class_names), **kw)
