@@ -16,11 +16,10 @@ from ._checks import (
     DEFAULT_IGNORE_INDEX,
     check_reduction,
     check_shapes,
-    check_target_values,
     compute_dtype,
     per_class_tensor,
 )
-from ._kernels import MarginLossFunction, as_samples
+from ._kernels import MarginLossFunction, as_samples, count_valid_targets
 
 Margin = float | Sequence[float] | torch.Tensor
 
@@ -85,14 +84,14 @@ def cross_entropy(
 ) -> torch.Tensor:
     """``F.cross_entropy`` with SPEC's target checks, float32 compute for half inputs and ``sync``."""
     x = _prepare(logits, target, reduction)
-    check_target_values(target, x.shape[1], ignore_index)
+    count = count_valid_targets(target, x.shape[1], ignore_index)
     if reduction == "none":
         return F.cross_entropy(x, target.long(), ignore_index=ignore_index, reduction="none")
     total = F.cross_entropy(x, target.long(), ignore_index=ignore_index, reduction="sum")
     total = total * _distributed.world_size(sync)
     if reduction == "sum":
         return total
-    count = _distributed.all_reduce_sum((target != ignore_index).sum(), sync)
+    count = _distributed.all_reduce_sum(count.to(total.device), sync)
     return total / count.clamp(min=1).to(total.dtype)  # an all-ignored batch gives 0, not NaN
 
 
@@ -143,7 +142,7 @@ def dice_loss(
     """Soft Dice: per class ``1 - 2 sum(t z) / sum(t + z)`` over the valid samples of the batch, ``z`` the
     softmax. ``none`` gives the ``(C,)`` per-class losses, ``mean``/``sum`` reduce over classes."""
     x = _prepare(logits, target, reduction)
-    check_target_values(target, x.shape[1], ignore_index)
+    count_valid_targets(target, x.shape[1], ignore_index)
     x3, t2 = as_samples(x, target)
     valid = t2 != ignore_index
     probs = x3.softmax(1) * valid.unsqueeze(1)

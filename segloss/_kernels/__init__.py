@@ -1,12 +1,15 @@
 """The fused margin-loss autograd function (HEM, HEM+, MM) and its backends.
 
-Backends: ``cpu`` (compiled C, used for float32/float64 CPU tensors when a C compiler is available) and
-``eager`` (tensor ops, everywhere). ``SEGLOSS_KERNEL`` = ``auto`` (default), ``eager`` or ``cpu`` (fail
-if the compiled kernel is unavailable) picks one.
+Backends: ``cpu`` (compiled C, for float32/float64 CPU tensors when a C compiler is available),
+``triton`` (CUDA tensors, when Triton is installed) and ``eager`` (tensor ops, everywhere).
+``SEGLOSS_KERNEL`` = ``auto`` (default), ``eager``, ``cpu`` or ``triton`` picks one; naming a compiled
+backend that cannot run is an error.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import math
 import os
 
@@ -17,25 +20,53 @@ from .. import _distributed
 from .._checks import check_target_values
 from . import cpu, eager
 
-BACKENDS = ("auto", "eager", "cpu")
+BACKENDS = ("auto", "eager", "cpu", "triton")
 
 
-def select_backend(x: torch.Tensor):
-    """The backend module for ``x`` under the ``SEGLOSS_KERNEL`` setting."""
+@functools.cache
+def _triton_backend():
+    """The Triton backend module, or ``None`` without Triton."""
+    try:
+        return importlib.import_module(f"{__name__}.triton_gpu")
+    except ImportError:
+        return None
+
+
+def _setting() -> str:
     choice = os.environ.get("SEGLOSS_KERNEL", "auto").lower()
     if choice not in BACKENDS:
         raise ValueError(f"SEGLOSS_KERNEL must be one of {BACKENDS}, got {choice!r}")
+    return choice
+
+
+def select_backend(x: torch.Tensor):
+    """The backend module for logits ``x`` under the ``SEGLOSS_KERNEL`` setting."""
+    choice = _setting()
     if choice == "eager":
         return eager
-    on_cpu = x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
-    if choice == "cpu":
-        if not on_cpu or not cpu.available():
-            raise RuntimeError(
-                f"SEGLOSS_KERNEL=cpu but the compiled CPU kernel cannot run here "
-                f"(device {x.device}, dtype {x.dtype}, compiled: {cpu.available()})"
-            )
-        return cpu
-    return cpu if on_cpu and cpu.available() else eager
+    candidates = {}
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and cpu.available():
+        candidates["cpu"] = cpu
+    triton_gpu = _triton_backend() if x.is_cuda else None
+    if triton_gpu is not None and triton_gpu.supports(x):
+        candidates["triton"] = triton_gpu
+    if choice == "auto":
+        return next(iter(candidates.values()), eager)
+    if choice not in candidates:
+        raise RuntimeError(
+            f"SEGLOSS_KERNEL={choice} cannot run here (device {x.device}, dtype {x.dtype}, "
+            f"{x.shape[1]} classes); usable: {', '.join(candidates) or 'eager only'}"
+        )
+    return candidates[choice]
+
+
+def count_valid_targets(target: torch.Tensor, num_classes: int, ignore_index: int) -> torch.Tensor:
+    """The number of targets that are not ``ignore_index`` (a tensor on ``target``'s device), after
+    checking that every other target is in ``[0, num_classes)``."""
+    if target.device.type == "cpu" and _setting() != "eager" and cpu.available():
+        return cpu.count_valid_targets(target, num_classes, ignore_index)
+    check_target_values(target, num_classes, ignore_index)
+    return (target != ignore_index).sum()
 
 
 def as_samples(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,7 +91,7 @@ class MarginLossFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, target, margins, hard: bool, ignore_index: int, reduction: str, sync: bool):
         backend = select_backend(x)
-        if backend is eager:
+        if backend is not cpu:  # the compiled CPU kernel checks targets as it goes
             check_target_values(target, x.shape[1], ignore_index)
         losses, total, count = backend.margin_forward(
             x, target, margins, hard, ignore_index, reduction == "none"

@@ -61,7 +61,11 @@ def _build(compiler: str) -> Path:
     os.close(fd)
     try:
         subprocess.run(
-            [compiler, *CFLAGS, str(SOURCE), "-o", tmp], check=True, capture_output=True, timeout=120
+            [compiler, *CFLAGS, SOURCE.name, "-o", tmp],
+            cwd=SOURCE.parent,  # the source includes itself by its own name
+            check=True,
+            capture_output=True,
+            timeout=120,
         )
         os.replace(tmp, target)  # atomic: concurrent builders (DDP ranks) never see a half-written file
     finally:
@@ -71,6 +75,8 @@ def _build(compiler: str) -> Path:
 
 
 def _declare(lib: ctypes.CDLL) -> None:
+    lib.count_valid_targets.restype = _I64
+    lib.count_valid_targets.argtypes = [_PTR, _I64, _I64, _I64, _I64]
     for suffix in _SUFFIX.values():
         forward = getattr(lib, f"margin_forward_{suffix}")
         forward.restype = _I64
@@ -170,3 +176,17 @@ def margin_backward(x, target, margins, hard: bool, ignore_index: int, weight: t
 
     _map(run, _ranges(target.numel()))
     return grad
+
+
+def count_valid_targets(target: torch.Tensor, num_classes: int, ignore_index: int) -> torch.Tensor:
+    """The number of targets that are not ``ignore_index``; ``ValueError`` for one outside the classes."""
+    target = target.to(torch.int64).contiguous()
+    pointer = target.data_ptr()
+
+    def run(start: int, stop: int) -> int:
+        count = library().count_valid_targets(pointer, num_classes, ignore_index, start, stop)
+        if count < 0:
+            raise_bad_target(int(target.view(-1)[-count - 1]), num_classes, ignore_index)
+        return count
+
+    return torch.tensor(sum(_map(run, _ranges(target.numel()))))

@@ -1,0 +1,176 @@
+"""Forward+backward time and peak extra memory of every segloss loss against F.cross_entropy.
+
+All losses run on the same tensors in one process, interleaved round by round; the table shows medians
+and ratios to ``torch.nn.functional.cross_entropy``. Peak extra memory is the growth of the resident set
+(CPU, Linux: VmHWM after resetting it through /proc/self/clear_refs) or of CUDA's peak allocation, over
+what the inputs already hold; the gradient of the logits is included for every loss.
+
+    python benchmarks/bench_losses.py                       # the three shapes of the issue, CPU
+    python benchmarks/bench_losses.py --shapes 4x19x512x1024 --repeats 9
+    python benchmarks/bench_losses.py --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import os
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+import segloss
+from segloss._kernels import cpu as cpu_kernel
+
+SHAPES = {
+    "cityscapes": "4x19x512x1024",
+    "camvid": "12x12x360x480",
+    "cifar100": "128x100",
+}
+IGNORE = 255
+
+
+@contextlib.contextmanager
+def kernel_backend(name: str | None):
+    old = os.environ.get("SEGLOSS_KERNEL")
+    if name is not None:
+        os.environ["SEGLOSS_KERNEL"] = name
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("SEGLOSS_KERNEL", None)
+        else:
+            os.environ["SEGLOSS_KERNEL"] = old
+
+
+def make_losses(num_classes: int, device: torch.device) -> dict:
+    counts = torch.logspace(0, 3, num_classes) * 1000  # 1000× imbalance, like street scenes
+    losses = {"F.cross_entropy": (lambda x, t: F.cross_entropy(x, t, ignore_index=IGNORE), None)}
+    for name in segloss.LOSS_NAMES:
+        module = segloss.build_loss(name, class_counts=counts, ignore_index=IGNORE).to(device)
+        losses[name] = (module, None)
+    if device.type == "cpu":
+        losses["hem+ (eager)"] = (losses["hem+"][0], "eager")
+    return losses
+
+
+def rss_mb() -> tuple[float, float]:
+    """Current and peak resident set size, MiB."""
+    with open("/proc/self/status") as handle:
+        status = dict(line.split(":", 1) for line in handle)
+    return int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024
+
+
+def can_measure_cpu_memory() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def step(loss, logits, target) -> None:
+    leaf = logits.detach().requires_grad_()
+    loss(leaf, target).backward()
+
+
+def measure_time(loss, backend, logits, target, iterations: int) -> float:
+    with kernel_backend(backend):
+        if logits.is_cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(iterations):
+            step(loss, logits, target)
+        if logits.is_cuda:
+            torch.cuda.synchronize()
+        return (time.perf_counter() - start) / iterations
+
+
+def measure_memory(loss, backend, logits, target) -> float | None:
+    """Peak extra MiB of one forward+backward."""
+    with kernel_backend(backend):
+        gc.collect()
+        if logits.is_cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+            step(loss, logits, target)
+            torch.cuda.synchronize()
+            return (torch.cuda.max_memory_allocated() - base) / 2**20
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        base, _ = rss_mb()
+        step(loss, logits, target)
+        gc.collect()
+        return rss_mb()[1] - base
+
+
+def bench_shape(shape: tuple[int, ...], device: torch.device, repeats: int, min_seconds: float) -> list[dict]:
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(shape, generator=generator).to(device)
+    target = torch.randint(0, shape[1], (shape[0], *shape[2:]), generator=generator)
+    target[torch.rand(target.shape, generator=generator) < 0.05] = IGNORE
+    target = target.to(device)
+    losses = make_losses(shape[1], device)
+    memory_ok = device.type == "cuda" or (can_measure_cpu_memory() and logits.numel() * 4 >= 16 * 2**20)
+
+    iterations = {}
+    for name, (loss, backend) in losses.items():  # warm-up, and enough iterations per measurement
+        one = measure_time(loss, backend, logits, target, 1)
+        iterations[name] = max(1, int(min_seconds / max(one, 1e-6)))
+    times = {name: [] for name in losses}
+    memory = {name: [] for name in losses}
+    for _ in range(repeats):
+        for name, (loss, backend) in losses.items():
+            times[name].append(measure_time(loss, backend, logits, target, iterations[name]))
+            if memory_ok:
+                memory[name].append(measure_memory(loss, backend, logits, target))
+    base_time = statistics.median(times["F.cross_entropy"])
+    base_memory = statistics.median(memory["F.cross_entropy"]) if memory_ok else None
+    rows = []
+    for name in losses:
+        seconds = statistics.median(times[name])
+        row = {"loss": name, "ms": seconds * 1e3, "time_ratio": seconds / base_time}
+        if memory_ok:
+            peak = statistics.median(memory[name])
+            row.update(mib=peak, memory_ratio=peak / base_memory if base_memory > 0 else float("nan"))
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--shapes", nargs="+", default=list(SHAPES), help="names or NxCxHxW / NxC")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--min-seconds", type=float, default=0.05, help="time per measurement")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    kernel = "compiled C" if cpu_kernel.available() else "eager (no C compiler)"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {device}, CPU kernel: {kernel}")
+    for spec in args.shapes:
+        shape = tuple(int(v) for v in SHAPES.get(spec, spec).split("x"))
+        print(f"\n### {spec} {'×'.join(map(str, shape))}, median of {args.repeats}\n")
+        rows = bench_shape(shape, device, args.repeats, args.min_seconds)
+        has_memory = "mib" in rows[0]
+        header = "| loss | fwd+bwd ms | × CE time |" + (
+            " peak extra MiB | × CE memory |" if has_memory else ""
+        )
+        print(header)
+        print("|---|---:|---:|" + ("---:|---:|" if has_memory else ""))
+        for row in rows:
+            line = f"| {row['loss']} | {row['ms']:.2f} | {row['time_ratio']:.2f} |"
+            if has_memory:
+                line += f" {row['mib']:.0f} | {row['memory_ratio']:.2f} |"
+            print(line)
+
+
+if __name__ == "__main__":
+    main()
