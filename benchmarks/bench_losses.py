@@ -143,6 +143,17 @@ def bench_shape(shape: tuple[int, ...], device: torch.device, repeats: int, min_
     return rows
 
 
+def print_table(rows: list[dict]) -> None:
+    has_memory = "mib" in rows[0]
+    print("| loss | fwd+bwd ms | × CE time |" + (" peak extra MiB | × CE memory |" if has_memory else ""))
+    print("|---|---:|---:|" + ("---:|---:|" if has_memory else ""))
+    for row in rows:
+        line = f"| {row['loss']} | {row['ms']:.2f} | {row['time_ratio']:.2f} |"
+        if has_memory:
+            line += f" {row['mib']:.0f} | {row['memory_ratio']:.2f} |"
+        print(line)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -158,18 +169,7 @@ def main() -> None:
     for spec in args.shapes:
         shape = tuple(int(v) for v in SHAPES.get(spec, spec).split("x"))
         print(f"\n### {spec} {'×'.join(map(str, shape))}, median of {args.repeats}\n")
-        rows = bench_shape(shape, device, args.repeats, args.min_seconds)
-        has_memory = "mib" in rows[0]
-        header = "| loss | fwd+bwd ms | × CE time |" + (
-            " peak extra MiB | × CE memory |" if has_memory else ""
-        )
-        print(header)
-        print("|---|---:|---:|" + ("---:|---:|" if has_memory else ""))
-        for row in rows:
-            line = f"| {row['loss']} | {row['ms']:.2f} | {row['time_ratio']:.2f} |"
-            if has_memory:
-                line += f" {row['mib']:.0f} | {row['memory_ratio']:.2f} |"
-            print(line)
+        print_table(bench_shape(shape, device, args.repeats, args.min_seconds))
 
 
 if __name__ == "__main__":

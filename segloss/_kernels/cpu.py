@@ -38,6 +38,15 @@ _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
 
 
+def _forget_pool() -> None:
+    """A forked child inherits the pool object but not its threads: start afresh there."""
+    global _pool, _pool_size
+    _pool, _pool_size = None, 0
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
 def cache_dir() -> Path:
     root = os.environ.get("SEGLOSS_CACHE") or Path.home() / ".cache" / "segloss"
     return Path(root) / "kernels"
