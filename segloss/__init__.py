@@ -3,7 +3,7 @@
 ``import segloss`` needs torch alone; datasets, models and training live in optional submodules.
 """
 
-from . import functional
+from . import functional, metrics
 from .margins import hem_margin, hem_plus_margins
 from .modules import (
     CrossEntropyLoss,
@@ -29,6 +29,7 @@ __all__ = [
     "MultiMarginLoss",
     "build_loss",
     "functional",
+    "metrics",
     "hem_margin",
     "hem_plus_margins",
 ]
