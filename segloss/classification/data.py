@@ -34,7 +34,12 @@ __all__ = [
 
 SPLITS = ("train", "test")
 DIGITS_TEST_SIZE = 450  # of scikit-learn's 1797 digits: a stratified split with random_state=0
-_IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+_IDX_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 _CIFAR10_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta")
 
 
@@ -118,22 +123,25 @@ def _spec(name: str) -> DatasetSpec:
     return DATASETS[name]
 
 
-def _download_command(spec: DatasetSpec) -> str:
-    splits = "split=s" if spec.reader == "SVHN" else "train=s == 'train'"
-    return (
-        f"python -c \"import torchvision.datasets as d; "
-        f"[d.{spec.reader}('ROOT', {splits}, download=True) for s in ('train', 'test')]\""
-    )
+def _download_command(spec: DatasetSpec, root: Path) -> str:
+    if spec.reader == "SVHN":  # one file per split
+        call = f"[d.SVHN('{root}', split=s, download=True) for s in ('train', 'test')]"
+    else:
+        call = f"d.{spec.reader}('{root}', download=True)"
+    return f'python -c "import torchvision.datasets as d; {call}"'
 
 
-def _check_files(name: str, spec: DatasetSpec, root: Path) -> None:
-    missing = [f for f in spec.files if not (root / f).is_file()]
+def _check_files(name: str, spec: DatasetSpec, root: Path, split: str) -> None:
+    # torchvision's SVHN reads one file per split; the other readers check every file of the dataset
+    needed = [f for f in spec.files if spec.reader != "SVHN" or f.startswith(split)]
+    missing = [f for f in needed if not (root / f).is_file()]
     if missing:
         layout = "\n".join(f"  {root / f}" for f in spec.files)
         raise FileNotFoundError(
             f"dataset {name!r} not found under {root}: missing {', '.join(missing)}.\n"
             f"expected layout (torchvision's {spec.reader}):\n{layout}\n"
-            f"to download it (needs internet): set data.download=true, or run\n  {_download_command(spec)}"
+            f"to download it (needs internet): set data.download=true, or run\n"
+            f"  {_download_command(spec, root)}"
         )
 
 
@@ -185,7 +193,7 @@ def load_split(
         raise ValueError(f"dataset {name!r} needs a root folder (data.root)")
     root = Path(root).expanduser()
     if not download:
-        _check_files(name, spec, root)
+        _check_files(name, spec, root, split)
     from torchvision import datasets
 
     reader = getattr(datasets, spec.reader)
@@ -197,7 +205,7 @@ def load_split(
         raise RuntimeError(
             f"torchvision's {spec.reader} reader rejected the files under {root} ({error}); they may be "
             f"corrupted or incomplete (checksums are checked): delete them and download again with\n"
-            f"  {_download_command(spec)}"
+            f"  {_download_command(spec, root)}"
         ) from error
     except OSError as error:  # the download itself failed (offline)
         raise OSError(f"downloading {name!r} to {root} failed: {error}") from error
@@ -247,7 +255,8 @@ def long_tailed_class_sizes(class_sizes: np.ndarray, imbalance_ratio: float) -> 
 
 
 def long_tailed_indices(targets: np.ndarray, num_classes: int, imbalance_ratio: float) -> np.ndarray:
-    """Sorted indices of a long-tailed subset: class ``j`` keeps its first ``⌊s_j · ρ^(-j/(n-1))⌋`` samples."""
+    """Sorted indices of a long-tailed subset: class ``j`` keeps its first ``⌊s_j · ρ^(-j/(n-1))⌋``
+    samples."""
     targets = np.asarray(targets)
     sizes = np.bincount(targets, minlength=num_classes)
     keep = long_tailed_class_sizes(sizes, imbalance_ratio)
@@ -293,4 +302,3 @@ def stack_images(dataset: Dataset, batch_size: int = 1000) -> tuple[torch.Tensor
         raise ValueError("the dataset is empty")
     images, targets = zip(*DataLoader(dataset, batch_size=batch_size, shuffle=False), strict=True)
     return torch.cat(images), torch.cat(targets).long()
-

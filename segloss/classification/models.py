@@ -21,6 +21,7 @@ __all__ = [
     "MLP",
     "ResNet32",
     "build_classifier",
+    "check_classifier_name",
     "cifar_resnet18",
 ]
 
@@ -187,6 +188,14 @@ CLASSIFIERS: dict[str, Callable[[int, int, int, int], nn.Module]] = {
 EXTERNAL_PREFIXES = ("timm:", "torchvision:")
 
 
+def check_classifier_name(name: str) -> None:
+    """``ValueError`` listing the valid names unless ``name`` is in ``CLASSIFIERS`` or has a library
+    prefix."""
+    if name not in CLASSIFIERS and not name.startswith(EXTERNAL_PREFIXES):
+        valid = ", ".join([*CLASSIFIERS, "timm:MODEL", "torchvision:MODEL"])
+        raise ValueError(f"unknown classifier {name!r}; valid names: {valid}")
+
+
 def _external_classifier(name: str, num_classes: int, in_channels: int) -> nn.Module:
     library, _, model_name = name.partition(":")
     if library == "timm":
@@ -223,14 +232,12 @@ def build_classifier(
     """
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+    check_classifier_name(name)
     height, width = _image_hw(image_size)
     if name in CLASSIFIERS:
         net = CLASSIFIERS[name](num_classes, in_channels, height, width)
-    elif name.startswith(EXTERNAL_PREFIXES):
-        net = _external_classifier(name, num_classes, in_channels)
     else:
-        valid = ", ".join([*CLASSIFIERS, "timm:MODEL", "torchvision:MODEL"])
-        raise ValueError(f"unknown classifier {name!r}; valid names: {valid}")
+        net = _external_classifier(name, num_classes, in_channels)
     if mean is None and std is None:
         return net
     if mean is None or std is None or len(mean) != in_channels:

@@ -1,0 +1,112 @@
+"""Training-step throughput (images/s) of FPN with CE and with HEM+, interleaved in one process.
+
+Each loss trains its own copy of the same model (same initial weights) with the project's training loop
+(``segloss.engine.train_one_epoch``: forward, loss, NaN check, backward, SGD step) on a CamVid-sized
+batch; rounds alternate between the losses and the table shows medians and the ratio to CE. HEM+ uses
+margins from CamVid's training pixel shares (SPEC §3). Target: HEM+ within 2 % of CE.
+
+    python benchmarks/bench_train.py                                   # CPU: batch 2, 352×480
+    python benchmarks/bench_train.py --device cuda --batch 12          # AMP (bf16/fp16) + channels_last
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+
+import numpy as np
+import torch
+
+import segloss
+from segloss.engine import amp_dtype, train_one_epoch
+from segloss.models import build_model
+from segloss.training import resolve_device
+
+# CamVid train pixel shares (%) of the 11 classes, SPEC §3; void (3.95 %) is ignored.
+CAMVID_SHARES = [16.85, 23.26, 0.98, 31.66, 4.49, 9.72, 1.17, 1.13, 5.87, 0.64, 0.29]
+CAMVID_PIXELS = 367 * 360 * 480
+IGNORE = 255
+
+
+def camvid_batch(batch: int, height: int, width: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random images and masks drawn with CamVid's class shares, ~4 % void, in blocks of 8×8 pixels."""
+    rng = np.random.default_rng(seed)
+    shares = np.array([*CAMVID_SHARES, 3.95]) / 100
+    blocks = rng.choice(len(shares), size=(batch, height // 8 + 1, width // 8 + 1), p=shares / shares.sum())
+    mask = np.kron(blocks, np.ones((1, 8, 8), dtype=np.int64))[:, :height, :width]
+    mask[mask == len(CAMVID_SHARES)] = IGNORE
+    image = rng.standard_normal((batch, 3, height, width), dtype=np.float32)
+    return torch.from_numpy(image), torch.from_numpy(mask)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--arch", default="FPN")
+    parser.add_argument("--encoder", default="resnet34")
+    parser.add_argument("--crop", type=int, nargs=2, default=(352, 480), metavar=("H", "W"))
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=3, help="timed training steps per loss and round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "off"))
+    args = parser.parse_args()
+
+    device = resolve_device(args.device)
+    dtype = amp_dtype(args.amp, device)
+    channels_last = device.type == "cuda"
+    torch.manual_seed(0)
+    model = build_model(args.arch, args.encoder, len(CAMVID_SHARES), encoder_weights=None)
+    counts = np.array(CAMVID_SHARES) / 100 * CAMVID_PIXELS
+    losses = {
+        "ce": segloss.build_loss("ce", ignore_index=IGNORE),
+        "hem+": segloss.build_loss("hem+", class_counts=counts, ignore_index=IGNORE),
+    }
+    image, mask = camvid_batch(args.batch, *args.crop)
+    runs = {}
+    for name, loss in losses.items():
+        copy_ = copy.deepcopy(model).to(device)
+        if channels_last:
+            copy_ = copy_.to(memory_format=torch.channels_last)
+        optimizer = torch.optim.SGD(copy_.parameters(), lr=1e-3, momentum=0.9)
+        scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+        runs[name] = (copy_, loss.to(device), optimizer, scaler)
+
+    def timed(name: str, steps: int) -> float:
+        network, loss, optimizer, scaler = runs[name]
+        stats = train_one_epoch(
+            network, loss, optimizer, [(image, mask)] * steps, device, epoch=1, scaler=scaler, dtype=dtype,
+            channels_last=channels_last, progress=False,
+        )  # fmt: skip
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return stats["images_per_s"]
+
+    for name in runs:  # warm-up: allocator, kernels, cudnn autotuning
+        timed(name, 1)
+    rates: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(args.rounds):
+        for name in runs:
+            rates[name].append(timed(name, args.steps))
+
+    what = f"{args.arch}-{args.encoder}, batch {args.batch}×3×{args.crop[0]}×{args.crop[1]}"
+    precision = {None: "fp32", torch.bfloat16: "bf16 AMP", torch.float16: "fp16 AMP"}[dtype]
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU, {torch.get_num_threads()} threads"
+    )
+    print(f"{what} on {name}, {precision}; {args.rounds} rounds × {args.steps} steps, medians")
+    print(f"{'loss':<6} {'images/s':>9} {'ms/step':>8} {'vs CE':>6}")
+    ce = statistics.median(rates["ce"])
+    for name, values in rates.items():
+        rate = statistics.median(values)
+        print(f"{name:<6} {rate:>9.2f} {1000 * args.batch / rate:>8.1f} {rate / ce:>6.3f}")
+    ratio = statistics.median(rates["hem+"]) / ce
+    print(f"HEM+ throughput / CE throughput = {ratio:.3f} (target >= 0.98)")
+
+
+if __name__ == "__main__":
+    main()

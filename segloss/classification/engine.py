@@ -1,0 +1,133 @@
+"""Image classification around the shared training loop (``segloss.engine.train_one_epoch``): optimizers and
+step schedules of the recipes, logits of whole datasets, accuracy."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+from tqdm.auto import tqdm
+
+from ..engine import autocast, train_one_epoch
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "OPTIMIZERS",
+    "build_lr_scheduler",
+    "build_optimizer",
+    "evaluate_accuracy",
+    "fit",
+    "predict_logits",
+]
+
+OPTIMIZERS = ("sgd", "adam")
+LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def build_optimizer(
+    parameters: Iterable[nn.Parameter],
+    name: str = "sgd",
+    lr: float = 0.1,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+) -> torch.optim.Optimizer:
+    """SGD (with ``momentum``) or Adam (``momentum`` unused); ``weight_decay`` is L2 regularisation."""
+    if name == "sgd":
+        return torch.optim.SGD(parameters, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; valid names: {', '.join(OPTIMIZERS)}")
+
+
+def build_lr_scheduler(
+    optimizer: torch.optim.Optimizer, milestones: Sequence[int] = (), gamma: float = 0.1
+) -> torch.optim.lr_scheduler.MultiStepLR:
+    """The learning rate times ``gamma`` at each epoch of ``milestones``; step it once per epoch."""
+    milestones = list(milestones)
+    if milestones != sorted(set(milestones)) or any(m < 1 for m in milestones):
+        raise ValueError(f"milestones must be increasing positive epochs, got {milestones}")
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=gamma)
+
+
+def fit(
+    model: nn.Module,
+    loader: DataLoader,
+    loss_fn: LossFunction,
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    device: torch.device | str,
+    *,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+    progress: bool = True,
+) -> list[dict[str, float]]:
+    """``epochs`` passes of the shared training loop, stepping the per-epoch ``scheduler`` after each;
+    ``dtype`` autocasts (float16 with a gradient scaler). Returns the per-epoch metrics (``loss``,
+    ``images_per_s``, ``seconds``, ``lr``)."""
+    device = torch.device(device)
+    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+    history = []
+    for epoch in tqdm(range(epochs), desc="training", unit="epoch", disable=not progress):
+        metrics = train_one_epoch(
+            model,
+            loss_fn,
+            optimizer,
+            loader,
+            device,
+            epoch=epoch,
+            scaler=scaler,
+            dtype=dtype,
+            channels_last=channels_last,
+            progress=progress,
+        )
+        if scheduler is not None:
+            scheduler.step()
+        logger.info("epoch %d: loss %.4f, lr %.3g", epoch, metrics["loss"], metrics["lr"])
+        history.append(metrics)
+    return history
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module,
+    data: Dataset | DataLoader | torch.Tensor,
+    device: torch.device | str,
+    *,
+    batch_size: int = 256,
+    dtype: torch.dtype | None = None,
+    desc: str = "predict",
+    progress: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Float32 CPU logits ``(N, C)`` of every image in ``data`` (a tensor of images, or a dataset or loader
+    of images or ``(image, target)`` pairs) and the targets when there are any; ``dtype`` autocasts."""
+    device = torch.device(device)
+    if isinstance(data, torch.Tensor):
+        data = TensorDataset(data)
+    loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=batch_size, shuffle=False)
+    model.eval()
+    logits, targets = [], []
+    for batch in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress):
+        labelled = isinstance(batch, (list, tuple)) and len(batch) > 1
+        images = batch[0] if isinstance(batch, (list, tuple)) else batch
+        with autocast(device, dtype):
+            logits.append(model(images.to(device, non_blocking=True)).float().cpu())
+        if labelled:
+            targets.append(torch.as_tensor(batch[1]).long())
+    if not logits:
+        raise ValueError(f"{desc}: no images to predict")
+    return torch.cat(logits), (torch.cat(targets) if targets else None)
+
+
+def evaluate_accuracy(
+    model: nn.Module, data: Dataset | DataLoader, device: torch.device | str, *, progress: bool = True
+) -> float:
+    """Top-1 accuracy (a fraction) on a labelled dataset or loader."""
+    logits, targets = predict_logits(model, data, device, desc="evaluate", progress=progress)
+    if targets is None:
+        raise ValueError("evaluate_accuracy needs (image, target) samples")
+    return (logits.argmax(1) == targets).double().mean().item()

@@ -1,0 +1,135 @@
+"""The pieces of a classification run built from a ``ClassificationConfig``: data, model, loss, optimizer
+and schedule, loader, unknown sets and the evaluation."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from ..registry import LOSS_HYPERPARAMETERS, LOSSES_NEEDING_COUNTS, build_loss
+from .config import ClassificationConfig
+from .data import ImageData, build_image_data, stack_images
+from .engine import build_lr_scheduler, build_optimizer
+from .evaluation import ClassificationReport, evaluate_classifier
+from .models import build_classifier
+from .unknown import build_unknown_sets
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "data_from_config",
+    "device_from_config",
+    "evaluate_from_config",
+    "loss_from_config",
+    "model_from_config",
+    "optimizer_from_config",
+    "train_loader_from_config",
+    "unknown_sets_from_config",
+]
+
+
+def device_from_config(config: ClassificationConfig) -> torch.device:
+    """``train.device``; ``auto`` is the GPU when there is one."""
+    setting = config.train.device
+    if setting == "auto":
+        setting = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(setting)
+
+
+def data_from_config(config: ClassificationConfig) -> ImageData:
+    """The training (possibly long-tailed) and test splits of ``config.data``."""
+    data = config.data
+    return build_image_data(
+        data.name,
+        data.root,
+        download=data.download,
+        augment=data.augment,
+        imbalance_ratio=data.imbalance_ratio,
+    )
+
+
+def model_from_config(config: ClassificationConfig, data: ImageData) -> nn.Module:
+    """``model.arch`` for the data's image shape and classes, normalising with the data's statistics."""
+    channels, height, width = data.image_shape
+    return build_classifier(
+        config.model.arch, data.num_classes, channels, (height, width), mean=data.mean, std=data.std
+    )
+
+
+def loss_from_config(config: ClassificationConfig, data: ImageData) -> nn.Module:
+    """The loss of ``config.loss``; ``la``, ``hem`` and ``hem+`` use the training split's class counts."""
+    name = config.loss.name
+    hyper_parameters = {key: getattr(config.loss, key) for key in LOSS_HYPERPARAMETERS[name]}
+    loss = build_loss(name, class_counts=data.class_counts, class_names=data.classes, **hyper_parameters)
+    if name in LOSSES_NEEDING_COUNTS:
+        logger.info("loss %s from class counts %s", loss, data.class_counts.tolist())
+    return loss
+
+
+def optimizer_from_config(
+    config: ClassificationConfig, model: nn.Module
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.MultiStepLR]:
+    """The optimizer of ``config.optim`` and its per-epoch step schedule."""
+    optim = config.optim
+    optimizer = build_optimizer(model.parameters(), optim.name, optim.lr, optim.momentum, optim.weight_decay)
+    return optimizer, build_lr_scheduler(optimizer, optim.milestones, optim.gamma)
+
+
+def train_loader_from_config(config: ClassificationConfig, data: ImageData) -> DataLoader:
+    """Shuffled training batches, the shuffling seeded from ``train.seed``."""
+    return DataLoader(
+        data.train,
+        batch_size=config.train.batch_size,
+        shuffle=True,
+        num_workers=config.train.num_workers,
+        pin_memory=torch.cuda.is_available(),
+        generator=torch.Generator().manual_seed(config.train.seed),
+        persistent_workers=config.train.num_workers > 0,
+    )
+
+
+def unknown_sets_from_config(config: ClassificationConfig, data: ImageData) -> dict[str, Dataset]:
+    """The unknown sets of ``eval.unknown_sets``, shaped like the known test images."""
+    if not config.eval.unknown_sets:
+        return {}
+    test_images, _ = stack_images(data.test)
+    return build_unknown_sets(
+        config.eval.unknown_sets,
+        test_images,
+        root=config.eval.unknown_root,
+        num_samples=config.eval.unknown_samples,
+        download=config.data.download,
+    )
+
+
+def evaluate_from_config(
+    config: ClassificationConfig,
+    model: nn.Module,
+    data: ImageData,
+    device: torch.device,
+    unknown_sets: dict[str, Dataset] | None = None,
+    *,
+    dtype: torch.dtype | None = None,
+) -> ClassificationReport:
+    """``evaluate_classifier`` with the options of ``config.eval`` (unknown sets built unless given)."""
+    evaluation = config.eval
+    if unknown_sets is None:
+        unknown_sets = unknown_sets_from_config(config, data)
+    return evaluate_classifier(
+        model,
+        data,
+        device,
+        unknown_sets=unknown_sets,
+        attack_samples=evaluation.attack_samples,
+        attack_norms=evaluation.attack_norms,
+        attack_eps=evaluation.attack_eps,
+        attack_batch_size=evaluation.attack_batch_size,
+        accept_rate=evaluation.accept_rate,
+        corruptions_root=evaluation.corruptions_root,
+        batch_size=evaluation.batch_size,
+        dtype=dtype,
+        progress=config.train.progress,
+    )

@@ -1,0 +1,444 @@
+"""Run configuration: YAML files with dotted ``key=value`` overrides, checked against a typed schema.
+
+A config is a dataclass per task (``task: segmentation`` by default; other tasks register their own
+schema with ``register_task``). Every section is a dataclass whose annotations give the accepted
+types; fields with ``metadata={"choices": ...}`` accept only those values. Unknown keys and wrong
+types raise ``ConfigError`` listing the valid keys.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import os
+import re
+import types
+import typing
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .registry import LOSS_NAMES
+
+DEFAULT_TASK = "segmentation"
+DATASET_NAMES = ("camvid", "cityscapes", "sbd", "folder", "synthetic")
+# Keys a resumed run may change; any other difference from the checkpoint's config is an error.
+RESUMABLE_KEYS = frozenset(
+    {"train.epochs", "train.num_workers", "train.eval_every", "train.progress", "train.device"}
+)
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit the schema."""
+
+
+def check_bounds(
+    *, positive: dict[str, float] | None = None, non_negative: dict[str, float] | None = None
+) -> None:
+    """``ConfigError`` naming the first key of ``positive`` that is not > 0 or of ``non_negative`` < 0."""
+    for key, value in (positive or {}).items():
+        if not value > 0:
+            raise ConfigError(f"{key} must be positive, got {value}")
+    for key, value in (non_negative or {}).items():
+        if not value >= 0:
+            raise ConfigError(f"{key} must be >= 0, got {value}")
+
+
+def choices(*values: Any, default: Any) -> Any:
+    """A dataclass field that accepts only ``values``."""
+    return field(default=default, metadata={"choices": values})
+
+
+@dataclass
+class DataConfig:
+    """``name`` picks the reader; ``root`` its folder. ``classes``/``ignore_value`` describe a
+    ``folder`` dataset (void value in its mask files); ``num_train``, ``num_eval``, ``size`` and ``seed``
+    shape the ``synthetic`` one."""
+
+    name: str = choices(*DATASET_NAMES, default="synthetic")
+    root: str | None = None
+    train_split: str = "train"
+    classes: list[str] | None = None
+    ignore_value: int = 255
+    num_train: int = 256
+    num_eval: int = 64
+    size: int | list[int] = 128
+    seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    """An smp architecture (``FPN``, ``Unet``, ``DeepLabV3Plus`` …) with an smp or ``tu-`` timm encoder."""
+
+    arch: str = "FPN"
+    encoder: str = "resnet34"
+    encoder_weights: str | None = "imagenet"
+
+
+@dataclass
+class LossConfig:
+    """A ``segloss.build_loss`` name and the hyper-parameters of SPEC §1 (each loss uses its own)."""
+
+    name: str = choices(*LOSS_NAMES, default="ce")
+    M: float = 2000.0
+    margin: float = 1.0
+    tau: float = 0.04
+    count_unit: str = choices("pixels", "images", default="pixels")
+
+
+@dataclass
+class OptimConfig:
+    """SGD; ``schedule`` is ``constant`` (the published recipes) or ``poly`` (power 0.9, per step)."""
+
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = choices("constant", "poly", default="constant")
+
+
+@dataclass
+class TrainConfig:
+    """The training run. ``batch_size`` is global (split over DDP ranks); ``crop_size`` is an int or
+    ``[H, W]``; ``out_dir`` defaults to ``runs/DATASET/ENCODER/LOSS/seedSEED``; ``eval_every`` = k > 0
+    also evaluates every k epochs (the last epoch is always evaluated)."""
+
+    batch_size: int = 8
+    epochs: int = 10
+    seed: int = 0
+    crop_size: int | list[int] = 512
+    scale: list[float] = field(default_factory=lambda: [0.5, 2.0])
+    num_workers: int = 2
+    out_dir: str | None = None
+    eval_every: int = 0
+    device: str = "auto"
+    amp: str = choices("auto", "bf16", "fp16", "off", default="auto")
+    channels_last: bool = True
+    progress: bool = True
+
+
+@dataclass
+class EvalConfig:
+    """The split of the final evaluation (and of ``eval_every``) and how many overlays to draw."""
+
+    split: str = "val"
+    num_overlays: int = 4
+
+
+@dataclass
+class SegmentationConfig:
+    """Semantic segmentation (SPEC §4)."""
+
+    task: str = DEFAULT_TASK
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def validate(self) -> None:
+        """Value checks beyond types."""
+        positive = {
+            "train.batch_size": self.train.batch_size,
+            "train.epochs": self.train.epochs,
+            "optim.lr": self.optim.lr,
+            "loss.M": self.loss.M,
+            "loss.tau": self.loss.tau,
+            "data.num_train": self.data.num_train,
+            "data.num_eval": self.data.num_eval,
+        }
+        non_negative = {
+            "train.seed": self.train.seed,
+            "train.num_workers": self.train.num_workers,
+            "train.eval_every": self.train.eval_every,
+            "optim.momentum": self.optim.momentum,
+            "optim.weight_decay": self.optim.weight_decay,
+            "loss.margin": self.loss.margin,
+            "eval.num_overlays": self.eval.num_overlays,
+            "data.seed": self.data.seed,
+        }
+        check_bounds(positive=positive, non_negative=non_negative)
+        for key, size in (("train.crop_size", self.train.crop_size), ("data.size", self.data.size)):
+            sizes = [size] if isinstance(size, int) else size
+            if len(sizes) not in (1, 2) or min(sizes) <= 0:
+                raise ConfigError(f"{key} must be a positive int or [height, width], got {size}")
+        if len(self.train.scale) != 2 or not 0 < self.train.scale[0] <= self.train.scale[1]:
+            raise ConfigError(f"train.scale must be [low, high] with 0 < low <= high, got {self.train.scale}")
+        if self.data.name != "synthetic" and not self.data.root:
+            raise ConfigError(f"data.root is required for data.name={self.data.name}")
+        if self.data.name == "folder" and not self.data.classes:
+            raise ConfigError("data.classes (class names in index order) is required for data.name=folder")
+
+    def resolve(self) -> None:
+        """Fill derived defaults (``train.out_dir``)."""
+        if self.train.out_dir is None:
+            self.train.out_dir = str(
+                Path("runs")
+                / self.data.name
+                / self.model.encoder
+                / self.loss.name.replace("+", "plus")
+                / f"seed{self.train.seed}"
+            )
+
+
+TASKS: dict[str, type] = {DEFAULT_TASK: SegmentationConfig}
+
+
+def register_task(name: str) -> Callable[[type], type]:
+    """Class decorator registering the config schema of a task (a dataclass with ``task``, ``validate``
+    and ``resolve``)."""
+
+    def register(cls: type) -> type:
+        TASKS[name] = cls
+        return cls
+
+    return register
+
+
+# ---------------------------------------------------------------------------------------------------
+# Schema introspection and type checking
+
+
+def _type_name(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(arg) for arg in typing.get_args(annotation))
+    if origin is list:
+        return f"list[{_type_name(typing.get_args(annotation)[0])}]"
+    return "null" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))
+
+
+def _fields(cls: type) -> dict[str, tuple[dataclasses.Field, Any]]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: (f, hints[f.name]) for f in dataclasses.fields(cls)}
+
+
+def _default(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+
+
+def schema_keys(cls: type, prefix: str = "") -> list[tuple[str, str, Any]]:
+    """``(dotted key, type description, default)`` for every leaf of the schema ``cls``."""
+    keys = []
+    for name, (f, annotation) in _fields(cls).items():
+        if dataclasses.is_dataclass(annotation):
+            keys += schema_keys(annotation, f"{prefix}{name}.")
+            continue
+        described = _type_name(annotation)
+        if "choices" in f.metadata:
+            described = "|".join(str(c) for c in f.metadata["choices"])
+        keys.append((f"{prefix}{name}", described, _default(f)))
+    return keys
+
+
+def valid_keys_text(cls: type) -> str:
+    """The schema's keys, one per line with type and default."""
+    rows = schema_keys(cls)
+    width = max(len(key) for key, _, _ in rows)
+    return "\n".join(
+        f"  {key:<{width}}  {kind}  (default: {_yaml_scalar(default)})" for key, kind, default in rows
+    )
+
+
+def _yaml_scalar(value: Any) -> str:
+    return "null" if value is None else str(value)
+
+
+_FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+class _TypeMismatch(Exception):
+    pass
+
+
+def _coerce(value: Any, annotation: Any) -> Any:
+    """``value`` as ``annotation`` (int, float, str, bool, None, list[...] and unions of them)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(annotation):
+            try:
+                return _coerce(value, option)
+            except _TypeMismatch:
+                continue
+        raise _TypeMismatch
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise _TypeMismatch
+        (item,) = typing.get_args(annotation)
+        return [_coerce(v, item) for v in value]
+    if annotation is type(None):
+        if value is None:
+            return None
+        raise _TypeMismatch
+    if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if annotation is float and isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+        return float(value)  # YAML 1.1 reads "1e-3" (no dot) as a string
+    if annotation in (int, str, bool) and type(value) is annotation:
+        return value
+    raise _TypeMismatch
+
+
+def _build(cls: type, data: Any, prefix: str, root_cls: type) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'the config'} must be a mapping, got {data!r}")
+    fields = _fields(cls)
+    unknown = [key for key in data if key not in fields]
+    if unknown:
+        key = f"{prefix}{unknown[0]}"
+        all_keys = [k for k, _, _ in schema_keys(root_cls)]
+        sections = [name for name, (_, a) in _fields(root_cls).items() if dataclasses.is_dataclass(a)]
+        close = difflib.get_close_matches(key, all_keys + sections, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"unknown config key {key!r}{hint}\nvalid keys:\n{valid_keys_text(root_cls)}")
+    values = {}
+    for name, value in data.items():
+        f, annotation = fields[name]
+        key = f"{prefix}{name}"
+        if dataclasses.is_dataclass(annotation):
+            values[name] = _build(annotation, value, f"{key}.", root_cls)
+            continue
+        try:
+            values[name] = _coerce(value, annotation)
+        except _TypeMismatch:
+            raise ConfigError(
+                f"{key} must be {_type_name(annotation)}, got {value!r} ({type(value).__name__})\n"
+                f"valid keys:\n{valid_keys_text(root_cls)}"
+            ) from None
+        allowed = f.metadata.get("choices")
+        if allowed is not None and values[name] not in allowed:
+            raise ConfigError(f"{key} must be one of {'|'.join(map(str, allowed))}, got {value!r}")
+    return cls(**values)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Loading, overrides, saving
+
+
+def parse_override(text: str, schema: type | None = None) -> tuple[str, Any]:
+    """``"train.epochs=5"`` → ``("train.epochs", 5)``. The value is read as YAML (numbers, ``null``,
+    ``[lists]``), except that a text key of ``schema`` (``str`` or ``str | None``) keeps the text as
+    written (``data.root=2024`` is the folder ``"2024"``)."""
+    import yaml
+
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"override {text!r} is not of the form key=value (e.g. train.epochs=5)")
+    if schema is not None and _is_text(_leaf_annotation(schema, key)) and raw.strip() not in ("null", "~"):
+        return key, raw
+    try:
+        return key, yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return key, raw
+
+
+def _leaf_annotation(schema: type, key: str) -> Any:
+    """The annotation of the dotted ``key`` in ``schema``, or None when it is not a key."""
+    annotation: Any = schema
+    for part in key.split("."):
+        fields = _fields(annotation) if dataclasses.is_dataclass(annotation) else {}
+        if part not in fields:
+            return None
+        annotation = fields[part][1]
+    return annotation
+
+
+def _is_text(annotation: Any) -> bool:
+    options = (
+        set(typing.get_args(annotation))
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        else {annotation}
+    )
+    return str in options and options <= {str, type(None)}
+
+
+def _apply_override(data: dict[str, Any], key: str, value: Any) -> None:
+    *sections, leaf = key.split(".")
+    node = data
+    for section in sections:
+        child = node.setdefault(section, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"cannot set {key!r}: {section!r} is not a section")
+        node = child
+    node[leaf] = value
+
+
+def config_from_dict(data: dict[str, Any], overrides: Iterable[str] = ()) -> Any:
+    """The checked, resolved config of ``data`` (a nested mapping, e.g. parsed YAML) with overrides."""
+    data = copy.deepcopy(data or {})
+    overrides = list(overrides)
+    for key, value in (parse_override(text) for text in overrides):
+        if key == "task":
+            data["task"] = value
+    task = data.get("task", DEFAULT_TASK)
+    if task not in TASKS:
+        raise ConfigError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
+    schema = TASKS[task]
+    for text in overrides:
+        _apply_override(data, *parse_override(text, schema))
+    config = _build(schema, data, "", schema)
+    config.validate()
+    config.resolve()
+    return config
+
+
+def load_config(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> Any:
+    """The config in the YAML file ``path`` (or the defaults when ``None``) with ``key=value`` overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        import yaml
+
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"cannot parse {path}: {error}") from error
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path} must hold a mapping of sections, got {type(data).__name__}")
+    return config_from_dict(data, overrides)
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """The config as a plain nested dict (for YAML and checkpoints)."""
+    return dataclasses.asdict(config)
+
+
+def save_config(config: Any, path: str | os.PathLike) -> None:
+    """Write the resolved config as YAML."""
+    import yaml
+
+    Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"epochs": 5}}`` → ``{"train.epochs": 5}``."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def resume_config(saved: dict[str, Any], requested: Any) -> Any:
+    """The config to resume with: the checkpoint's ``saved`` one, updated with the ``RESUMABLE_KEYS`` of
+    ``requested``; any other difference is a ``ConfigError`` naming the keys."""
+    old, new = flatten(saved), flatten(config_to_dict(requested))
+    changed = sorted(key for key in old.keys() | new.keys() if old.get(key) != new.get(key))
+    fixed = [key for key in changed if key not in RESUMABLE_KEYS]
+    if fixed:
+        details = ", ".join(f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in fixed)
+        raise ConfigError(
+            f"the config differs from the checkpoint's in {details}; resume with the same settings "
+            f"(only {', '.join(sorted(RESUMABLE_KEYS))} may change) or use another train.out_dir"
+        )
+    data = copy.deepcopy(saved)
+    for key in changed:
+        _apply_override(data, key, new[key])
+    return config_from_dict(data)

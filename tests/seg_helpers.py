@@ -1,0 +1,85 @@
+"""Shared pieces of the training/evaluation tests: tiny run settings, CLI runners, on-disk fixtures."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_ENCODER = "tu-mobilenetv3_small_100"
+
+
+def tiny_overrides(out_dir: Path, **settings: object) -> list[str]:
+    """Overrides for a run of a few seconds on synthetic 64×64 scenes; ``settings`` replace or add keys
+    (``train__epochs=3`` → ``train.epochs=3``)."""
+    values: dict[str, object] = {
+        "model.encoder": TINY_ENCODER,
+        "model.encoder_weights": "null",
+        "data.size": 64,
+        "data.num_train": 16,
+        "data.num_eval": 4,
+        "train.crop_size": 64,
+        "train.batch_size": 4,
+        "train.epochs": 2,
+        "train.num_workers": 0,
+        "train.progress": "false",
+        "eval.num_overlays": 2,
+        "train.out_dir": out_dir,
+    }
+    values.update({key.replace("__", "."): value for key, value in settings.items()})
+    return [f"{key}={value}" for key, value in values.items()]
+
+
+def cli_env(cache_dir: Path) -> dict[str, str]:
+    """The environment of a CLI subprocess: the class-count cache in a temporary folder, one CPU thread
+    (like ``one_thread``, so that runs in and out of the test process compute alike)."""
+    return {**os.environ, "SEGLOSS_CACHE": str(cache_dir), "OMP_NUM_THREADS": "1"}
+
+
+def run_script(script: str, args: list[str], cache_dir: Path, **kwargs) -> subprocess.CompletedProcess:
+    """Run ``train.py``/``evaluate.py`` of the repository in a subprocess."""
+    return subprocess.run(
+        [sys.executable, str(REPO / script), *args],
+        env=cli_env(cache_dir),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **kwargs,
+    )
+
+
+def load_script(name: str):
+    """Import ``train.py`` or ``evaluate.py`` from the repository root as a module (to call ``main``)."""
+    spec = importlib.util.spec_from_file_location(f"_segloss_{name}", REPO / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_folder_dataset(root: Path, split: str, masks: list[np.ndarray], seed: int = 0) -> None:
+    """``root/images/{split}/NAME.png`` (random RGB) and ``root/masks/{split}/NAME.png`` (``masks``)."""
+    rng = np.random.default_rng(seed)
+    (root / "images" / split).mkdir(parents=True, exist_ok=True)
+    (root / "masks" / split).mkdir(parents=True, exist_ok=True)
+    for index, mask in enumerate(masks):
+        image = rng.integers(0, 256, (*mask.shape, 3), dtype=np.uint8)
+        Image.fromarray(image).save(root / "images" / split / f"img{index:02d}.png")
+        Image.fromarray(mask.astype(np.uint8), mode="L").save(root / "masks" / split / f"img{index:02d}.png")
+
+
+@pytest.fixture
+def one_thread():
+    """Train with one CPU thread: fast and immune to OpenMP spin-waiting when other processes share the
+    two cores (which can slow two-thread runs a hundredfold)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
