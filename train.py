@@ -1,11 +1,14 @@
-"""Train a segmentation model with any segloss loss.
+"""Train a segmentation model or an image classifier with any segloss loss.
 
     python train.py --config configs/camvid.yaml loss.name=hem+ model.encoder=resnet34 train.seed=1
+    python train.py --config configs/demo.yaml data.holdout_classes=[pedestrian] loss.name=hem+
+    python train.py --config configs/cls_digits.yaml loss.name=hem+
     torchrun --nproc_per_node 4 train.py --config configs/cityscapes.yaml loss.name=hem+
 
-Overrides are dotted ``key=value`` pairs (see ``--help-keys``). The run directory ``train.out_dir`` gets
-``config.yaml``, ``checkpoint.pt`` (after every epoch), ``metrics.jsonl``, ``train.log``, ``results.json``
-and plots. ``--resume`` continues a run from its checkpoint and does nothing for a finished run.
+The config's ``task`` (segmentation or classification) picks the trainer. Overrides are dotted ``key=value``
+pairs (see ``--help-keys``). The run directory ``train.out_dir`` gets ``config.yaml``, ``checkpoint.pt``
+(after every epoch), ``metrics.jsonl``, ``train.log``, ``results.json`` and plots. ``--resume`` continues a
+run from its checkpoint and does nothing for a finished run.
 """
 
 from __future__ import annotations
@@ -15,20 +18,20 @@ import logging
 import os
 import sys
 
-from segloss.config import TASKS, ConfigError, load_config, valid_keys_text
+from segloss.config import ConfigError, all_task_schemas, load_config, valid_keys_text
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--config", help="YAML config (default: built-in defaults)")
+    parser.add_argument("--config", help="YAML config (default: built-in segmentation defaults)")
     parser.add_argument("--resume", action="store_true", help="continue the run in train.out_dir")
     parser.add_argument("--help-keys", action="store_true", help="list the config keys and exit")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     args = parser.parse_args(argv)
     if args.help_keys:
-        for task, schema in TASKS.items():
+        for task, schema in all_task_schemas().items():
             print(f"task: {task}\n{valid_keys_text(schema)}")
         return 0
 
@@ -42,24 +45,29 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from segloss.engine import NonFiniteLossError
-    from segloss.models import WeightsUnavailableError
-    from segloss.training import RunExistsError, train
+    from segloss.engine import NonFiniteLossError, RunExistsError
 
-    try:
-        with logging_redirect_tqdm():
-            scores = train(config, resume=args.resume)
-    except (
+    expected_errors: tuple[type[Exception], ...] = (
         ConfigError,
         RunExistsError,
-        WeightsUnavailableError,
         NonFiniteLossError,
-        FileNotFoundError,
+        OSError,
         ValueError,
-    ) as error:
+    )
+    if config.task == "classification":
+        from segloss.classification.training import train
+    else:
+        from segloss.models import WeightsUnavailableError
+        from segloss.training import train
+
+        expected_errors += (WeightsUnavailableError,)
+    try:
+        with logging_redirect_tqdm():
+            result = train(config, resume=args.resume)
+    except expected_errors as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    if scores is not None:
+    if result is not None:
         print(f"results in {config.train.out_dir}")
     return 0
 

@@ -1,9 +1,11 @@
 """Compare losses on an image classification recipe: accuracy, unknown-class AUROC (MSP, MLS) and DAR.
 
-Trains one model per loss with the same seed, data and recipe, evaluates each (test accuracy, AUROC against
-every unknown set, AutoAttack L∞/L2 robust accuracy and DAR, corruptions when configured) and prints one
-table. Writes ``results.json`` and confidence histograms (``hist_msp.png``, ``hist_mls.png``: known test
-images against all unknown sets pooled, one panel per loss) to ``--out``.
+Trains one run per loss with the same seed, data and recipe through ``train.py``'s machinery (run folders
+``OUT/LOSS`` with a checkpoint after every epoch: a finished run is reused, an interrupted one resumed),
+evaluates each (test accuracy, AUROC against every unknown set, AutoAttack L∞/L2 robust accuracy and DAR,
+corruptions when configured) and prints one table. Writes ``results.json`` and confidence histograms
+(``hist_msp.png``, ``hist_mls.png``: known test images against all unknown sets pooled, one panel per loss)
+to ``OUT``.
 
     python benchmarks/compare_cls.py                                    # digits, CPU, about a minute
     python benchmarks/compare_cls.py --config configs/cls_cifar10.yaml --losses ce hem ln \\
@@ -15,18 +17,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import time
 from pathlib import Path
 
 import torch
 
-from segloss.checkpoint import seed_everything
-from segloss.classification import recipe
-from segloss.classification.engine import fit
 from segloss.classification.plots import plot_confidence_histograms
+from segloss.classification.rejection import SCORES
+from segloss.classification.training import evaluate_checkpoint, train
 from segloss.config import load_config
-from segloss.engine import amp_dtype
-from segloss.metrics import mls, msp
+from segloss.engine import CHECKPOINT_FILE, METRICS_FILE
 
 
 def main() -> None:
@@ -38,50 +37,34 @@ def main() -> None:
     parser.add_argument("--out", help="output folder (default: runs/cls_compare/DATASET)")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     base = load_config(args.config, args.overrides)
     out = Path(args.out or Path("runs") / "cls_compare" / base.data.name)
-    out.mkdir(parents=True, exist_ok=True)
-    device = recipe.device_from_config(base)
-    dtype = amp_dtype(base.train.amp, device)
-    data = recipe.data_from_config(base)
-    unknown_sets = recipe.unknown_sets_from_config(base, data)
     print(
-        f"{base.data.name}: {len(data.train)} training / {len(data.test)} test images, {base.model.arch}, "
-        f"{base.train.epochs} epochs, unknown sets: {', '.join(unknown_sets)}, device {device}"
+        f"{base.data.name}, {base.model.arch}, {base.train.epochs} epochs, losses {', '.join(args.losses)}, "
+        f"unknown sets: {', '.join(base.eval.unknown_sets) or 'none'}; runs in {out}"
     )
 
     reports, results = {}, {}
     for loss_name in args.losses:
-        config = load_config(args.config, [*args.overrides, f"loss.name={loss_name}"])
-        seed_everything(config.train.seed)
-        model = recipe.model_from_config(config, data).to(device)
-        loss = recipe.loss_from_config(config, data).to(device)
-        optimizer, scheduler = recipe.optimizer_from_config(config, model)
-        start = time.perf_counter()
-        fit(
-            model,
-            recipe.train_loader_from_config(config, data),
-            loss,
-            optimizer,
-            config.train.epochs,
-            device,
-            scheduler=scheduler,
-            dtype=dtype,
-            channels_last=config.train.channels_last,
-            progress=config.train.progress,
+        run_dir = out / loss_name.replace("+", "plus")
+        config = load_config(
+            args.config, [*args.overrides, f"loss.name={loss_name}", f"train.out_dir={run_dir}"]
         )
-        train_seconds = time.perf_counter() - start
-        report = recipe.evaluate_from_config(config, model, data, device, unknown_sets, dtype=dtype)
+        report = train(config, resume=True) or evaluate_checkpoint(
+            run_dir / CHECKPOINT_FILE, progress=config.train.progress
+        )
+        history = [json.loads(line) for line in (run_dir / METRICS_FILE).read_text().splitlines()]
+        train_seconds = sum(record["seconds"] for record in history)
         reports[loss_name] = report
         results[loss_name] = {**report.to_dict(), "train_seconds": train_seconds}
         print(f"\n== {loss_name} (trained in {train_seconds:.1f} s)\n{report.format()}")
 
     print("\n" + summary_table(reports))
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    for name, score in (("msp", msp), ("mls", mls)):
-        if unknown_sets:
+    for name, score in SCORES.items():
+        if base.eval.unknown_sets:
             pooled = {
                 loss: (score(r.test_logits), score(torch.cat(list(r.unknown_logits.values()))))
                 for loss, r in reports.items()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import importlib
 import os
 import re
 import types
@@ -23,6 +24,8 @@ from typing import Any
 from .registry import LOSS_NAMES
 
 DEFAULT_TASK = "segmentation"
+# Tasks whose schema module is imported when a config first names them (it needs optional packages).
+TASK_MODULES = {"classification": "segloss.classification.config"}
 DATASET_NAMES = ("camvid", "cityscapes", "sbd", "folder", "synthetic")
 # Keys a resumed run may change; any other difference from the checkpoint's config is an error.
 RESUMABLE_KEYS = frozenset(
@@ -46,6 +49,19 @@ def check_bounds(
             raise ConfigError(f"{key} must be >= 0, got {value}")
 
 
+def check_class_names(key: str, names: Sequence[str], classes: Sequence[str]) -> None:
+    """``ConfigError`` unless ``names`` are distinct names of ``classes`` that leave at least two others."""
+    unknown = [name for name in names if name not in classes]
+    if unknown:
+        raise ConfigError(
+            f"{key} names classes the dataset does not have: {unknown}; its classes: {', '.join(classes)}"
+        )
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{key} names a class twice: {list(names)}")
+    if len(classes) - len(names) < 2:
+        raise ConfigError(f"{key} {list(names)} leaves fewer than two of the classes {', '.join(classes)}")
+
+
 def choices(*values: Any, default: Any) -> Any:
     """A dataclass field that accepts only ``values``."""
     return field(default=default, metadata={"choices": values})
@@ -55,7 +71,8 @@ def choices(*values: Any, default: Any) -> Any:
 class DataConfig:
     """``name`` picks the reader; ``root`` its folder. ``classes``/``ignore_value`` describe a
     ``folder`` dataset (void value in its mask files); ``num_train``, ``num_eval``, ``size`` and ``seed``
-    shape the ``synthetic`` one."""
+    shape the ``synthetic`` one. ``holdout_classes`` are ignored in the training masks (pixel-level
+    unknown rejection)."""
 
     name: str = choices(*DATASET_NAMES, default="synthetic")
     root: str | None = None
@@ -66,6 +83,7 @@ class DataConfig:
     num_eval: int = 64
     size: int | list[int] = 128
     seed: int = 0
+    holdout_classes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -101,8 +119,9 @@ class OptimConfig:
 @dataclass
 class TrainConfig:
     """The training run. ``batch_size`` is global (split over DDP ranks); ``crop_size`` is an int or
-    ``[H, W]``; ``out_dir`` defaults to ``runs/DATASET/ENCODER/LOSS/seedSEED``; ``eval_every`` = k > 0
-    also evaluates every k epochs (the last epoch is always evaluated)."""
+    ``[H, W]``; ``out_dir`` defaults to ``runs/DATASET/ENCODER/LOSS/seedSEED`` (DATASET is
+    ``NAME_without_CLASS`` with held-out classes); ``eval_every`` = k > 0 also evaluates every k epochs
+    (the last epoch is always evaluated)."""
 
     batch_size: int = 8
     epochs: int = 10
@@ -170,13 +189,28 @@ class SegmentationConfig:
             raise ConfigError(f"data.root is required for data.name={self.data.name}")
         if self.data.name == "folder" and not self.data.classes:
             raise ConfigError("data.classes (class names in index order) is required for data.name=folder")
+        if self.data.holdout_classes:
+            check_class_names("data.holdout_classes", self.data.holdout_classes, self.dataset_classes())
+
+    def dataset_classes(self) -> list[str]:
+        """The class names of ``data.name`` (``data.classes`` for a folder dataset)."""
+        if self.data.name == "folder":
+            return list(self.data.classes or [])
+        from .data import DATASETS
+
+        return list(DATASETS[self.data.name].classes)
 
     def resolve(self) -> None:
-        """Fill derived defaults (``train.out_dir``)."""
+        """Fill derived defaults (``train.out_dir``; runs with held-out classes get their own folder)."""
         if self.train.out_dir is None:
+            dataset = self.data.name
+            if self.data.holdout_classes:
+                dataset += "_without_" + "+".join(
+                    name.replace(" ", "_") for name in self.data.holdout_classes
+                )
             self.train.out_dir = str(
                 Path("runs")
-                / self.data.name
+                / dataset
                 / self.model.encoder
                 / self.loss.name.replace("+", "plus")
                 / f"seed{self.train.seed}"
@@ -195,6 +229,21 @@ def register_task(name: str) -> Callable[[type], type]:
         return cls
 
     return register
+
+
+def task_schema(task: Any) -> type:
+    """The config schema of ``task``, importing its module (``TASK_MODULES``) on first use."""
+    if isinstance(task, str) and task not in TASKS and task in TASK_MODULES:
+        importlib.import_module(TASK_MODULES[task])
+    if not isinstance(task, str) or task not in TASKS:
+        valid = ", ".join(dict.fromkeys([*TASKS, *TASK_MODULES]))
+        raise ConfigError(f"unknown task {task!r}; valid tasks: {valid}")
+    return TASKS[task]
+
+
+def all_task_schemas() -> dict[str, type]:
+    """Every task's config schema (importing the optional ones)."""
+    return {task: task_schema(task) for task in dict.fromkeys([*TASKS, *TASK_MODULES])}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -373,10 +422,7 @@ def config_from_dict(data: dict[str, Any], overrides: Iterable[str] = ()) -> Any
     for key, value in (parse_override(text) for text in overrides):
         if key == "task":
             data["task"] = value
-    task = data.get("task", DEFAULT_TASK)
-    if task not in TASKS:
-        raise ConfigError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
-    schema = TASKS[task]
+    schema = task_schema(data.get("task", DEFAULT_TASK))
     for text in overrides:
         _apply_override(data, *parse_override(text, schema))
     config = _build(schema, data, "", schema)

@@ -1,27 +1,49 @@
-"""The training and evaluation loops (one epoch / one split), AMP and DDP aware."""
+"""The training and evaluation loops (one epoch / one split), AMP and DDP aware, and ``TrainingRun``: the
+task-independent part of a training run (run directory, checkpoints, resume, the epoch loop)."""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import math
+import os
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .checkpoint import load_checkpoint, rng_states, save_checkpoint, seed_everything, set_rng_states
+from .config import config_to_dict, resume_config, save_config
 from .seg_metrics import confusion_matrix
+
+logger = logging.getLogger(__name__)
 
 # FPN and most smp decoders need sides divisible by the encoder's output stride.
 SIZE_DIVISOR = 32
 
+# The files of a run directory, for every task.
+CONFIG_FILE = "config.yaml"
+CHECKPOINT_FILE = "checkpoint.pt"
+METRICS_FILE = "metrics.jsonl"
+LOG_FILE = "train.log"
+RESULTS_FILE = "results.json"
+
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""
+
+
+class RunExistsError(RuntimeError):
+    """The run directory already holds a checkpoint and ``resume`` was not asked for."""
 
 
 def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
@@ -42,6 +64,52 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
 
 def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized()
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in a ``torchrun`` job (rank 0 of 1 without one)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_setting: str) -> Distributed:
+    """Join the process group ``torchrun`` describes in the environment (NCCL on CUDA, else gloo)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return Distributed()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = device_setting != "cpu" and torch.cuda.is_available()
+    if not dist.is_initialized():
+        if use_cuda:
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return Distributed(dist.get_rank(), dist.get_world_size(), local_rank)
+
+
+def resolve_device(setting: str, local_rank: int = 0) -> torch.device:
+    """``auto`` → this process's GPU when there is one, else the CPU; ``cuda`` takes the local rank's GPU."""
+    if setting == "auto":
+        setting = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(setting)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"train.device={setting} but CUDA is not available; use train.device=cpu")
+        if device.index is None:
+            device = torch.device("cuda", local_rank)
+    return device
+
+
+def derive_seed(*numbers: int) -> int:
+    """A 32-bit seed that is a function of ``numbers`` (e.g. run seed, epoch, rank), for generators that must
+    not depend on how many random numbers were drawn before (an epoch after a resume)."""
+    return int(np.random.SeedSequence([int(n) for n in numbers]).generate_state(1)[0])
 
 
 def train_one_epoch(
@@ -129,22 +197,294 @@ def evaluate(
     ignore_index: int = 255,
     progress: bool = True,
     on_prediction: Callable[[int, torch.Tensor], Any] | None = None,
+    on_logits: Callable[[torch.Tensor, torch.Tensor], Any] | None = None,
 ) -> torch.Tensor:
     """The ``(C, C)`` confusion matrix over ``loader`` (summed over DDP ranks when initialised).
 
-    ``on_prediction(batch_index, prediction)`` receives every batch's predicted train ids (``N×H×W``).
+    ``on_prediction(batch_index, prediction)`` receives every batch's predicted train ids (``N×H×W``),
+    ``on_logits(logits, mask)`` its float32 logits (``N×C×H×W``) and mask, both on ``device``.
     """
     model.eval()
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
     for index, (image, mask) in enumerate(
         tqdm(loader, desc="evaluating", unit="batch", disable=not progress)
     ):
-        prediction = predict(model, image.to(device, non_blocking=True), dtype).argmax(dim=1)
-        confusion += confusion_matrix(
-            prediction, mask.to(device, non_blocking=True), num_classes, ignore_index
-        )
+        logits = predict(model, image.to(device, non_blocking=True), dtype)
+        mask = mask.to(device, non_blocking=True)
+        prediction = logits.argmax(dim=1)
+        confusion += confusion_matrix(prediction, mask, num_classes, ignore_index)
         if on_prediction is not None:
             on_prediction(index, prediction)
+        if on_logits is not None:
+            on_logits(logits, mask)
     if _distributed():
         dist.all_reduce(confusion)
     return confusion.cpu()
+
+
+# ---------------------------------------------------------------------------------------------------
+# A training run
+
+
+class TrainingRun:
+    """The task-independent part of a training run in ``config.train.out_dir``.
+
+    It writes ``config.yaml``, an atomic ``checkpoint.pt`` after every epoch (model, optimizer, LR scheduler,
+    gradient scaler, epoch, history, RNG states, config and the task's ``checkpoint_extras``),
+    ``metrics.jsonl`` (one record per epoch) and ``train.log``; continues exactly from the checkpoint; shows
+    progress bars; stops on a NaN or infinite loss keeping the last good checkpoint; wraps the model for DDP.
+
+    A task subclasses it: ``setup`` builds ``model`` (on ``device``), ``loss_fn``, ``optimizer`` and
+    ``scheduler``; ``train_loader``, ``evaluate``, ``write_results``, ``summary`` and ``result`` supply the
+    data and the outputs. ``run_training`` creates and runs it.
+    """
+
+    #: When the LR scheduler steps: after every optimizer ``"step"``, or after every ``"epoch"``.
+    scheduler_interval = "step"
+
+    def __init__(self, config: Any, world: Distributed, device: torch.device, run_dir: Path):
+        self.config = config
+        self.world = world
+        self.device = device
+        self.run_dir = run_dir
+        self.progress = config.train.progress and world.is_main
+        self.dtype = amp_dtype(config.train.amp, device)
+        self.channels_last = config.train.channels_last and device.type == "cuda"
+        self.model: nn.Module
+        self.loss_fn: nn.Module
+        self.optimizer: torch.optim.Optimizer
+        self.scheduler: torch.optim.lr_scheduler.LRScheduler
+
+    # The task's part ---------------------------------------------------------------------------
+
+    def setup(self, resuming: bool) -> None:
+        """Build the data, ``model`` (on ``device``), ``loss_fn``, ``optimizer`` and ``scheduler``. When
+        ``resuming``, the weights are about to be replaced by the checkpoint's (skip pretrained ones)."""
+        raise NotImplementedError
+
+    def train_loader(self, epoch: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches of ``epoch`` (0-based): the same whether or not the run was resumed before it."""
+        raise NotImplementedError
+
+    def evaluate(self, final: bool) -> dict[str, Any]:
+        """Evaluate the model (in full when ``final``) without touching the global random state; returns
+        JSON-ready metrics for the epoch's record."""
+        raise NotImplementedError
+
+    def describe_evaluation(self) -> str:
+        """The last evaluation in a few words, appended to the epoch's log line."""
+        return ""
+
+    def write_results(self) -> None:
+        """Write the final evaluation's files to ``run_dir`` (rank 0, before the last checkpoint)."""
+
+    def summary(self) -> str:
+        """The final evaluation as text, logged at the end."""
+        raise NotImplementedError
+
+    def result(self) -> Any:
+        """What ``run_training`` returns after the last epoch."""
+        raise NotImplementedError
+
+    def checkpoint_extras(self) -> dict[str, Any]:
+        """Task-specific entries of every checkpoint."""
+        return {}
+
+    def plot_history(self, history: list[dict[str, Any]]) -> None:
+        """Redraw the training curves from the epoch records (rank 0, after every epoch)."""
+
+    # The loop ---------------------------------------------------------------------------------
+
+    def run(self, state: dict[str, Any] | None) -> Any:
+        """Train from scratch, or from the checkpoint ``state`` of an unfinished run."""
+        config = self.config
+        seed_everything(config.train.seed)
+        logger.info(
+            "%s run %s on %s (%d process%s)",
+            "resuming" if state else "starting",
+            self.run_dir,
+            self.device,
+            self.world.world_size,
+            "es" if self.world.world_size > 1 else "",
+        )
+        self.setup(resuming=state is not None)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)  # in place: the optimizer keeps its parameters
+        scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
+        history: list[dict[str, Any]] = []
+        start_epoch = 0
+        if state is not None:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            if scaler is not None and state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+            set_rng_states(state["rng"])
+            history, start_epoch = list(state["history"]), state["epoch"]
+            logger.info("resumed from %s after epoch %d", self.run_dir / CHECKPOINT_FILE, start_epoch)
+
+        network = self._distributed_model()
+        epochs = tqdm(
+            range(start_epoch, config.train.epochs),
+            desc="training",
+            unit="epoch",
+            initial=start_epoch,
+            total=config.train.epochs,
+            disable=not self.progress,
+        )
+        for epoch in epochs:
+            record = {"epoch": epoch + 1, **self._train_epoch(network, epoch, history, scaler)}
+            if self.scheduler_interval == "epoch":
+                self.scheduler.step()
+            last = epoch + 1 == config.train.epochs
+            evaluated = last or bool(config.train.eval_every and (epoch + 1) % config.train.eval_every == 0)
+            if evaluated:
+                record.update(self.evaluate(final=last))
+            history.append(record)
+            logger.info(
+                "epoch %d/%d: loss %.4f, %.1f images/s%s",
+                epoch + 1,
+                config.train.epochs,
+                record["loss"],
+                record["images_per_s"],
+                self.describe_evaluation() if evaluated else "",
+            )
+            if self.world.is_main:
+                if last:  # written before the checkpoint that marks the run finished
+                    self.write_results()
+                self._save_checkpoint(epoch + 1, history, scaler)
+                with open(self.run_dir / METRICS_FILE, "a") as metrics:
+                    metrics.write(json.dumps(record) + "\n")
+                self.plot_history(history)
+        logger.info("final evaluation:\n%s", self.summary())
+        return self.result()
+
+    def _distributed_model(self) -> nn.Module:
+        if self.world.world_size == 1:
+            return self.model
+        network = self.model
+        if self.device.type == "cuda":
+            network = nn.SyncBatchNorm.convert_sync_batchnorm(network)
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(network, device_ids=device_ids)
+
+    def _train_epoch(
+        self,
+        network: nn.Module,
+        epoch: int,
+        history: list[dict[str, Any]],
+        scaler: torch.amp.GradScaler | None,
+    ) -> dict[str, float]:
+        try:
+            return train_one_epoch(
+                network,
+                self.loss_fn,
+                self.optimizer,
+                self.train_loader(epoch),
+                self.device,
+                epoch=epoch + 1,
+                scheduler=self.scheduler if self.scheduler_interval == "step" else None,
+                scaler=scaler,
+                dtype=self.dtype,
+                channels_last=self.channels_last,
+                progress=self.progress,
+            )
+        except NonFiniteLossError as error:
+            kept = (
+                f"the checkpoint of epoch {history[-1]['epoch']} is kept in {self.run_dir / CHECKPOINT_FILE}"
+                if history
+                else "no checkpoint was written"
+            )
+            raise NonFiniteLossError(
+                f"{error}: training stopped; {kept}. Try a lower optim.lr (now {self.config.optim.lr}) or "
+                f"check the data and loss settings."
+            ) from None
+
+    def _save_checkpoint(
+        self, epoch: int, history: list[dict[str, Any]], scaler: torch.amp.GradScaler | None
+    ) -> None:
+        save_checkpoint(
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "epoch": epoch,
+                "history": history,
+                "rng": rng_states(),
+                "config": config_to_dict(self.config),
+                **self.checkpoint_extras(),
+            },
+            self.run_dir / CHECKPOINT_FILE,
+        )
+
+
+def run_training(run_class: type[TrainingRun], config: Any, *, resume: bool = False) -> Any:
+    """Train (or, with ``resume``, continue) the run of ``config`` in ``config.train.out_dir`` as the task's
+    ``run_class``. Returns its ``result()``, or ``None`` when a resumed run had already finished.
+
+    Under ``torchrun`` every rank calls this; rank 0 writes the run directory.
+    """
+    joined_group = dist.is_available() and dist.is_initialized()
+    world = init_distributed(config.train.device)
+    handler = None
+    try:
+        device = resolve_device(config.train.device, world.local_rank)
+        run_dir = Path(config.train.out_dir)
+        checkpoint_path = run_dir / CHECKPOINT_FILE
+        state = None
+        if checkpoint_path.is_file():
+            if not resume:
+                raise RunExistsError(
+                    f"{run_dir} already holds a checkpoint; pass --resume to continue it or choose another "
+                    f"train.out_dir"
+                )
+            state = load_checkpoint(checkpoint_path)
+            config = resume_config(state["config"], config)
+        elif resume:
+            logger.info("no checkpoint in %s: starting a new run", run_dir)
+        if config.train.batch_size % world.world_size:
+            raise ValueError(
+                f"train.batch_size={config.train.batch_size} is not divisible by {world.world_size} processes"
+            )
+        if world.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            handler = _add_log_file(run_dir / LOG_FILE)
+            if state is not None:
+                write_metrics(run_dir / METRICS_FILE, state["history"])
+        if state is not None and state["epoch"] >= config.train.epochs:
+            logger.info("%s finished %d epochs already; nothing to do", run_dir, state["epoch"])
+            return None
+        if world.is_main:
+            save_config(config, run_dir / CONFIG_FILE)
+        return run_class(config, world, device, run_dir).run(state)
+    finally:
+        if handler is not None:
+            logging.getLogger("segloss").removeHandler(handler)
+            handler.close()
+        if world.world_size > 1 and not joined_group:
+            dist.destroy_process_group()
+
+
+def write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
+    """Rewrite ``metrics.jsonl`` from a checkpoint's history (one JSON object per epoch)."""
+    _write_atomically(path, "".join(json.dumps(record) + "\n" for record in history))
+
+
+def write_results_json(run_dir: Path, results: dict[str, Any]) -> None:
+    """Write ``run_dir/results.json`` (through a temporary file and a rename)."""
+    _write_atomically(run_dir / RESULTS_FILE, json.dumps(results, indent=2))
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def _add_log_file(path: Path) -> logging.Handler:
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    logging.getLogger("segloss").addHandler(handler)
+    return handler

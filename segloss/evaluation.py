@@ -1,12 +1,13 @@
-"""Evaluation of a trained checkpoint on a split (``evaluate.py`` is the command line): scores, SPEC §4's
-JSON and prediction files (colour, train ids or Cityscapes label ids named after the input images)."""
+"""Evaluation of a trained segmentation checkpoint on a split (``evaluate.py`` is the command line): scores,
+SPEC §4's JSON, prediction files (colour, train ids or Cityscapes label ids named after the input images)
+and the pixel-level unknown rejection of held-out classes."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +16,16 @@ from PIL import Image
 
 from . import engine
 from .checkpoint import load_checkpoint
-from .config import config_from_dict
+from .config import DEFAULT_TASK, check_class_names, config_from_dict
 from .data import SegmentationDataset
+from .pixel_rejection import SegmentationResults, class_indices
 from .plots import colorize
-from .seg_metrics import SegmentationScores
-from .training import Distributed, eval_dataset, eval_loader, model_from_config, resolve_device
+from .training import (
+    eval_dataset,
+    eval_loader,
+    evaluate_model,
+    model_from_config,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -62,11 +68,18 @@ def evaluate_checkpoint(
     device: str = "auto",
     num_workers: int | None = None,
     progress: bool = True,
-) -> SegmentationScores:
+    unknown_classes: Sequence[str] | None = None,
+) -> SegmentationResults:
     """Scores of the model in ``checkpoint`` on ``split`` (default: the run's ``eval.split``) at full
-    resolution; optionally SPEC §4's JSON in ``out`` and one PNG per image in ``save_predictions``."""
+    resolution; optionally SPEC §4's JSON in ``out`` and one PNG per image in ``save_predictions``.
+
+    Classes held out of the run's training are never predicted. ``unknown_classes`` (default: the held-out
+    ones) adds the pixel-level unknown rejection (``SegmentationResults.pixel_rejection``, also in ``out``).
+    """
     state = load_checkpoint(checkpoint)
     config = config_from_dict(state["config"])
+    if config.task != DEFAULT_TASK:
+        raise ValueError(f"{checkpoint} is a {config.task} checkpoint, not a {DEFAULT_TASK} one")
     split = split or config.eval.split
     dataset = eval_dataset(config, split)
     classes = tuple(dataset.classes)
@@ -74,7 +87,14 @@ def evaluate_checkpoint(
         raise ValueError(
             f"{checkpoint} was trained on classes {state['classes']}, but {dataset!r} has {classes}"
         )
-    torch_device = resolve_device(device)
+    held_out = config.data.holdout_classes
+    unknown_classes = held_out if unknown_classes is None else list(unknown_classes)
+    if unknown_classes:
+        check_class_names("unknown_classes (--unknown-classes)", unknown_classes, classes)
+        seen = [name for name in unknown_classes if name not in held_out]
+        if seen:
+            logger.warning("%s were not held out of this run's training: the model knows them", seen)
+    torch_device = engine.resolve_device(device)
     model = model_from_config(config, len(classes), pretrained=False)
     model.load_state_dict(state["model"])
     model.to(torch_device)
@@ -89,17 +109,19 @@ def evaluate_checkpoint(
             write(index, prediction[0].cpu().numpy().astype(np.uint8))
 
     workers = config.train.num_workers if num_workers is None else num_workers
-    loader = eval_loader(dataset, workers, Distributed(), pin=torch_device.type == "cuda")
-    confusion = engine.evaluate(
+    world = engine.Distributed()
+    results = evaluate_model(
         model,
-        loader,
-        len(classes),
+        eval_loader(dataset, workers, world, pin=torch_device.type == "cuda"),
+        classes,
         torch_device,
-        dtype=engine.amp_dtype(config.train.amp, torch_device),
-        progress=progress,
+        engine.amp_dtype(config.train.amp, torch_device),
+        world,
+        progress,
+        held_out=class_indices(classes, held_out),
+        unknown=class_indices(classes, unknown_classes),
         on_prediction=writer,
     )
-    scores = SegmentationScores.from_confusion(confusion, classes)
     if out is not None:
-        Path(out).write_text(json.dumps(scores.to_json(), indent=2))
-    return scores
+        Path(out).write_text(json.dumps(results.to_json(), indent=2))
+    return results

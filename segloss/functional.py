@@ -145,7 +145,9 @@ def dice_loss(
     count_valid_targets(target, x.shape[1], ignore_index)
     x3, t2 = as_samples(x, target)
     valid = t2 != ignore_index
-    probs = x3.softmax(1) * valid.unsqueeze(1)
+    probs = torch.where(
+        valid.unsqueeze(1), x3.softmax(1), 0
+    )  # not a product: NaN at ignored samples stays out
     index = torch.where(valid, t2, 0)
     true_probs = probs.gather(1, index.unsqueeze(1)).flatten()  # 0 where ignored
     per_class = probs.new_zeros(x3.shape[1])

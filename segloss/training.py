@@ -1,12 +1,13 @@
-"""A segmentation training run from a config: data, model and loss, the epoch loop with checkpoints and
-resume, and the final evaluation with its tables and plots (``train.py`` is the command line)."""
+"""A segmentation training run from a config (``train.py`` is the command line): data, model and loss, the
+epoch loop of ``engine.TrainingRun``, and the final evaluation with its tables and plots.
+Classes named in ``data.holdout_classes`` are held out (see :mod:`segloss.pixel_rejection`).
+"""
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
-import os
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,74 +17,54 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, RandomSampler, Subset
 from torch.utils.data.distributed import DistributedSampler
-from tqdm.auto import tqdm
 
 from . import engine, plots
-from .checkpoint import load_checkpoint, rng_states, save_checkpoint, seed_everything, set_rng_states
-from .config import SegmentationConfig, config_to_dict, resume_config, save_config
+from .config import SegmentationConfig
 from .data import IGNORE_INDEX, SegmentationDataset, build_dataset, class_statistics, presets
+from .engine import (
+    CHECKPOINT_FILE,
+    Distributed,
+    RunExistsError,
+    TrainingRun,
+    derive_seed,
+    resolve_device,
+    run_training,
+)
 from .models import build_model
+from .pixel_rejection import (
+    HeldOutClasses,
+    KnownClassesLoss,
+    SegmentationResults,
+    UnknownPixelScores,
+    class_indices,
+    prediction_model,
+)
 from .registry import LOSS_HYPERPARAMETERS, LOSSES_NEEDING_COUNTS, build_loss
-from .seg_metrics import SegmentationScores
 
 logger = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.yaml"
-CHECKPOINT_FILE = "checkpoint.pt"
-METRICS_FILE = "metrics.jsonl"
-LOG_FILE = "train.log"
-RESULTS_FILE = "results.json"
+__all__ = [
+    "CHECKPOINT_FILE",
+    "RunExistsError",
+    "SegmentationResults",
+    "SegmentationRun",
+    "dataset_from_config",
+    "eval_dataset",
+    "eval_loader",
+    "evaluate_model",
+    "loss_from_config",
+    "model_from_config",
+    "resolve_device",
+    "train",
+]
+
 CLASS_IOU_PLOT = "class_iou.png"
 OVERLAYS_PLOT = "predictions.png"
 CURVES_PLOT = "curves.png"
 
 
-class RunExistsError(RuntimeError):
-    """The run directory already holds a checkpoint and ``resume`` was not asked for."""
-
-
 # ---------------------------------------------------------------------------------------------------
-# Set-up: processes, device, data, model, loss
-
-
-@dataclass(frozen=True)
-class Distributed:
-    """This process's place in a ``torchrun`` job (rank 0 of 1 without one)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device_setting: str) -> Distributed:
-    """Join the process group ``torchrun`` describes in the environment (NCCL on CUDA, else gloo)."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
-        return Distributed()
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = device_setting != "cpu" and torch.cuda.is_available()
-    if not dist.is_initialized():
-        if use_cuda:
-            torch.cuda.set_device(local_rank)
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-    return Distributed(dist.get_rank(), dist.get_world_size(), local_rank)
-
-
-def resolve_device(setting: str, local_rank: int = 0) -> torch.device:
-    """``auto`` → this process's GPU when there is one, else the CPU; ``cuda`` takes the local rank's GPU."""
-    if setting == "auto":
-        setting = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(setting)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"train.device={setting} but CUDA is not available; use train.device=cpu")
-        if device.index is None:
-            device = torch.device("cuda", local_rank)
-    return device
+# Set-up: data, model, loss
 
 
 def dataset_from_config(config: SegmentationConfig, split: str, transform: Any = None) -> SegmentationDataset:
@@ -97,6 +78,14 @@ def dataset_from_config(config: SegmentationConfig, split: str, transform: Any =
     elif data.name == "folder":
         options = {"classes": data.classes, "ignore_index": data.ignore_value}
     return build_dataset(data.name, data.root, split, transform, **options)
+
+
+def train_dataset(config: SegmentationConfig, transform: Any = None) -> SegmentationDataset:
+    """The training split with ``transform``, the classes of ``data.holdout_classes`` ignored in its masks."""
+    if not config.data.holdout_classes:
+        return dataset_from_config(config, config.data.train_split, transform)
+    dataset = dataset_from_config(config, config.data.train_split)
+    return HeldOutClasses(dataset, class_indices(dataset.classes, config.data.holdout_classes), transform)
 
 
 def eval_dataset(config: SegmentationConfig, split: str) -> SegmentationDataset:
@@ -116,10 +105,14 @@ def model_from_config(config: SegmentationConfig, num_classes: int, pretrained: 
 def loss_from_config(
     config: SegmentationConfig, train_set: SegmentationDataset, *, sync: bool = False, progress: bool = True
 ) -> tuple[nn.Module, np.ndarray | None]:
-    """The loss of ``config.loss`` and, for the losses that need them, the class counts it was built from
-    (pixels, or image-equivalents with ``loss.count_unit=images``)."""
+    """The loss of ``config.loss`` and, for the losses that need them, the class counts of every class
+    (pixels, or image-equivalents with ``loss.count_unit=images``). With ``data.holdout_classes`` the loss
+    is a ``KnownClassesLoss`` built from the other classes' counts."""
     name = config.loss.name
     hyper_parameters = {key: getattr(config.loss, key) for key in LOSS_HYPERPARAMETERS[name]}
+    classes = tuple(train_set.classes)
+    held_out = class_indices(classes, config.data.holdout_classes)
+    known = [index for index in range(len(classes)) if index not in held_out]
     counts = None
     if name in LOSSES_NEEDING_COUNTS:
         stats = class_statistics(train_set, progress=progress)
@@ -129,15 +122,15 @@ def loss_from_config(
     try:
         loss = build_loss(
             name,
-            class_counts=counts,
+            class_counts=None if counts is None else counts[known],
             ignore_index=IGNORE_INDEX,
             sync=sync,
-            class_names=train_set.classes,
+            class_names=[classes[index] for index in known],
             **hyper_parameters,
         )
     except ValueError as error:
         raise ValueError(f"loss {name!r} on the training split {train_set!r}: {error}") from error
-    return loss, counts
+    return (KnownClassesLoss(loss, known) if held_out else loss), counts
 
 
 def describe_loss(
@@ -146,18 +139,23 @@ def describe_loss(
     """The loss with its hyper-parameters and, for count-based losses, a table of the class counts with
     the margins (``hem``, ``hem+``) or priors (``la``) derived from them."""
     name = config.loss.name
+    held_out = config.data.holdout_classes
+    inner = loss.loss if isinstance(loss, KnownClassesLoss) else loss
     settings = [f"{key} = {getattr(config.loss, key):g}" for key in LOSS_HYPERPARAMETERS[name]]
-    header = f"loss {name}: {', '.join([type(loss).__name__, *settings])}"
+    header = f"loss {name}: {', '.join([type(inner).__name__, *settings])}"
+    if held_out:
+        header += f"; held out of training: {', '.join(held_out)}"
     if counts is None:
         return header
-    label, values = ("prior", loss.class_priors) if name == "la" else ("margin", loss.margin)
+    label, values = ("prior", inner.class_priors) if name == "la" else ("margin", inner.margin)
+    known = [class_name for class_name in classes if class_name not in held_out]
+    per_class = dict(zip(known, values.expand(len(known)).tolist(), strict=True))
     unit = config.loss.count_unit
     width = max(len("class"), *(len(class_name) for class_name in classes))
     lines = [header, f"{'class':<{width}}  {unit:>16}  {label:>8}"]
-    for class_name, count, value in zip(
-        classes, counts.tolist(), values.expand(len(classes)).tolist(), strict=True
-    ):
-        lines.append(f"{class_name:<{width}}  {count:>16,.1f}  {value:>8.5f}")
+    for class_name, count in zip(classes, counts.tolist(), strict=True):
+        value = f"{per_class[class_name]:>8.5f}" if class_name in per_class else f"{'held out':>8}"
+        lines.append(f"{class_name:<{width}}  {count:>16,.1f}  {value}")
     return "\n".join(lines)
 
 
@@ -179,13 +177,13 @@ def optimizer_from_config(
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
 
-def train_loader(
+def epoch_loader(
     dataset: SegmentationDataset, config: SegmentationConfig, epoch: int, world: Distributed, pin: bool
 ) -> DataLoader:
     """The loader of one epoch. Shuffling, DataLoader workers and the augmentation are seeded from
     (run seed, epoch, rank), so an epoch is the same whether or not the run was resumed before it."""
     seed = config.train.seed
-    epoch_seed = int(np.random.SeedSequence([seed, epoch, world.rank]).generate_state(1)[0])
+    epoch_seed = derive_seed(seed, epoch, world.rank)
     generator = torch.Generator().manual_seed(epoch_seed)
     presets.seed_transform(dataset.transform, epoch_seed)  # used as is when num_workers=0
     if world.world_size > 1:
@@ -220,7 +218,7 @@ def eval_loader(dataset: SegmentationDataset, num_workers: int, world: Distribut
 
 
 # ---------------------------------------------------------------------------------------------------
-# Outputs of a run
+# Evaluation and outputs of a run
 
 
 def evaluate_model(
@@ -231,14 +229,36 @@ def evaluate_model(
     dtype: torch.dtype | None,
     world: Distributed,
     progress: bool,
-) -> SegmentationScores:
-    """Scores of the bare (not DDP-wrapped) ``model`` on ``loader``, sharded over the ranks."""
+    *,
+    held_out: Sequence[int] = (),
+    unknown: Sequence[int] = (),
+    on_prediction: Callable[[int, torch.Tensor], Any] | None = None,
+) -> SegmentationResults:
+    """Scores of the bare (not DDP-wrapped) ``model`` on ``loader``, sharded over the ranks. The classes
+    ``held_out`` of its training are never predicted; with ``unknown`` classes, the pixel-level unknown
+    rejection is measured too. ``on_prediction`` is ``engine.evaluate``'s."""
     if world.world_size > 1:
         # Each rank's last forward updated its own BatchNorm statistics: use rank 0's (the checkpoint's).
         for buffer in model.buffers():
             dist.broadcast(buffer, 0)
-    confusion = engine.evaluate(model, loader, len(classes), device, dtype=dtype, progress=progress)
-    return SegmentationScores.from_confusion(confusion, classes)
+    pixel_scores = (
+        UnknownPixelScores(classes, unknown, excluded=held_out, rank=world.rank) if unknown else None
+    )
+    confusion = engine.evaluate(
+        prediction_model(model, held_out),
+        loader,
+        len(classes),
+        device,
+        dtype=dtype,
+        progress=progress,
+        on_prediction=on_prediction,
+        on_logits=pixel_scores.update if pixel_scores is not None else None,
+    )
+    results = SegmentationResults.from_confusion(confusion, classes)
+    if pixel_scores is None:
+        return results
+    pixel_scores.gather()
+    return dataclasses.replace(results, pixel_rejection=pixel_scores.result())
 
 
 def predict_samples(
@@ -263,19 +283,17 @@ def predict_samples(
 def write_results(
     run_dir: Path,
     config: SegmentationConfig,
-    scores: SegmentationScores,
+    results: SegmentationResults,
     model: nn.Module,
     dataset: SegmentationDataset,
     device: torch.device,
     dtype: torch.dtype | None = None,
 ) -> None:
-    """``results.json`` (SPEC §4), the per-class IoU chart and ``eval.num_overlays`` prediction overlays
-    (evenly spaced over ``dataset``) of a finished run."""
-    temporary = run_dir / f".{RESULTS_FILE}.tmp"
-    temporary.write_text(json.dumps(scores.to_json(), indent=2))
-    os.replace(temporary, run_dir / RESULTS_FILE)
+    """``results.json`` (SPEC §4, plus ``pixel_rejection`` when measured), the per-class IoU chart and
+    ``eval.num_overlays`` prediction overlays of ``model`` (evenly spaced over ``dataset``)."""
+    engine.write_results_json(run_dir, results.to_json())
     title = f"{config.data.name} {config.eval.split}: {config.model.encoder}, {config.loss.name}"
-    plots.plot_class_iou(scores, run_dir / CLASS_IOU_PLOT, title)
+    plots.plot_class_iou(results, run_dir / CLASS_IOU_PLOT, title)
     count = min(config.eval.num_overlays, len(dataset))
     if count:
         indices = np.linspace(0, len(dataset) - 1, count).round().astype(int).tolist()
@@ -283,216 +301,115 @@ def write_results(
         plots.plot_overlays(overlays, dataset.palette, dataset.classes, run_dir / OVERLAYS_PLOT)
 
 
-def write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
-    """Rewrite ``metrics.jsonl`` from a checkpoint's history (one JSON object per epoch)."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text("".join(json.dumps(record) + "\n" for record in history))
-    os.replace(temporary, path)
-
-
-def _add_log_file(path: Path) -> logging.Handler:
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.setLevel(logging.INFO)
-    logging.getLogger("segloss").addHandler(handler)
-    return handler
-
-
 # ---------------------------------------------------------------------------------------------------
 # The run
 
 
-def train(config: SegmentationConfig, *, resume: bool = False) -> SegmentationScores | None:
-    """Train (or, with ``resume``, continue) the run of ``config`` in ``config.train.out_dir``.
+class SegmentationRun(TrainingRun):
+    """A segmentation run (SPEC §4): an smp model, a per-step LR schedule, augmentation seeded per epoch,
+    per-class IoU on ``eval.split`` (and pixel-level rejection of held-out classes at the end)."""
 
-    Returns the final scores on ``config.eval.split``, or ``None`` when a resumed run had already finished.
+    scheduler_interval = "step"
+
+    def setup(self, resuming: bool) -> None:
+        config, world = self.config, self.world
+        crop = (
+            config.train.crop_size
+            if isinstance(config.train.crop_size, int)
+            else tuple(config.train.crop_size)
+        )
+        transform = presets.train_transform(
+            crop, presets.IMAGENET_MEAN, presets.IMAGENET_STD, scale=tuple(config.train.scale)
+        )
+        self.train_set = train_dataset(config, transform)
+        self.eval_set = eval_dataset(config, config.eval.split)
+        self.classes = tuple(self.train_set.classes)
+        self.held_out = class_indices(self.classes, config.data.holdout_classes)
+        if len(self.train_set) < config.train.batch_size:
+            raise ValueError(
+                f"the training split has {len(self.train_set)} images, fewer than "
+                f"train.batch_size={config.train.batch_size}"
+            )
+        logger.info("data: %r for training, %r for evaluation", self.train_set, self.eval_set)
+
+        # Rank 0 counts the pixels (and fills the cache) while the other ranks wait, then they read the cache.
+        if not world.is_main:
+            dist.barrier()
+        loss_fn, self.counts = loss_from_config(
+            config, self.train_set, sync=world.world_size > 1, progress=self.progress
+        )
+        if world.is_main and world.world_size > 1:
+            dist.barrier()
+        self.loss_fn = loss_fn.to(self.device)
+        logger.info(describe_loss(config, self.loss_fn, self.classes, self.counts))
+
+        self.model = model_from_config(config, len(self.classes), pretrained=not resuming).to(self.device)
+        self.optimizer, self.scheduler = optimizer_from_config(
+            config, self.model, len(self.train_set) // config.train.batch_size
+        )
+        self.pin = self.device.type == "cuda"
+        self.eval_loader = eval_loader(self.eval_set, config.train.num_workers, world, self.pin)
+
+    def train_loader(self, epoch: int) -> DataLoader:
+        return epoch_loader(self.train_set, self.config, epoch, self.world, self.pin)
+
+    def evaluate(self, final: bool) -> dict[str, Any]:
+        self.results = evaluate_model(
+            self.model,
+            self.eval_loader,
+            self.classes,
+            self.device,
+            self.dtype,
+            self.world,
+            self.progress,
+            held_out=self.held_out,
+            unknown=self.held_out if final else (),
+        )
+        record = {
+            "miou": _json_number(self.results.miou),
+            "pixel_accuracy": _json_number(self.results.pixel_accuracy),
+        }
+        if self.results.pixel_rejection is not None:
+            record.update({f"unknown_auroc_{s}": v for s, v in self.results.pixel_rejection.auroc.items()})
+        return record
+
+    def describe_evaluation(self) -> str:
+        return f", mIoU {100 * self.results.miou:.2f} % on {self.config.eval.split}"
+
+    def write_results(self) -> None:
+        write_results(
+            self.run_dir,
+            self.config,
+            self.results,
+            prediction_model(self.model, self.held_out),
+            self.eval_set,
+            self.device,
+            self.dtype,
+        )
+
+    def summary(self) -> str:
+        return self.results.format_table(f"{self.config.data.name} {self.config.eval.split}")
+
+    def result(self) -> SegmentationResults:
+        return self.results
+
+    def checkpoint_extras(self) -> dict[str, Any]:
+        return {
+            "classes": list(self.classes),
+            "class_counts": self.counts.tolist() if self.counts is not None else None,
+        }
+
+    def plot_history(self, history: list[dict[str, Any]]) -> None:
+        plots.plot_curves(history, self.run_dir / CURVES_PLOT)
+
+
+def train(config: SegmentationConfig, *, resume: bool = False) -> SegmentationResults | None:
+    """Train (or, with ``resume``, continue) the segmentation run of ``config`` in ``config.train.out_dir``.
+
+    Returns the final results on ``config.eval.split``, or ``None`` when a resumed run had already finished.
     Under ``torchrun`` every rank calls this; rank 0 writes the run directory.
     """
-    joined_group = dist.is_available() and dist.is_initialized()
-    world = init_distributed(config.train.device)
-    device = resolve_device(config.train.device, world.local_rank)
-    run_dir = Path(config.train.out_dir)
-    checkpoint_path = run_dir / CHECKPOINT_FILE
-    state = None
-    if checkpoint_path.is_file():
-        if not resume:
-            raise RunExistsError(
-                f"{run_dir} already holds a checkpoint; pass --resume to continue it or choose another "
-                f"train.out_dir"
-            )
-        state = load_checkpoint(checkpoint_path)
-        config = resume_config(state["config"], config)
-    elif resume:
-        logger.info("no checkpoint in %s: starting a new run", run_dir)
-    if config.train.batch_size % world.world_size:
-        raise ValueError(
-            f"train.batch_size={config.train.batch_size} is not divisible by {world.world_size} processes"
-        )
-
-    handler = None
-    if world.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        handler = _add_log_file(run_dir / LOG_FILE)
-    try:
-        if state is not None and world.is_main:
-            write_metrics(run_dir / METRICS_FILE, state["history"])
-        if state is not None and state["epoch"] >= config.train.epochs:
-            logger.info("%s finished %d epochs already; nothing to do", run_dir, state["epoch"])
-            return None
-        if world.is_main:
-            save_config(config, run_dir / CONFIG_FILE)
-        return _run(config, state, world, device, run_dir)
-    finally:
-        if handler is not None:
-            logging.getLogger("segloss").removeHandler(handler)
-            handler.close()
-        if world.world_size > 1 and not joined_group:
-            dist.destroy_process_group()
-
-
-def _run(
-    config: SegmentationConfig,
-    state: dict[str, Any] | None,
-    world: Distributed,
-    device: torch.device,
-    run_dir: Path,
-) -> SegmentationScores:
-    progress = config.train.progress and world.is_main
-    seed_everything(config.train.seed)
-    logger.info(
-        "%s run %s on %s (%d process%s)",
-        "resuming" if state else "starting",
-        run_dir,
-        device,
-        world.world_size,
-        "es" if world.world_size > 1 else "",
-    )
-    crop = (
-        config.train.crop_size if isinstance(config.train.crop_size, int) else tuple(config.train.crop_size)
-    )
-    transform = presets.train_transform(
-        crop, presets.IMAGENET_MEAN, presets.IMAGENET_STD, scale=tuple(config.train.scale)
-    )
-    train_set = dataset_from_config(config, config.data.train_split, transform)
-    evaluation_set = eval_dataset(config, config.eval.split)
-    classes = tuple(train_set.classes)
-    if len(train_set) < config.train.batch_size:
-        raise ValueError(
-            f"the training split has {len(train_set)} images, fewer than "
-            f"train.batch_size={config.train.batch_size}"
-        )
-    logger.info("data: %r for training, %r for evaluation", train_set, evaluation_set)
-
-    # Rank 0 counts the pixels (and fills the cache) while the other ranks wait, then they read the cache.
-    if not world.is_main:
-        dist.barrier()
-    loss_fn, counts = loss_from_config(config, train_set, sync=world.world_size > 1, progress=progress)
-    if world.is_main and world.world_size > 1:
-        dist.barrier()
-    loss_fn = loss_fn.to(device)
-    logger.info(describe_loss(config, loss_fn, classes, counts))
-
-    model = model_from_config(config, len(classes), pretrained=state is None).to(device)
-    channels_last = config.train.channels_last and device.type == "cuda"
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer, scheduler = optimizer_from_config(config, model, len(train_set) // config.train.batch_size)
-    dtype = engine.amp_dtype(config.train.amp, device)
-    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    history: list[dict[str, Any]] = []
-    start_epoch = 0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        set_rng_states(state["rng"])
-        history, start_epoch = list(state["history"]), state["epoch"]
-        logger.info("resumed from %s after epoch %d", run_dir / CHECKPOINT_FILE, start_epoch)
-
-    network = model
-    if world.world_size > 1:
-        if device.type == "cuda":
-            network = nn.SyncBatchNorm.convert_sync_batchnorm(network)
-        network = nn.parallel.DistributedDataParallel(
-            network, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    pin = device.type == "cuda"
-    evaluation_loader = eval_loader(evaluation_set, config.train.num_workers, world, pin)
-    scores: SegmentationScores | None = None
-    epochs = tqdm(
-        range(start_epoch, config.train.epochs),
-        desc="training",
-        unit="epoch",
-        initial=start_epoch,
-        total=config.train.epochs,
-        disable=not progress,
-    )
-    for epoch in epochs:
-        loader = train_loader(train_set, config, epoch, world, pin)
-        try:
-            record = engine.train_one_epoch(
-                network,
-                loss_fn,
-                optimizer,
-                loader,
-                device,
-                epoch=epoch + 1,
-                scheduler=scheduler,
-                scaler=scaler,
-                dtype=dtype,
-                channels_last=channels_last,
-                progress=progress,
-            )
-        except engine.NonFiniteLossError as error:
-            kept = (
-                f"the checkpoint of epoch {history[-1]['epoch']} is kept in {run_dir / CHECKPOINT_FILE}"
-                if history
-                else "no checkpoint was written"
-            )
-            raise engine.NonFiniteLossError(
-                f"{error}: training stopped; {kept}. Try a lower optim.lr (now {config.optim.lr}) or check "
-                f"the data and loss settings."
-            ) from None
-        record = {"epoch": epoch + 1, **record}
-        last = epoch + 1 == config.train.epochs
-        if last or (config.train.eval_every and (epoch + 1) % config.train.eval_every == 0):
-            scores = evaluate_model(model, evaluation_loader, classes, device, dtype, world, progress)
-            record.update(miou=_json_number(scores.miou), pixel_accuracy=_json_number(scores.pixel_accuracy))
-        history.append(record)
-        logger.info(
-            "epoch %d/%d: loss %.4f, %.1f images/s%s",
-            epoch + 1,
-            config.train.epochs,
-            record["loss"],
-            record["images_per_s"],
-            f", mIoU {100 * scores.miou:.2f} % on {config.eval.split}" if "miou" in record else "",
-        )
-        if world.is_main:
-            if last:  # written before the checkpoint that marks the run finished
-                write_results(run_dir, config, scores, model, evaluation_set, device, dtype)
-            save_checkpoint(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict() if scaler is not None else None,
-                    "epoch": epoch + 1,
-                    "history": history,
-                    "rng": rng_states(),
-                    "config": config_to_dict(config),
-                    "classes": list(classes),
-                    "class_counts": counts.tolist() if counts is not None else None,
-                },
-                run_dir / CHECKPOINT_FILE,
-            )
-            with open(run_dir / METRICS_FILE, "a") as metrics:
-                metrics.write(json.dumps(record) + "\n")
-            plots.plot_curves(history, run_dir / CURVES_PLOT)
-    assert scores is not None
-    logger.info("final evaluation (%s):\n%s", config.eval.split, scores.format_table())
-    return scores
+    return run_training(SegmentationRun, config, resume=resume)
 
 
 def _json_number(value: float) -> float | None:

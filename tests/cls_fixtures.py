@@ -6,8 +6,6 @@ import struct
 from pathlib import Path
 
 import numpy as np
-import pytest
-import torch
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -49,12 +47,3 @@ def skip_cifar_checksums(monkeypatch) -> None:
     monkeypatch.setattr(
         "torchvision.datasets.cifar.check_integrity", lambda path, md5=None: os.path.isfile(path)
     )
-
-
-@pytest.fixture
-def single_thread():
-    """Tiny models run thousands of small ops; one thread avoids stalls on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -16,3 +16,13 @@ def backend(request, monkeypatch):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def one_thread():
+    """Run with one CPU thread: fast for tiny models and immune to OpenMP spin-waiting when other processes
+    share the two cores (which can slow two-thread runs a hundredfold)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

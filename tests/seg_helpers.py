@@ -1,16 +1,18 @@
-"""Shared pieces of the training/evaluation tests: tiny run settings, CLI runners, on-disk fixtures."""
+"""Shared pieces of the training/evaluation tests (segmentation and classification): tiny run settings, CLI
+runners, a kill in the middle of a run, on-disk fixtures."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
-import pytest
-import torch
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,6 +58,32 @@ def run_script(script: str, args: list[str], cache_dir: Path, **kwargs) -> subpr
     )
 
 
+def train_and_kill(args: list[str], run_dir: Path, cache_dir: Path) -> int:
+    """Start ``train.py args`` in a subprocess, SIGKILL it as soon as ``run_dir/checkpoint.pt`` appears and
+    return that checkpoint's epoch (after checking that the run was still going)."""
+    from segloss.checkpoint import load_checkpoint
+
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "train.py"), *args],
+        env=cli_env(cache_dir),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    checkpoint = run_dir / "checkpoint.pt"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    return load_checkpoint(checkpoint)["epoch"]
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """The epoch records of ``run_dir/metrics.jsonl``."""
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
 def load_script(name: str):
     """Import ``train.py`` or ``evaluate.py`` from the repository root as a module (to call ``main``)."""
     spec = importlib.util.spec_from_file_location(f"_segloss_{name}", REPO / f"{name}.py")
@@ -73,13 +101,3 @@ def write_folder_dataset(root: Path, split: str, masks: list[np.ndarray], seed: 
         image = rng.integers(0, 256, (*mask.shape, 3), dtype=np.uint8)
         Image.fromarray(image).save(root / "images" / split / f"img{index:02d}.png")
         Image.fromarray(mask.astype(np.uint8), mode="L").save(root / "masks" / split / f"img{index:02d}.png")
-
-
-@pytest.fixture
-def one_thread():
-    """Train with one CPU thread: fast and immune to OpenMP spin-waiting when other processes share the
-    two cores (which can slow two-thread runs a hundredfold)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -11,12 +11,10 @@ from segloss.classification import recipe
 from segloss.classification.engine import evaluate_accuracy, fit
 from segloss.config import load_config
 
-from .cls_fixtures import single_thread  # noqa: F401 (a fixture)
-
 DIGITS_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "cls_digits.yaml"
 
 
-@pytest.mark.usefixtures("single_thread")
+@pytest.mark.usefixtures("one_thread")
 def test_recipe_run_and_report():
     overrides = ["train.epochs=3", "train.progress=false", "eval.unknown_samples=50", "eval.attack_samples=4"]
     config = load_config(DIGITS_CONFIG, overrides)

@@ -21,8 +21,6 @@ from segloss.classification.rejection import (
     unknown_rejection,
 )
 
-from .cls_fixtures import single_thread  # noqa: F401 (a fixture)
-
 
 def test_unknown_rejection_msp_and_mls():
     known = torch.tensor([[4.0, 0.0], [0.0, 3.0], [2.0, 0.0]])  # MSP 0.982, 0.953, 0.881; MLS 4, 3, 2
@@ -65,7 +63,7 @@ def tiny_model_and_samples():
     return model, images, labels
 
 
-@pytest.mark.usefixtures("single_thread")
+@pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize(("norm", "eps"), [("Linf", 0.3), ("L2", 2.0)])
 def test_autoattack_smoke(tiny_model_and_samples, monkeypatch, norm, eps):
     model, images, labels = tiny_model_and_samples
@@ -105,7 +103,7 @@ def test_autoattack_smoke(tiny_model_and_samples, monkeypatch, norm, eps):
         assert result.dar == {"msp": expected, "mls": expected}
 
 
-@pytest.mark.usefixtures("single_thread")
+@pytest.mark.usefixtures("one_thread")
 def test_autoattack_with_zero_budget_changes_nothing(tiny_model_and_samples):
     model, images, labels = tiny_model_and_samples
     labels = labels.clone()

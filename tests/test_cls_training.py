@@ -17,8 +17,6 @@ from segloss.classification import (
 )
 from segloss.config import ConfigError, load_config
 
-from .cls_fixtures import single_thread  # noqa: F401 (a fixture)
-
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
@@ -27,7 +25,7 @@ def digits():
     return build_image_data("digits")
 
 
-@pytest.mark.usefixtures("single_thread")
+@pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("loss_name", ["ce", "hem"])
 def test_digits_training_reaches_90_percent(digits, loss_name):
     torch.manual_seed(0)

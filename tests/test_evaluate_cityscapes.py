@@ -13,7 +13,7 @@ from segloss.config import config_from_dict
 from segloss.data import Cityscapes, SyntheticScenes
 from segloss.evaluation import prediction_writer
 
-from .seg_helpers import TINY_ENCODER, load_script, one_thread  # noqa: F401 (one_thread is a fixture)
+from .seg_helpers import TINY_ENCODER, load_script
 
 # Sides not divisible by 32, so inference pads and crops back.
 HEIGHT, WIDTH = 48, 100

@@ -39,6 +39,15 @@ SCRIPT = textwrap.dedent(
                 assert got.stride() == x.stride()
                 torch.testing.assert_close(got, expected)
                 checked += 1
+    logits = torch.randn(2, 5, 9)
+    logits[0, 1, 3] = float("nan")
+    target = torch.randint(0, 5, (2, 9))
+    x, t = as_samples(logits, target)
+    for hard in (True, False):  # NaN logits give NaN losses in both backends
+        got = triton_gpu.margin_forward(x, t, torch.full((5,), 0.5), hard, 255, True)[0]
+        assert torch.isnan(got[0, 3]) and torch.isfinite(got[1]).all()
+        torch.testing.assert_close(got, eager.margin_forward(x, t, torch.full((5,), 0.5), hard, 255, True)[0],
+                                   equal_nan=True)
     print("checked", checked)
     """
 )

@@ -147,3 +147,20 @@ def test_mm_equals_torch_multi_margin_loss(backend):
     t = torch.randint(0, 7, (16,))
     expected = torch.nn.functional.multi_margin_loss(y, t, margin=0.7)
     assert F.multi_margin_loss(y, t, 0.7).item() == pytest.approx(expected.item())
+
+
+@pytest.mark.parametrize("name", segloss.LOSS_NAMES)
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_nan_logits_give_a_nan_loss_unless_ignored(backend, name, reduction):
+    """A diverged model must not look like a perfect one: NaN propagates, as in cross-entropy."""
+    loss = segloss.build_loss(name, class_counts=[1, 2, 3, 4], ignore_index=255, reduction=reduction)
+    y = torch.randn(2, 4, 3, 3)
+    t = torch.randint(0, 4, (2, 3, 3))
+    for position in [(0, 2, 1, 1), (1, 0, 0, 2)]:  # a competing logit, then the true-class logit
+        nan = y.clone()
+        nan[position] = float("nan")
+        t[position[0], position[2], position[3]] = 0
+        assert torch.isnan(loss(nan, t)), position
+        ignored = t.clone()
+        ignored[position[0], position[2], position[3]] = 255
+        assert torch.isfinite(loss(nan, ignored)), position

@@ -8,7 +8,7 @@ import pytest
 
 from segloss.evaluation import evaluate_checkpoint
 
-from .seg_helpers import REPO, cli_env, one_thread, tiny_overrides  # noqa: F401 (one_thread is a fixture)
+from .seg_helpers import REPO, cli_env, tiny_overrides
 
 
 @pytest.mark.usefixtures("one_thread")

@@ -7,7 +7,7 @@ import pytest
 
 from segloss import demo
 
-from .seg_helpers import REPO, TINY_ENCODER, one_thread  # noqa: F401 (one_thread is a fixture)
+from .seg_helpers import REPO, TINY_ENCODER
 
 
 @pytest.mark.usefixtures("one_thread")

@@ -3,10 +3,6 @@ NaN stop; class counts, margins and their errors; atomic checkpoints and RNG sta
 
 import json
 import random
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -18,23 +14,18 @@ from segloss.checkpoint import load_checkpoint, rng_states, save_checkpoint, set
 from segloss.config import ConfigError, config_from_dict
 from segloss.engine import NonFiniteLossError
 
-from .seg_helpers import (  # noqa: F401 (one_thread is a fixture)
-    REPO,
-    cli_env,
+from .seg_helpers import (
     load_script,
-    one_thread,
+    read_metrics,
     run_script,
     tiny_overrides,
+    train_and_kill,
     write_folder_dataset,
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 EPOCHS = 5
-
-
-def _metrics(run_dir):
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 def test_sigkill_resume_matches_uninterrupted_run(tmp_path, monkeypatch):
@@ -50,26 +41,16 @@ def test_sigkill_resume_matches_uninterrupted_run(tmp_path, monkeypatch):
     reference_dir, killed_dir = tmp_path / "reference", tmp_path / "killed"
     reference = training.train(config_from_dict({}, tiny_overrides(reference_dir, **settings)))
 
-    command = [sys.executable, str(REPO / "train.py"), *tiny_overrides(killed_dir, **settings)]
-    process = subprocess.Popen(
-        command, env=cli_env(cache), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    checkpoint = killed_dir / "checkpoint.pt"
-    deadline = time.monotonic() + 120
-    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
-    killed_at = load_checkpoint(checkpoint)["epoch"]
+    killed_at = train_and_kill(tiny_overrides(killed_dir, **settings), killed_dir, cache)
     assert 1 <= killed_at < EPOCHS
+    checkpoint = killed_dir / "checkpoint.pt"
 
     resumed = run_script("train.py", [*tiny_overrides(killed_dir, **settings), "--resume"], cache)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resumed from {checkpoint} after epoch {killed_at}" in resumed.stderr
 
     # Same losses every epoch, same evaluations, same weights, same final results.
-    ours, theirs = _metrics(reference_dir), _metrics(killed_dir)
+    ours, theirs = read_metrics(reference_dir), read_metrics(killed_dir)
     assert [r["epoch"] for r in theirs] == list(range(1, EPOCHS + 1))
     for key in ("loss", "miou", "pixel_accuracy"):
         assert [r.get(key) for r in theirs] == [r.get(key) for r in ours]
@@ -99,7 +80,7 @@ def test_sigkill_resume_matches_uninterrupted_run(tmp_path, monkeypatch):
     # A finished run: --resume does nothing; without --resume the folder is refused; settings are kept.
     again = run_script("train.py", [*tiny_overrides(killed_dir, **settings), "--resume"], cache)
     assert again.returncode == 0 and "nothing to do" in again.stderr
-    assert len(_metrics(killed_dir)) == EPOCHS
+    assert len(read_metrics(killed_dir)) == EPOCHS
     with pytest.raises(training.RunExistsError, match="--resume"):
         training.train(config_from_dict({}, tiny_overrides(killed_dir, **settings)))
     with pytest.raises(ConfigError, match=r"optim.lr: 0.01 -> 0.5"):
@@ -116,7 +97,7 @@ def test_evaluating_during_training_does_not_change_it(tmp_path, monkeypatch):
         training.train(
             config_from_dict({}, tiny_overrides(run_dir, train__epochs=2, train__eval_every=every))
         )
-        history = _metrics(run_dir)
+        history = read_metrics(run_dir)
         assert ["miou" in record for record in history] == [bool(every), True]
         losses[every] = [record["loss"] for record in history]
     assert losses[0] == losses[1]
@@ -152,7 +133,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
     ):
         training.train(config)
     assert load_checkpoint(run_dir / "checkpoint.pt")["epoch"] == 1
-    assert [r["epoch"] for r in _metrics(run_dir)] == [1]
+    assert [r["epoch"] for r in read_metrics(run_dir)] == [1]
 
 
 def test_train_cli_reports_nan_as_an_error(tmp_path):

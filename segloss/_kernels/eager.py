@@ -9,14 +9,14 @@ def _errors(x: torch.Tensor, target: torch.Tensor, margins: torch.Tensor, ignore
     """Margin errors ``(N, C, S)`` (0 at the true class), the safe target index and the valid mask."""
     valid = target != ignore_index
     index = torch.where(valid, target, 0).unsqueeze(1)
-    errors = (x - x.gather(1, index)).add_(margins.view(1, -1, 1)).clamp_(min=0)
+    errors = (x - x.gather(1, index)).add_(margins.view(1, -1, 1)).clamp_(min=0)  # NaN stays NaN
     errors.scatter_(1, index, 0)
     return errors, index, valid
 
 
 def _selection(errors: torch.Tensor, valid: torch.Tensor, hard: bool):
     """Selected errors (bool ``(N, C, S)``), the per-sample mean error (0 when ignored) and count ``K``."""
-    mean_error = errors.mean(1) * valid
+    mean_error = torch.where(valid, errors.mean(1), 0)
     if hard:
         selected = (errors >= mean_error.unsqueeze(1)) & (errors > 0)
         return selected, mean_error, selected.sum(1)
@@ -28,7 +28,8 @@ def margin_forward(x, target, margins, hard: bool, ignore_index: int, need_losse
     errors, _, valid = _errors(x, target, margins, ignore_index)
     selected, mean_error, k = _selection(errors, valid, hard)
     if hard:
-        losses = torch.where(mean_error > 0, (errors * selected).sum(1) / k.clamp(min=1), 0)
+        # 0 without errors, NaN when the errors hold NaN (as cross-entropy would)
+        losses = torch.where(mean_error > 0, (errors * selected).sum(1) / k.clamp(min=1), mean_error)
         count = (losses > 0).sum()
     else:
         losses = mean_error

@@ -72,7 +72,8 @@ static inline int64_t NAME(block_stats)(const T *x, int64_t sc, int64_t ss, int6
         const int32_t ci = (int32_t)c;
         for (int64_t j = 0; j < len; j++) {
             const T e = xc[j * ss] - yl[j] + m;
-            thr[j] += ((e > 0) & (tb[j] != ci)) ? e : (T)0;
+            /* NaN errors are kept, so that NaN logits give a NaN loss as in cross-entropy */
+            thr[j] += (((e > 0) | (e != e)) & (tb[j] != ci)) ? e : (T)0;
         }
     }
     for (int64_t j = 0; j < len; j++) thr[j] = tb[j] >= 0 ? thr[j] / (T)C : (T)0; /* as torch's mean */
@@ -109,7 +110,8 @@ static inline int64_t NAME(forward_range)(const T *x, int64_t C, int64_t S, int6
                                                  mu, hard, yl, tb, thr, ksel, lsel);
         if (bad) return p + bad;
         for (int64_t j = 0; j < len; j++) {
-            const T l = hard ? (thr[j] > 0 ? lsel[j] / ksel[j] : (T)0) : thr[j];
+            /* thr is 0 (no error), positive, or NaN */
+            const T l = hard ? (thr[j] > 0 ? lsel[j] / ksel[j] : thr[j]) : thr[j];
             if (loss_out) loss_out[p + j] = l;
             sum += l;
             cnt += hard ? (l > 0) : (tb[j] >= 0);

@@ -32,7 +32,8 @@ def _tile(x_ptr, t_ptr, mu_ptr, C, S, sn, sc, ss, ignore, BLOCK_C: tl.constexpr,
     true_logit = tl.sum(tl.where(is_true, x, 0.0), axis=0)
     margins = tl.load(mu_ptr + c, mask=c < C, other=0.0)
     errors = x - true_logit[None, :] + margins[:, None]
-    errors = tl.where(inside & (errors > 0) & (is_true == 0), errors, 0.0)
+    keep = (errors > 0) | (errors != errors)  # NaN logits give a NaN loss, as in cross-entropy
+    errors = tl.where(inside & keep & (is_true == 0), errors, 0.0)
     mean_error = tl.where(valid, tl.sum(errors, axis=0) / C, 0.0)
     return n, s, in_range, valid, inside, offsets, is_true, errors, mean_error
 
@@ -47,7 +48,7 @@ def _margin_forward(x_ptr, t_ptr, mu_ptr, loss_ptr, C, S, sn, sc, ss, ignore,
         selected = (errors >= mean_error[None, :]) & (errors > 0)
         count = tl.sum(selected.to(errors.dtype), axis=0)
         total = tl.sum(tl.where(selected, errors, 0.0), axis=0)
-        loss = tl.where(mean_error > 0, total / tl.maximum(count, 1.0), 0.0)
+        loss = tl.where(mean_error > 0, total / tl.maximum(count, 1.0), mean_error)
     else:
         loss = mean_error
     tl.store(loss_ptr + n * S + s, loss, mask=in_range)

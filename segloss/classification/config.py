@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import ConfigError, choices, register_task
+from ..config import ConfigError, check_bounds, choices, register_task
 from ..registry import LOSS_NAMES
 from .data import DATASETS
 from .engine import OPTIMIZERS
@@ -133,12 +133,7 @@ class ClassificationConfig:
             "loss.margin": self.loss.margin,
             "eval.attack_samples": self.eval.attack_samples,
         }
-        for key, value in positive.items():
-            if not value > 0:
-                raise ConfigError(f"{key} must be positive, got {value}")
-        for key, value in non_negative.items():
-            if not value >= 0:
-                raise ConfigError(f"{key} must be >= 0, got {value}")
+        check_bounds(positive=positive, non_negative=non_negative)
         try:
             check_classifier_name(self.model.arch)
         except ValueError as error:

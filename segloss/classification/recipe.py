@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..engine import derive_seed
 from ..registry import LOSS_HYPERPARAMETERS, LOSSES_NEEDING_COUNTS, build_loss
 from .config import ClassificationConfig
 from .data import ImageData, build_image_data, stack_images
@@ -21,7 +22,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "data_from_config",
-    "device_from_config",
     "evaluate_from_config",
     "loss_from_config",
     "model_from_config",
@@ -29,14 +29,6 @@ __all__ = [
     "train_loader_from_config",
     "unknown_sets_from_config",
 ]
-
-
-def device_from_config(config: ClassificationConfig) -> torch.device:
-    """``train.device``; ``auto`` is the GPU when there is one."""
-    setting = config.train.device
-    if setting == "auto":
-        setting = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(setting)
 
 
 def data_from_config(config: ClassificationConfig) -> ImageData:
@@ -78,16 +70,17 @@ def optimizer_from_config(
     return optimizer, build_lr_scheduler(optimizer, optim.milestones, optim.gamma)
 
 
-def train_loader_from_config(config: ClassificationConfig, data: ImageData) -> DataLoader:
-    """Shuffled training batches, the shuffling seeded from ``train.seed``."""
+def train_loader_from_config(config: ClassificationConfig, data: ImageData, epoch: int = 0) -> DataLoader:
+    """Shuffled training batches of ``epoch``. The shuffling and the workers' augmentation are seeded from
+    (``train.seed``, epoch), so an epoch is the same whether or not the run was resumed before it; iterated
+    for several epochs, the loader shuffles anew each time."""
     return DataLoader(
         data.train,
         batch_size=config.train.batch_size,
         shuffle=True,
         num_workers=config.train.num_workers,
         pin_memory=torch.cuda.is_available(),
-        generator=torch.Generator().manual_seed(config.train.seed),
-        persistent_workers=config.train.num_workers > 0,
+        generator=torch.Generator().manual_seed(derive_seed(config.train.seed, epoch)),
     )
 
 

@@ -1,0 +1,117 @@
+"""``train.py``/``evaluate.py`` with ``task: classification``: SIGKILL + resume reproduces an uninterrupted
+run (per-epoch LR milestones included), the run directory, evaluation of the checkpoint, errors."""
+
+import json
+import logging
+
+import pytest
+import torch
+
+from segloss.checkpoint import load_checkpoint
+from segloss.classification import training
+from segloss.config import load_config
+from segloss.engine import NonFiniteLossError
+from segloss.evaluation import evaluate_checkpoint as evaluate_segmentation_checkpoint
+
+from .seg_helpers import REPO, load_script, read_metrics, train_and_kill
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+DIGITS = str(REPO / "configs" / "cls_digits.yaml")
+EPOCHS, MILESTONE = 8, 5
+
+
+def digits_overrides(out_dir, *extra):
+    """A digits MLP run of about a second: Adam (lr 1e-3, ÷10 after epoch 5), a short evaluation."""
+    return [
+        "loss.name=hem+",
+        f"train.epochs={EPOCHS}",
+        "train.batch_size=32",
+        "train.eval_every=3",
+        "train.progress=false",
+        f"optim.milestones=[{MILESTONE}]",
+        "eval.unknown_sets=[blobs,phase]",
+        "eval.unknown_samples=100",
+        "eval.attack_samples=6",
+        f"train.out_dir={out_dir}",
+        *extra,
+    ]
+
+
+def test_sigkill_resume_matches_uninterrupted_run(tmp_path, caplog):
+    reference_dir, killed_dir = tmp_path / "reference", tmp_path / "killed"
+    reference = training.train(load_config(DIGITS, digits_overrides(reference_dir)))
+
+    killed_at = train_and_kill(["--config", DIGITS, *digits_overrides(killed_dir)], killed_dir, tmp_path)
+    assert 1 <= killed_at < MILESTONE  # the LR drop happens after the resume
+    with caplog.at_level(logging.INFO, logger="segloss"):
+        resumed = training.train(load_config(DIGITS, digits_overrides(killed_dir)), resume=True)
+    assert f"resumed from {killed_dir / 'checkpoint.pt'} after epoch {killed_at}" in caplog.text
+
+    # Same losses, learning rates and evaluations every epoch, same weights, same final results.
+    ours, theirs = read_metrics(reference_dir), read_metrics(killed_dir)
+    assert [r["epoch"] for r in theirs] == list(range(1, EPOCHS + 1))
+    assert [r["lr"] for r in theirs] == pytest.approx([1e-3] * MILESTONE + [1e-4] * (EPOCHS - MILESTONE))
+    for key in ("loss", "lr", "accuracy", "unknown_auroc_msp", "unknown_auroc_mls"):
+        assert [r.get(key) for r in theirs] == [r.get(key) for r in ours], key
+    assert ["accuracy" in r for r in ours] == [
+        epoch % 3 == 0 or epoch == EPOCHS for epoch in range(1, EPOCHS + 1)
+    ]
+    final_a, final_b = (
+        load_checkpoint(reference_dir / "checkpoint.pt"),
+        load_checkpoint(killed_dir / "checkpoint.pt"),
+    )
+    for name, tensor in final_a["model"].items():
+        assert torch.equal(tensor, final_b["model"][name]), name
+    assert final_b["scheduler"]["last_epoch"] == EPOCHS and final_b["classes"] == [str(d) for d in range(10)]
+    results = json.loads((killed_dir / "results.json").read_text())
+    assert results == json.loads((reference_dir / "results.json").read_text())
+    assert results["accuracy"] == reference.accuracy == resumed.accuracy > 0.8
+    assert results["num_test"] == 450 and list(results["unknown"]["per_set"]) == ["blobs", "phase"]
+    assert results["unknown"]["mean"]["mls"] == ours[-1]["unknown_auroc_mls"]
+    assert [(a["norm"], a["eps"], a["num_samples"]) for a in results["attacks"]] == [
+        ("Linf", 0.3, 6),
+        ("L2", 2.0, 6),
+    ]
+
+    # The run directory.
+    for name in ("config.yaml", "train.log", "confidence_msp.png", "confidence_mls.png"):
+        assert (killed_dir / name).stat().st_size > 0, name
+    assert "task: classification" in (killed_dir / "config.yaml").read_text()
+    assert "HEMPlusLoss" in (killed_dir / "train.log").read_text()
+
+    # evaluate.py on the resumed checkpoint reproduces the run's final evaluation.
+    out = tmp_path / "eval.json"
+    evaluate = load_script("evaluate").main
+    assert (
+        evaluate(["--checkpoint", str(killed_dir / "checkpoint.pt"), "--out", str(out), "--no-progress"]) == 0
+    )
+    assert json.loads(out.read_text()) == results
+
+    # A finished run: --resume does nothing.
+    assert training.train(load_config(DIGITS, digits_overrides(killed_dir)), resume=True) is None
+    assert len(read_metrics(killed_dir)) == EPOCHS
+
+
+def test_nan_loss_stops_a_classification_run(tmp_path):
+    config = load_config(DIGITS, digits_overrides(tmp_path / "run", "loss.name=ce", "optim.lr=1e30"))
+    with pytest.raises(NonFiniteLossError, match=r"the loss is nan at epoch 1.*Try a lower optim.lr"):
+        training.train(config)
+
+
+def test_segmentation_options_on_a_classification_run_are_refused(tmp_path, capsys):
+    config = load_config(
+        DIGITS, digits_overrides(tmp_path / "run", "train.epochs=1", "eval.attack_samples=0")
+    )
+    training.train(config)
+    evaluate = load_script("evaluate").main
+    checkpoint = str(tmp_path / "run" / "checkpoint.pt")
+    assert evaluate(["--checkpoint", checkpoint, "--format", "cityscapes", "--no-progress"]) == 1
+    assert (
+        f"error: --format: options for segmentation runs only; {checkpoint} is a classification run"
+        in capsys.readouterr().err
+    )
+    assert evaluate(["--checkpoint", checkpoint, "--unknown-classes", "3", "--split", "val"]) == 1
+    assert "error: --split, --unknown-classes: options for segmentation runs only" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="is a classification checkpoint, not a segmentation one"):
+        evaluate_segmentation_checkpoint(checkpoint)
