@@ -47,6 +47,7 @@ def worker(rank, world, init_file, out_file):
         results[name, reduction] = torch.stack(values), [p.grad.clone() for p in model.parameters()]
     if rank == 0:
         torch.save(results, out_file)
+    dist.barrier()  # neither rank tears down gloo while the other still talks to it
     dist.destroy_process_group()
 
 
