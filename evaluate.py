@@ -17,8 +17,6 @@ import argparse
 import logging
 import sys
 
-from segloss.evaluation import PREDICTION_FORMATS
-
 # Options that only mean something for segmentation checkpoints: flag -> attribute of the parsed arguments.
 SEGMENTATION_OPTIONS = {
     "--split": "split",
@@ -44,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     segmentation.add_argument(
         "--format",
-        choices=PREDICTION_FORMATS,
+        choices=("color", "trainid", "cityscapes"),  # segloss.evaluation.PREDICTION_FORMATS
         help="prediction PNGs: palette colours, train ids, or Cityscapes label ids (default: color)",
     )
     segmentation.add_argument("--num-workers", type=int, help="data loader workers (default: the run's)")

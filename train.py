@@ -45,26 +45,17 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from segloss.engine import NonFiniteLossError, RunExistsError
-
-    expected_errors: tuple[type[Exception], ...] = (
-        ConfigError,
-        RunExistsError,
-        NonFiniteLossError,
-        OSError,
-        ValueError,
-    )
     if config.task == "classification":
         from segloss.classification.training import train
     else:
-        from segloss.models import WeightsUnavailableError
         from segloss.training import train
 
-        expected_errors += (WeightsUnavailableError,)
     try:
         with logging_redirect_tqdm():
             result = train(config, resume=args.resume)
-    except expected_errors as error:
+    # ConfigError, a run folder in the way, a NaN loss, missing weights offline, bad data, no CUDA...:
+    # every error a run can reasonably meet is a ValueError, RuntimeError or OSError, told in one line.
+    except (OSError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     if result is not None:

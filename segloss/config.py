@@ -27,10 +27,13 @@ DEFAULT_TASK = "segmentation"
 # Tasks whose schema module is imported when a config first names them (it needs optional packages).
 TASK_MODULES = {"classification": "segloss.classification.config"}
 DATASET_NAMES = ("camvid", "cityscapes", "sbd", "folder", "synthetic")
-# Keys a resumed run may change; any other difference from the checkpoint's config is an error.
-RESUMABLE_KEYS = frozenset(
-    {"train.epochs", "train.num_workers", "train.eval_every", "train.progress", "train.device"}
-)
+# Keys a resumed run may change; any other difference from the checkpoint's config is an error. Not
+# ``train.num_workers``: the augmentation is seeded per DataLoader worker, so the worker count is part of the
+# random stream. ``train.device`` may change, but a continuation on another kind of device (AMP,
+# channels_last, other kernels) is not bit-identical to an uninterrupted run; the engine warns.
+RESUMABLE_KEYS = frozenset({"train.epochs", "train.eval_every", "train.progress", "train.device"})
+# ``train.device``: ``auto`` (the GPU when there is one), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
 
 
 class ConfigError(ValueError):
@@ -60,6 +63,12 @@ def check_class_names(key: str, names: Sequence[str], classes: Sequence[str]) ->
         raise ConfigError(f"{key} names a class twice: {list(names)}")
     if len(classes) - len(names) < 2:
         raise ConfigError(f"{key} {list(names)} leaves fewer than two of the classes {', '.join(classes)}")
+
+
+def check_device(key: str, setting: str) -> None:
+    """``ConfigError`` unless ``setting`` is a device setting of ``DEVICE_PATTERN``."""
+    if not DEVICE_PATTERN.fullmatch(setting):
+        raise ConfigError(f"{key} must be auto, cpu, cuda, cuda:N or mps, got {setting!r}")
 
 
 def choices(*values: Any, default: Any) -> Any:
@@ -121,7 +130,11 @@ class TrainConfig:
     """The training run. ``batch_size`` is global (split over DDP ranks); ``crop_size`` is an int or
     ``[H, W]``; ``out_dir`` defaults to ``runs/DATASET/ENCODER/LOSS/seedSEED`` (DATASET is
     ``NAME_without_CLASS`` with held-out classes); ``eval_every`` = k > 0 also evaluates every k epochs
-    (the last epoch is always evaluated)."""
+    (the last epoch is always evaluated); ``device`` is ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+
+    A resumed run may change only ``epochs``, ``eval_every``, ``progress`` and ``device``
+    (``RESUMABLE_KEYS``). ``num_workers`` is fixed because each worker seeds its own augmentation stream;
+    a resume on another kind of device continues the run but not bit-identically (AMP, channels_last)."""
 
     batch_size: int = 8
     epochs: int = 10
@@ -179,6 +192,7 @@ class SegmentationConfig:
             "data.seed": self.data.seed,
         }
         check_bounds(positive=positive, non_negative=non_negative)
+        check_device("train.device", self.train.device)
         for key, size in (("train.crop_size", self.train.crop_size), ("data.size", self.data.size)):
             sizes = [size] if isinstance(size, int) else size
             if len(sizes) not in (1, 2) or min(sizes) <= 0:
@@ -474,7 +488,8 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def resume_config(saved: dict[str, Any], requested: Any) -> Any:
     """The config to resume with: the checkpoint's ``saved`` one, updated with the ``RESUMABLE_KEYS`` of
-    ``requested``; any other difference is a ``ConfigError`` naming the keys."""
+    ``requested``; any other difference (``train.num_workers`` included) is a ``ConfigError`` naming the
+    keys."""
     old, new = flatten(saved), flatten(config_to_dict(requested))
     changed = sorted(key for key in old.keys() | new.keys() if old.get(key) != new.get(key))
     fixed = [key for key in changed if key not in RESUMABLE_KEYS]

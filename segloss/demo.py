@@ -17,6 +17,8 @@ from .evaluation import evaluate_checkpoint
 from .seg_metrics import SegmentationScores
 from .training import CHECKPOINT_FILE, eval_dataset, train
 
+logger = logging.getLogger(__name__)
+
 LOSSES = ("ce", "hem+")
 
 
@@ -44,10 +46,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     scores: dict[str, SegmentationScores] = {}
     for loss in LOSSES:
         run_dir = Path(args.out_dir) / loss.replace("+", "plus")
-        config = load_config(args.config, [*args.overrides, f"loss.name={loss}", f"train.out_dir={run_dir}"])
-        logging.getLogger(__name__).info("%s: training in %s (a finished run there is reused)", loss, run_dir)
-        train(config, resume=True)
-        scores[loss] = evaluate_checkpoint(run_dir / CHECKPOINT_FILE, progress=False)
+        try:
+            config = load_config(
+                args.config, [*args.overrides, f"loss.name={loss}", f"train.out_dir={run_dir}"]
+            )
+            logger.info("%s: training in %s (a finished run there is reused)", loss, run_dir)
+            train(config, resume=True)
+            scores[loss] = evaluate_checkpoint(run_dir / CHECKPOINT_FILE, progress=False)
+        except (OSError, ValueError, RuntimeError) as error:  # e.g. overrides an existing run cannot take
+            logger.error("%s: %s (delete %s to start the demo afresh)", loss, error, args.out_dir)
+            return 1
 
     counts = class_counts(eval_dataset(config, config.eval.split), progress=False)
     baseline = counts.max() / counts.sum() / np.count_nonzero(counts)  # IoU = share for it, 0 for the others

@@ -53,7 +53,9 @@ class LogitAdjustedLoss(_Loss):
 
     def __init__(self, class_priors: Sequence[float] | torch.Tensor, **kw):
         super().__init__(**kw)
-        self.register_buffer("class_priors", torch.as_tensor(class_priors, dtype=torch.float64).clone())
+        # float32 buffers: the module can move to any device (MPS has no float64); the losses cast them
+        # to the logits' dtype
+        self.register_buffer("class_priors", torch.as_tensor(class_priors, dtype=torch.float32).clone())
 
     @classmethod
     def from_class_counts(
@@ -77,7 +79,7 @@ class MultiMarginLoss(_Loss):
 
     def __init__(self, margin: float | Sequence[float] | torch.Tensor = 1.0, **kw):
         super().__init__(**kw)
-        self.register_buffer("margin", torch.as_tensor(margin, dtype=torch.float64).clone())
+        self.register_buffer("margin", torch.as_tensor(margin, dtype=torch.float32).clone())
 
     def _margin(self) -> float | torch.Tensor:
         return self.margin if self.margin.dim() else float(self.margin)
@@ -120,7 +122,7 @@ class HEMPlusLoss(HEMLoss):
         reduction: str = "mean",
         sync: bool = False,
     ):
-        margins = torch.as_tensor(margins, dtype=torch.float64)
+        margins = torch.as_tensor(margins)
         if margins.dim() != 1:
             raise ValueError(
                 f"HEMPlusLoss needs a (C,) tensor of per-class margins, got shape {tuple(margins.shape)}"

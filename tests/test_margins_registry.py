@@ -74,6 +74,10 @@ def test_registry_errors():
 def test_margins_follow_the_module_to_a_device_and_into_state_dict():
     loss = segloss.HEMPlusLoss.from_class_counts([10, 20, 30], M=100)
     assert "margin" in loss.state_dict()
-    loss = loss.to(torch.float32)
-    assert loss(torch.randn(2, 3), torch.tensor([0, 2])).dtype == torch.float32
+    # float32 buffers: every device takes them (MPS has no float64); float64 logits still compute in float64
+    for name in segloss.LOSS_NAMES:
+        assert all(
+            b.dtype == torch.float32 for b in segloss.build_loss(name, class_counts=[1, 2, 3]).buffers()
+        )
+    assert loss(torch.randn(2, 3, dtype=torch.float64), torch.tensor([0, 2])).dtype == torch.float64
     assert "HEMPlusLoss(margin=" in repr(loss)

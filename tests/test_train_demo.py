@@ -11,7 +11,7 @@ from .seg_helpers import REPO, TINY_ENCODER
 
 
 @pytest.mark.usefixtures("one_thread")
-def test_demo_trains_evaluates_and_compares(tmp_path, monkeypatch, capsys):
+def test_demo_trains_evaluates_and_compares(tmp_path, monkeypatch, capsys, caplog):
     monkeypatch.setenv("SEGLOSS_CACHE", str(tmp_path / "cache"))
     tiny = [f"model.encoder={TINY_ENCODER}", "data.size=64", "data.num_train=8", "data.num_eval=3",
             "train.crop_size=64", "train.epochs=1", "train.progress=false"]  # fmt: skip
@@ -44,3 +44,8 @@ def test_demo_trains_evaluates_and_compares(tmp_path, monkeypatch, capsys):
     )
     assert checkpoint.stat().st_mtime_ns == written
     assert capsys.readouterr().out == output
+    # An override the finished runs cannot take is one clear error, not a traceback.
+    changed = [*tiny, "data.seed=5"]
+    assert demo.main(["--config", str(REPO / "configs" / "demo.yaml"), "--out-dir", str(tmp_path / "demo"),
+                      *changed]) == 1  # fmt: skip
+    assert "data.seed" in caplog.text and "to start the demo afresh" in caplog.text

@@ -56,7 +56,9 @@ def test_weights_offline_fail_fast_with_advice(monkeypatch, tmp_path):
     assert offline_setting == constants.HF_HUB_OFFLINE  # restored
 
 
-def test_hub_probe_returns_within_its_timeout():
+def test_hub_probe_never_hangs():
+    """Offline (as here) the probe answers False within its timeout instead of blocking the run."""
     start = time.perf_counter()
-    assert models.hub_reachable(timeout=1.0) in (True, False)
-    assert time.perf_counter() - start < 5
+    reachable = models.hub_reachable(timeout=1.0)
+    assert isinstance(reachable, bool)
+    assert time.perf_counter() - start < 5  # a bound against hanging, not a speed goal

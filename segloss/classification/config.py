@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import ConfigError, check_bounds, choices, register_task
+from ..config import ConfigError, check_bounds, check_device, choices, register_task
 from ..registry import LOSS_NAMES
 from .data import DATASETS
 from .engine import OPTIMIZERS
@@ -65,7 +65,9 @@ class ClassificationOptimConfig:
 
 @dataclass
 class ClassificationTrainConfig:
-    """The training run; ``out_dir`` defaults to ``runs/cls/DATASET/ARCH/LOSS/seedSEED``."""
+    """The training run; ``out_dir`` defaults to ``runs/cls/DATASET/ARCH/LOSS/seedSEED``; ``device`` is
+    ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``. As for segmentation, a resumed run may change only
+    ``epochs``, ``eval_every``, ``progress`` and ``device`` (``segloss.config.RESUMABLE_KEYS``)."""
 
     batch_size: int = 128
     epochs: int = 20
@@ -134,6 +136,7 @@ class ClassificationConfig:
             "eval.attack_samples": self.eval.attack_samples,
         }
         check_bounds(positive=positive, non_negative=non_negative)
+        check_device("train.device", self.train.device)
         try:
             check_classifier_name(self.model.arch)
         except ValueError as error:
