@@ -10,6 +10,9 @@ to ``OUT``.
     python benchmarks/compare_cls.py                                    # digits, CPU, about a minute
     python benchmarks/compare_cls.py --config configs/cls_cifar10.yaml --losses ce hem ln \\
         data.root=data/cifar eval.attack_samples=1000                  # the paper's CIFAR-10 ResNet18 runs
+
+Config overrides (``key=value``) may stand anywhere, after ``--losses`` too: a word with ``=`` is an
+override, any other word after ``--losses`` a loss name (``--`` also ends the loss list).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -26,17 +30,37 @@ from segloss.classification.rejection import SCORES
 from segloss.classification.training import evaluate_checkpoint, train
 from segloss.config import load_config
 from segloss.engine import CHECKPOINT_FILE, METRICS_FILE
+from segloss.registry import LOSS_NAMES
 
 
-def main() -> None:
+def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line, with the ``key=value`` words of ``--losses`` moved to ``overrides`` and every loss
+    name checked (before anything trains)."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--config", default="configs/cls_digits.yaml")
-    parser.add_argument("--losses", nargs="+", default=["ce", "hem", "hem+", "ln"])
+    parser.add_argument(
+        "--losses", nargs="+", default=["ce", "hem", "hem+", "ln"], help=f"of {', '.join(LOSS_NAMES)}"
+    )
     parser.add_argument("--out", help="output folder (default: runs/cls_compare/DATASET)")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args(argv)
+    args.overrides += [word for word in args.losses if "=" in word]
+    args.losses = [word for word in args.losses if "=" not in word]
+    unknown = [name for name in args.losses if name not in LOSS_NAMES]
+    if unknown:
+        parser.error(
+            f"--losses: unknown loss {unknown[0]!r}; valid losses: {', '.join(LOSS_NAMES)}. Config overrides "
+            f"are key=value words (before --losses or after --)"
+        )
+    if not args.losses or len(set(args.losses)) != len(args.losses):
+        parser.error(f"--losses needs distinct loss names, got {args.losses}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_arguments(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     base = load_config(args.config, args.overrides)

@@ -22,7 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, rng_states, save_checkpoint, seed_everything, set_rng_states
-from .config import config_to_dict, resume_config, save_config
+from .config import ConfigError, check_device, config_to_dict, resume_config, save_config
 from .seg_metrics import confusion_matrix
 
 logger = logging.getLogger(__name__)
@@ -94,15 +94,30 @@ def init_distributed(device_setting: str) -> Distributed:
 
 
 def resolve_device(setting: str, local_rank: int = 0) -> torch.device:
-    """``auto`` → this process's GPU when there is one, else the CPU; ``cuda`` takes the local rank's GPU."""
+    """``auto`` → this process's GPU when there is one, else the CPU; ``cuda`` takes the local rank's GPU.
+
+    Raises ``ConfigError`` for a malformed setting or a device this machine does not have.
+    """
+    check_device("train.device", setting)
     if setting == "auto":
         setting = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(setting)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError(f"train.device={setting} but CUDA is not available; use train.device=cpu")
+            raise ConfigError(
+                f"train.device={setting}, but CUDA is not available on this machine (torch "
+                f"{torch.__version__}, CUDA build: {torch.version.cuda or 'none'}); use train.device=cpu or "
+                f"train.device=auto"
+            )
         if device.index is None:
             device = torch.device("cuda", local_rank)
+        if device.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"train.device={setting} asks for GPU {device.index}, but this machine has "
+                f"{torch.cuda.device_count()} (indices from 0); use train.device=cuda or auto"
+            )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"train.device={setting}, but MPS is not available; use train.device=cpu or auto")
     return device
 
 
@@ -230,9 +245,11 @@ class TrainingRun:
     """The task-independent part of a training run in ``config.train.out_dir``.
 
     It writes ``config.yaml``, an atomic ``checkpoint.pt`` after every epoch (model, optimizer, LR scheduler,
-    gradient scaler, epoch, history, RNG states, config and the task's ``checkpoint_extras``),
+    gradient scaler, epoch, history, RNG states, config, device type and the task's ``checkpoint_extras``),
     ``metrics.jsonl`` (one record per epoch) and ``train.log``; continues exactly from the checkpoint; shows
     progress bars; stops on a NaN or infinite loss keeping the last good checkpoint; wraps the model for DDP.
+    The last epoch's checkpoint is written before the final evaluation and rewritten, marked ``finished``,
+    after its results: a run whose final evaluation failed resumes with that evaluation, not with training.
 
     A task subclasses it: ``setup`` builds ``model`` (on ``device``), ``loss_fn``, ``optimizer`` and
     ``scheduler``; ``train_loader``, ``evaluate``, ``write_results``, ``summary`` and ``result`` supply the
@@ -276,7 +293,8 @@ class TrainingRun:
         return ""
 
     def write_results(self) -> None:
-        """Write the final evaluation's files to ``run_dir`` (rank 0, before the last checkpoint)."""
+        """Write the final evaluation's files to ``run_dir`` (rank 0, before the checkpoint is marked
+        finished)."""
 
     def summary(self) -> str:
         """The final evaluation as text, logged at the end."""
@@ -296,7 +314,8 @@ class TrainingRun:
     # The loop ---------------------------------------------------------------------------------
 
     def run(self, state: dict[str, Any] | None) -> Any:
-        """Train from scratch, or from the checkpoint ``state`` of an unfinished run."""
+        """Train from scratch, or from the checkpoint ``state`` of an unfinished run, then evaluate (only
+        evaluate when the checkpoint's training is complete)."""
         config = self.config
         seed_everything(config.train.seed)
         logger.info(
@@ -322,6 +341,15 @@ class TrainingRun:
             set_rng_states(state["rng"])
             history, start_epoch = list(state["history"]), state["epoch"]
             logger.info("resumed from %s after epoch %d", self.run_dir / CHECKPOINT_FILE, start_epoch)
+            saved_device = state.get("device")
+            if saved_device is not None and saved_device != self.device.type:
+                logger.warning(
+                    "the checkpoint was written on %s and the run continues on %s: mixed precision, "
+                    "channels_last and kernels differ, so the result will not be bit-identical to an "
+                    "uninterrupted run",
+                    saved_device,
+                    self.device.type,
+                )
 
         network = self._distributed_model()
         epochs = tqdm(
@@ -336,10 +364,10 @@ class TrainingRun:
             record = {"epoch": epoch + 1, **self._train_epoch(network, epoch, history, scaler)}
             if self.scheduler_interval == "epoch":
                 self.scheduler.step()
-            last = epoch + 1 == config.train.epochs
-            evaluated = last or bool(config.train.eval_every and (epoch + 1) % config.train.eval_every == 0)
-            if evaluated:
-                record.update(self.evaluate(final=last))
+            every = config.train.eval_every
+            evaluated = bool(every and (epoch + 1) % every == 0) and epoch + 1 < config.train.epochs
+            if evaluated:  # the last epoch gets the final evaluation below
+                record.update(self.evaluate(final=False))
             history.append(record)
             logger.info(
                 "epoch %d/%d: loss %.4f, %.1f images/s%s",
@@ -350,12 +378,23 @@ class TrainingRun:
                 self.describe_evaluation() if evaluated else "",
             )
             if self.world.is_main:
-                if last:  # written before the checkpoint that marks the run finished
-                    self.write_results()
-                self._save_checkpoint(epoch + 1, history, scaler)
+                self._save_checkpoint(epoch + 1, history, scaler, rng_states(), finished=False)
                 with open(self.run_dir / METRICS_FILE, "a") as metrics:
                     metrics.write(json.dumps(record) + "\n")
                 self.plot_history(history)
+        return self._final_evaluation(history, scaler)
+
+    def _final_evaluation(self, history: list[dict[str, Any]], scaler: torch.amp.GradScaler | None) -> Any:
+        """Evaluate the trained model in full, write the results, and mark the last checkpoint finished (with
+        the RNG states of the end of training, whatever the evaluation drew)."""
+        rng = rng_states()
+        history[-1].update(self.evaluate(final=True))
+        logger.info("final evaluation after epoch %d%s", history[-1]["epoch"], self.describe_evaluation())
+        if self.world.is_main:
+            self.write_results()
+            self._save_checkpoint(history[-1]["epoch"], history, scaler, rng, finished=True)
+            write_metrics(self.run_dir / METRICS_FILE, history)
+            self.plot_history(history)
         logger.info("final evaluation:\n%s", self.summary())
         return self.result()
 
@@ -401,7 +440,13 @@ class TrainingRun:
             ) from None
 
     def _save_checkpoint(
-        self, epoch: int, history: list[dict[str, Any]], scaler: torch.amp.GradScaler | None
+        self,
+        epoch: int,
+        history: list[dict[str, Any]],
+        scaler: torch.amp.GradScaler | None,
+        rng: dict[str, Any],
+        *,
+        finished: bool,
     ) -> None:
         save_checkpoint(
             {
@@ -411,8 +456,10 @@ class TrainingRun:
                 "scaler": scaler.state_dict() if scaler is not None else None,
                 "epoch": epoch,
                 "history": history,
-                "rng": rng_states(),
+                "rng": rng,
                 "config": config_to_dict(self.config),
+                "device": self.device.type,
+                "finished": finished,  # the final evaluation's results were written
                 **self.checkpoint_extras(),
             },
             self.run_dir / CHECKPOINT_FILE,
@@ -421,7 +468,9 @@ class TrainingRun:
 
 def run_training(run_class: type[TrainingRun], config: Any, *, resume: bool = False) -> Any:
     """Train (or, with ``resume``, continue) the run of ``config`` in ``config.train.out_dir`` as the task's
-    ``run_class``. Returns its ``result()``, or ``None`` when a resumed run had already finished.
+    ``run_class``. Returns its ``result()``, or ``None`` when a resumed run had already finished (trained for
+    ``train.epochs`` and written ``results.json``). A resumed run that finished training but not its final
+    evaluation runs only that evaluation.
 
     Under ``torchrun`` every rank calls this; rank 0 writes the run directory.
     """
@@ -453,8 +502,20 @@ def run_training(run_class: type[TrainingRun], config: Any, *, resume: bool = Fa
             if state is not None:
                 write_metrics(run_dir / METRICS_FILE, state["history"])
         if state is not None and state["epoch"] >= config.train.epochs:
-            logger.info("%s finished %d epochs already; nothing to do", run_dir, state["epoch"])
-            return None
+            # Checkpoints from before the "finished" flag were written after the final evaluation.
+            if state.get("finished", True) and (run_dir / RESULTS_FILE).is_file():
+                logger.info(
+                    "%s finished %d epochs and its final evaluation already; nothing to do",
+                    run_dir,
+                    state["epoch"],
+                )
+                return None
+            logger.info(
+                "%s trained %d epochs but its final evaluation (%s) is missing: running only that evaluation",
+                run_dir,
+                state["epoch"],
+                RESULTS_FILE,
+            )
         if world.is_main:
             save_config(config, run_dir / CONFIG_FILE)
         return run_class(config, world, device, run_dir).run(state)

@@ -2,8 +2,10 @@
 
     python -m segloss.report runs/ [more run folders] --out report
 
-finds every run folder (``config.yaml`` + ``results.json``) below the given folders and writes
-``report.md`` (a table per dataset and encoder, one column per loss), ``report.csv`` and ``report.png``.
+finds every segmentation run folder (``config.yaml`` + ``results.json``) below the given folders and writes
+``report.md`` (a row per dataset and encoder, one column per loss), ``report.csv`` and ``report.png``.
+Runs with held-out classes (``data.holdout_classes``) form their own dataset row ("camvid without car");
+runs of other tasks (classification) are skipped with a note.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import json
 import logging
 import math
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from .config import DEFAULT_TASK as SEGMENTATION
 from .registry import LOSS_NAMES
 
 logger = logging.getLogger(__name__)
@@ -29,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RunResult:
-    """One finished run: its condition, seed and mIoU (fraction)."""
+    """One finished run: its condition (``dataset`` names any held-out classes), seed and mIoU (fraction)."""
 
     dataset: str
     encoder: str
@@ -51,8 +54,15 @@ class Condition:
     std: float  # sample standard deviation; NaN for a single seed
 
 
+def dataset_label(name: str, holdout_classes: Sequence[str] = ()) -> str:
+    """The dataset of a condition: ``name``, or ``"NAME without A, B"`` when classes were held out of
+    training (those runs are not comparable with the normal ones)."""
+    return f"{name} without {', '.join(holdout_classes)}" if holdout_classes else name
+
+
 def find_runs(folders: Iterable[str | Path]) -> list[RunResult]:
-    """Every finished run (``config.yaml`` next to ``results.json``) at or below ``folders``."""
+    """Every finished segmentation run (``config.yaml`` next to ``results.json``) at or below ``folders``;
+    unfinished runs and runs of other tasks are skipped with a logged note."""
     runs = []
     for folder in folders:
         folder = Path(folder)
@@ -64,10 +74,20 @@ def find_runs(folders: Iterable[str | Path]) -> list[RunResult]:
                 logger.warning("skipping %s: no results.json (the run has not finished)", config_file.parent)
                 continue
             config = yaml.safe_load(config_file.read_text())
-            miou = json.loads(results_file.read_text())["miou"]
+            task = config.get("task", SEGMENTATION)
+            if task != SEGMENTATION:
+                logger.info(
+                    "skipping %s: a %s run (this report compares segmentation mIoU)", config_file.parent, task
+                )
+                continue
+            results = json.loads(results_file.read_text())
+            if "miou" not in results:
+                logger.warning("skipping %s: its results.json has no miou", config_file.parent)
+                continue
+            miou = results["miou"]
             runs.append(
                 RunResult(
-                    config["data"]["name"],
+                    dataset_label(config["data"]["name"], config["data"].get("holdout_classes") or ()),
                     config["model"]["encoder"],
                     config["loss"]["name"],
                     config["train"]["seed"],
@@ -79,12 +99,25 @@ def find_runs(folders: Iterable[str | Path]) -> list[RunResult]:
 
 
 def summarise(runs: Sequence[RunResult]) -> list[Condition]:
-    """Mean and sample std of mIoU (%) over seeds per condition, ordered by dataset, encoder, loss."""
+    """Mean and sample std of mIoU (%) over seeds per condition, ordered by dataset, encoder, loss. A seed
+    found twice in a condition (a copied run folder?) is logged as a warning; both runs count."""
     groups: dict[tuple[str, str, str], list[RunResult]] = defaultdict(list)
     for run in runs:
         groups[(run.dataset, run.encoder, run.loss)].append(run)
     conditions = []
     for (dataset, encoder, loss), members in groups.items():
+        for seed, count in Counter(run.seed for run in members).items():
+            if count > 1:
+                paths = ", ".join(str(run.path) for run in members if run.seed == seed)
+                logger.warning(
+                    "%s / %s / %s has seed %d %d times (%s): copies of one run?",
+                    dataset,
+                    encoder,
+                    loss,
+                    seed,
+                    count,
+                    paths,
+                )
         values = 100 * np.array([run.miou for run in members])
         std = float(values.std(ddof=1)) if len(values) > 1 else math.nan
         seeds = tuple(sorted(run.seed for run in members))
@@ -105,7 +138,8 @@ def _cell(condition: Condition | None) -> str:
 
 def markdown_table(conditions: Sequence[Condition]) -> str:
     """Rows (dataset, encoder), columns losses: ``mean ± std (seeds)``; a last row averages each loss's
-    means over the rows that have it, with the best average in bold."""
+    means over the rows that have every loss (the best average in bold), and a note names the rows left
+    out of it."""
     losses = sorted({c.loss for c in conditions}, key=_loss_order)
     rows = sorted({(c.dataset, c.encoder) for c in conditions})
     by_key = {(c.dataset, c.encoder, c.loss): c for c in conditions}
@@ -116,10 +150,25 @@ def markdown_table(conditions: Sequence[Condition]) -> str:
     for dataset, encoder in rows:
         cells = [_cell(by_key.get((dataset, encoder, loss))) for loss in losses]
         lines.append(f"| {dataset} | {encoder} | " + " | ".join(cells) + " |")
-    averages = {loss: float(np.mean([c.mean for c in conditions if c.loss == loss])) for loss in losses}
-    best = max(averages.values())
-    cells = [f"**{value:.2f}**" if value == best else f"{value:.2f}" for value in averages.values()]
+    absent = {row: [loss for loss in losses if (*row, loss) not in by_key] for row in rows}
+    complete = [row for row in rows if not absent[row]]
+    if complete:
+        averages = [float(np.mean([by_key[(*row, loss)].mean for row in complete])) for loss in losses]
+        best = max(averages)
+        cells = [f"**{value:.2f}**" if value == best else f"{value:.2f}" for value in averages]
+    else:
+        cells = ["—"] * len(losses)
     lines.append("| average | | " + " | ".join(cells) + " |")
+    left_out = [
+        f"{dataset} / {encoder} (no {', '.join(absent[dataset, encoder])})"
+        for dataset, encoder in rows
+        if absent[dataset, encoder]
+    ]
+    if left_out:
+        lines.append(
+            f"\nThe average is over the rows with every loss ({len(complete)} of {len(rows)}); left "
+            f"out: {'; '.join(left_out)}."
+        )
     return "\n".join(lines)
 
 

@@ -1,8 +1,10 @@
-"""Run configs: YAML + dotted overrides, type checks, errors listing the valid keys, recipes, resume rules."""
+"""Run configs: YAML + dotted overrides, type checks, errors listing the valid keys, recipes, resume rules,
+device settings."""
 
 from pathlib import Path
 
 import pytest
+import torch
 
 from segloss.config import (
     ConfigError,
@@ -13,6 +15,9 @@ from segloss.config import (
     resume_config,
     schema_keys,
 )
+from segloss.engine import resolve_device
+
+from .seg_helpers import load_script
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -157,8 +162,45 @@ def test_demo_config_is_offline_and_small():
 def test_resume_accepts_only_resumable_changes():
     saved = config_to_dict(config_from_dict({}, ["train.epochs=5", "train.out_dir=run"]))
     longer = resume_config(
-        saved, config_from_dict({}, ["train.epochs=8", "train.num_workers=0", "train.out_dir=run"])
+        saved, config_from_dict({}, ["train.epochs=8", "train.eval_every=2", "train.out_dir=run"])
     )
-    assert longer.train.epochs == 8 and longer.train.num_workers == 0
+    assert longer.train.epochs == 8 and longer.train.eval_every == 2
     with pytest.raises(ConfigError, match=r"optim.lr: 0.01 -> 0.1.*only train.device, train.epochs"):
         resume_config(saved, config_from_dict({}, ["optim.lr=0.1", "train.out_dir=run"]))
+    # Each DataLoader worker seeds its own augmentation stream: the worker count is part of the run.
+    with pytest.raises(ConfigError, match=r"train.num_workers: 2 -> 0"):
+        resume_config(saved, config_from_dict({}, ["train.num_workers=0", "train.out_dir=run"]))
+
+
+@pytest.mark.parametrize("task", ["segmentation", "classification"])
+def test_train_device_is_validated(task):
+    for setting in ("auto", "cpu", "cuda", "cuda:1", "mps"):
+        assert config_from_dict({"task": task}, [f"train.device={setting}"]).train.device == setting
+    for setting in ("gpu", "CPU", "cuda:", "cuda:one", "cuda:0,1"):
+        with pytest.raises(
+            ConfigError, match=rf"train.device must be auto, cpu, cuda, cuda:N or mps, got '{setting}'"
+        ):
+            config_from_dict({"task": task}, [f"train.device={setting}"])
+
+
+def test_a_device_this_machine_lacks_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    # train.py tells it in one line
+    assert load_script("train").main(["train.device=cuda:0", f"train.out_dir={tmp_path / 'run'}"]) == 1
+    assert "error: train.device=cuda:0, but CUDA is not available" in capsys.readouterr().err
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(
+        ConfigError, match=r"train.device=cuda, but CUDA is not available.*use train.device=cpu"
+    ):
+        resolve_device("cuda")
+    with pytest.raises(ConfigError, match=r"train.device must be auto, cpu, cuda, cuda:N or mps, got 'gpu'"):
+        resolve_device("gpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda", local_rank=1) == torch.device("cuda", 1)
+    with pytest.raises(ConfigError, match=r"train.device=cuda:2 asks for GPU 2, but this machine has 2"):
+        resolve_device("cuda:2")
+    # last: torch._dynamo, which smp imports, reads torch.backends.mps.is_available.__wrapped__
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"train.device=mps, but MPS is not available"):
+        resolve_device("mps")

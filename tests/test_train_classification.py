@@ -1,18 +1,24 @@
 """``train.py``/``evaluate.py`` with ``task: classification``: SIGKILL + resume reproduces an uninterrupted
-run (per-epoch LR milestones included), the run directory, evaluation of the checkpoint, errors."""
+run (per-epoch LR milestones included), the run directory, evaluation of the checkpoint, errors; a failed
+final evaluation is redone by ``--resume`` without training; the evaluation's inputs are checked before
+training; evaluating during training does not change it."""
 
 import json
 import logging
+import sys
 
+import numpy as np
 import pytest
 import torch
 
-from segloss.checkpoint import load_checkpoint
-from segloss.classification import training
-from segloss.config import load_config
+from segloss import engine
+from segloss.checkpoint import load_checkpoint, save_checkpoint
+from segloss.classification import recipe, training
+from segloss.config import ConfigError, load_config
 from segloss.engine import NonFiniteLossError
 from segloss.evaluation import evaluate_checkpoint as evaluate_segmentation_checkpoint
 
+from .cls_fixtures import skip_cifar_checksums, write_cifar10, write_mnist
 from .seg_helpers import REPO, load_script, read_metrics, train_and_kill
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -115,3 +121,134 @@ def test_segmentation_options_on_a_classification_run_are_refused(tmp_path, caps
     assert "error: --split, --unknown-classes: options for segmentation runs only" in capsys.readouterr().err
     with pytest.raises(ValueError, match="is a classification checkpoint, not a segmentation one"):
         evaluate_segmentation_checkpoint(checkpoint)
+
+
+def quick_overrides(out_dir, *extra):
+    """A two-epoch digits run of well under a second on the CPU, evaluated on one small unknown set, no
+    AutoAttack."""
+    return digits_overrides(
+        out_dir,
+        "train.device=cpu",
+        "train.epochs=2",
+        "optim.milestones=[]",
+        "eval.unknown_sets=[blobs]",
+        "eval.attack_samples=0",
+        *extra,
+    )
+
+
+def test_failed_final_evaluation_is_redone_by_resume_without_training(tmp_path, monkeypatch, caplog):
+    reference_dir, run_dir = tmp_path / "reference", tmp_path / "run"
+    training.train(load_config(DIGITS, quick_overrides(reference_dir)))
+    expected = json.loads((reference_dir / "results.json").read_text())
+
+    # Training completes, the final evaluation fails: the last epoch's checkpoint is already written.
+    evaluate = recipe.evaluate_from_config
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the evaluation broke")
+
+    monkeypatch.setattr(recipe, "evaluate_from_config", broken)
+    with pytest.raises(RuntimeError, match="the evaluation broke"):
+        training.train(load_config(DIGITS, quick_overrides(run_dir)))
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    assert state["epoch"] == 2 and state["finished"] is False and state["device"] == "cpu"
+    assert not (run_dir / "results.json").exists()
+
+    # --resume runs only the final evaluation, with the results of an uninterrupted run.
+    monkeypatch.setattr(recipe, "evaluate_from_config", evaluate)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished training was resumed")
+
+    monkeypatch.setattr(engine, "train_one_epoch", no_training)
+    with caplog.at_level(logging.INFO, logger="segloss"):
+        report = training.train(load_config(DIGITS, quick_overrides(run_dir)), resume=True)
+    assert "trained 2 epochs but its final evaluation (results.json) is missing" in caplog.text
+    assert report.accuracy == expected["accuracy"]
+    assert json.loads((run_dir / "results.json").read_text()) == expected
+    timings = ("seconds", "images_per_s")
+    ours, theirs = read_metrics(run_dir), read_metrics(reference_dir)
+    assert [{k: v for k, v in r.items() if k not in timings} for r in ours] == [
+        {k: v for k, v in r.items() if k not in timings} for r in theirs
+    ]
+    assert ours[-1]["unknown_auroc_msp"] == expected["unknown"]["mean"]["msp"]
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    assert state["epoch"] == 2 and state["finished"] is True
+
+    # Finished: --resume does nothing; without results.json it evaluates again.
+    assert training.train(load_config(DIGITS, quick_overrides(run_dir)), resume=True) is None
+    (run_dir / "results.json").unlink()
+    assert (
+        training.train(load_config(DIGITS, quick_overrides(run_dir)), resume=True).accuracy == report.accuracy
+    )
+    assert json.loads((run_dir / "results.json").read_text()) == expected
+
+
+def test_resume_on_another_device_type_warns(tmp_path, caplog):
+    run_dir = tmp_path / "run"
+    training.train(load_config(DIGITS, quick_overrides(run_dir, "train.epochs=1")))
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    save_checkpoint({**state, "device": "cuda"}, run_dir / "checkpoint.pt")
+    with caplog.at_level(logging.WARNING, logger="segloss"):
+        training.train(load_config(DIGITS, quick_overrides(run_dir, "train.epochs=2")), resume=True)
+    assert "written on cuda and the run continues on cpu" in caplog.text
+    assert "not be bit-identical" in caplog.text
+
+
+def test_evaluation_inputs_are_checked_before_training(tmp_path, monkeypatch):
+    write_mnist(tmp_path / "mnist")
+    cases = [
+        (
+            ["data.name=mnist", f"data.root={tmp_path / 'mnist'}", "eval.unknown_sets=[fashionmnist]"],
+            FileNotFoundError,
+            r"eval.unknown_sets: dataset 'fashionmnist' not found under .*t10k-images-idx3-ubyte",
+        ),
+        (
+            ["eval.unknown_sets=[mnist]"],  # 28×28 images against the 8×8 digits
+            ConfigError,
+            r"eval.unknown_sets: unknown set 'mnist' has images of shape \(1, 28, 28\)",
+        ),
+        (
+            [f"eval.corruptions_root={tmp_path / 'digits-c'}"],
+            FileNotFoundError,
+            r"eval.corruptions_root: .*labels.npy not found; expected a CIFAR-10-C-style folder",
+        ),
+        (
+            ["eval.attack_samples=6"],
+            ConfigError,
+            r"eval.attack_samples=6: AutoAttack needs the torchattacks package.*pip install torchattacks.*"
+            r"eval.attack_samples=0",
+        ),
+    ]
+    monkeypatch.setitem(sys.modules, "torchattacks", None)  # as if it were not installed
+    for index, (extra, error, message) in enumerate(cases):
+        run_dir = tmp_path / f"run{index}"
+        with pytest.raises(error, match=message):
+            training.train(load_config(DIGITS, quick_overrides(run_dir, *extra)))
+        assert not (run_dir / "checkpoint.pt").exists(), extra
+
+
+def test_evaluating_during_classification_training_does_not_change_it(tmp_path, monkeypatch):
+    # CIFAR-10's random crops and flips draw from the global torch RNG (no workers), like dropout would.
+    skip_cifar_checksums(monkeypatch)
+    write_cifar10(tmp_path, np.arange(40) % 10)
+    losses = {}
+    for every in (0, 1):
+        run_dir = tmp_path / f"every{every}"
+        config = load_config(
+            DIGITS,
+            quick_overrides(
+                run_dir,
+                "data.name=cifar10",
+                f"data.root={tmp_path}",
+                "train.batch_size=8",
+                f"train.eval_every={every}",
+                "eval.unknown_sets=[]",
+            ),
+        )
+        training.train(config)
+        history = read_metrics(run_dir)
+        assert ["accuracy" in record for record in history] == [bool(every), True]
+        losses[every] = [record["loss"] for record in history]
+    assert losses[0] == losses[1]

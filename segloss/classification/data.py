@@ -23,6 +23,7 @@ __all__ = [
     "DatasetSpec",
     "ImageData",
     "build_image_data",
+    "check_split_files",
     "class_counts",
     "dataset_targets",
     "load_split",
@@ -143,6 +144,16 @@ def _check_files(name: str, spec: DatasetSpec, root: Path, split: str) -> None:
             f"to download it (needs internet): set data.download=true, or run\n"
             f"  {_download_command(spec, root)}"
         )
+
+
+def check_split_files(name: str, root: str | os.PathLike, split: str) -> None:
+    """``FileNotFoundError`` showing the expected layout and how to download, unless the files that
+    ``load_split(name, root, split)`` reads are under ``root`` (nothing to check for the embedded digits)."""
+    spec = _spec(name)
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if spec.files:
+        _check_files(name, spec, Path(root).expanduser(), split)
 
 
 def _transform(spec: DatasetSpec, augment: bool):
@@ -300,5 +311,7 @@ def stack_images(dataset: Dataset, batch_size: int = 1000) -> tuple[torch.Tensor
         return dataset.tensors[0], dataset.tensors[1]
     if len(dataset) == 0:
         raise ValueError("the dataset is empty")
-    images, targets = zip(*DataLoader(dataset, batch_size=batch_size, shuffle=False), strict=True)
+    # the loader's own generator leaves the global random state alone
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, generator=torch.Generator())
+    images, targets = zip(*loader, strict=True)
     return torch.cat(images), torch.cat(targets).long()

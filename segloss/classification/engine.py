@@ -104,11 +104,18 @@ def predict_logits(
     progress: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Float32 CPU logits ``(N, C)`` of every image in ``data`` (a tensor of images, or a dataset or loader
-    of images or ``(image, target)`` pairs) and the targets when there are any; ``dtype`` autocasts."""
+    of images or ``(image, target)`` pairs) and the targets when there are any; ``dtype`` autocasts. The
+    global random state is left alone (a loader passed in is used as it is)."""
     device = torch.device(device)
     if isinstance(data, torch.Tensor):
         data = TensorDataset(data)
-    loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=batch_size, shuffle=False)
+    # A loader of our own has its own generator: iterating it leaves the global RNG alone, so that
+    # evaluating during training (``train.eval_every``) does not change the training.
+    loader = (
+        data
+        if isinstance(data, DataLoader)
+        else DataLoader(data, batch_size=batch_size, shuffle=False, generator=torch.Generator())
+    )
     model.eval()
     logits, targets = [], []
     for batch in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress):

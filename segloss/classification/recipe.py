@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..config import ConfigError
 from ..engine import derive_seed
 from ..registry import LOSS_HYPERPARAMETERS, LOSSES_NEEDING_COUNTS, build_loss
 from .config import ClassificationConfig
@@ -16,11 +17,13 @@ from .data import ImageData, build_image_data, stack_images
 from .engine import build_lr_scheduler, build_optimizer
 from .evaluation import ClassificationReport, evaluate_classifier
 from .models import build_classifier
-from .unknown import build_unknown_sets
+from .rejection import check_corruptions_root, import_torchattacks
+from .unknown import build_unknown_sets, check_unknown_sets
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "check_evaluation_inputs",
     "data_from_config",
     "evaluate_from_config",
     "loss_from_config",
@@ -96,6 +99,37 @@ def unknown_sets_from_config(config: ClassificationConfig, data: ImageData) -> d
         num_samples=config.eval.unknown_samples,
         download=config.data.download,
     )
+
+
+def check_evaluation_inputs(config: ClassificationConfig, data: ImageData) -> None:
+    """Fail now, not after training, when the evaluation of ``config.eval`` would: a real unknown set
+    without its files under ``eval.unknown_root`` (or of another image shape), a missing
+    ``eval.corruptions_root``, or AutoAttack (``eval.attack_samples`` > 0) without torchattacks."""
+    evaluation = config.eval
+    try:
+        check_unknown_sets(
+            evaluation.unknown_sets,
+            data.image_shape,
+            root=evaluation.unknown_root,
+            download=config.data.download,
+        )
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"eval.unknown_sets: {error}") from error
+    except ValueError as error:
+        raise ConfigError(f"eval.unknown_sets: {error}") from error
+    if evaluation.corruptions_root is not None:
+        try:
+            check_corruptions_root(evaluation.corruptions_root)
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f"eval.corruptions_root: {error}") from error
+    if evaluation.attack_samples > 0:
+        try:
+            import_torchattacks()
+        except ImportError as error:
+            raise ConfigError(
+                f"eval.attack_samples={evaluation.attack_samples}: {error}; or set eval.attack_samples=0 to "
+                f"skip AutoAttack"
+            ) from error
 
 
 def evaluate_from_config(

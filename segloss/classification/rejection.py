@@ -8,6 +8,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -29,9 +30,11 @@ __all__ = [
     "UnknownRejection",
     "adversarial_rejection",
     "attack_budget",
+    "check_corruptions_root",
     "corruption_accuracy",
     "format_attack_table",
     "format_unknown_table",
+    "import_torchattacks",
     "predict_unknown_logits",
     "unknown_rejection",
 ]
@@ -115,6 +118,18 @@ def _check_norm(norm: str) -> None:
         raise ValueError(f"unknown attack norm {norm!r}; valid norms: {', '.join(ATTACK_NORMS)}")
 
 
+def import_torchattacks() -> ModuleType:
+    """The ``torchattacks`` package (AutoAttack), or an ``ImportError`` that says how to install it."""
+    try:
+        import torchattacks
+    except ImportError as error:
+        raise ImportError(
+            f"AutoAttack needs the torchattacks package, which cannot be imported ({error}); install it with "
+            f"pip install torchattacks (or the segloss[cls] extra)"
+        ) from error
+    return torchattacks
+
+
 def attack_budget(dataset: str, norm: str) -> float:
     """SPEC §5's ε for ``norm`` (``Linf`` or ``L2``) on ``dataset``: MNIST's for digits, MNIST and
     FashionMNIST, CIFAR's for the others."""
@@ -145,8 +160,7 @@ def adversarial_rejection(
     DAR's threshold comes from the correctly classified clean samples of ``reference_logits`` /
     ``reference_labels`` (e.g. the whole test set), by default from the clean ``images`` themselves.
     """
-    import torchattacks
-
+    torchattacks = import_torchattacks()
     _check_norm(norm)
     if not eps >= 0:
         raise ValueError(f"eps must be >= 0, got {eps}")
@@ -201,6 +215,19 @@ def _corruption_layout(root: Path) -> str:
     )
 
 
+def check_corruptions_root(root: str | os.PathLike) -> list[Path]:
+    """The corruption files of a CIFAR-10-C-style folder; ``FileNotFoundError`` showing the layout when
+    ``labels.npy`` or every corruption file is missing."""
+    root = Path(root)
+    labels_path = root / "labels.npy"
+    if not labels_path.is_file():
+        raise FileNotFoundError(f"{labels_path} not found; {_corruption_layout(root)}")
+    files = sorted(p for p in root.glob("*.npy") if p.name != "labels.npy")
+    if not files:
+        raise FileNotFoundError(f"no corruption files in {root}; {_corruption_layout(root)}")
+    return files
+
+
 @torch.no_grad()
 def corruption_accuracy(
     model: nn.Module,
@@ -213,12 +240,8 @@ def corruption_accuracy(
 ) -> CorruptionResult:
     """Accuracy on every ``CORRUPTION.npy`` of ``root`` at each of its 5 severities, and the mean over all."""
     root = Path(root)
+    files = check_corruptions_root(root)
     labels_path = root / "labels.npy"
-    if not labels_path.is_file():
-        raise FileNotFoundError(f"{labels_path} not found; {_corruption_layout(root)}")
-    files = sorted(p for p in root.glob("*.npy") if p.name != "labels.npy")
-    if not files:
-        raise FileNotFoundError(f"no corruption files in {root}; {_corruption_layout(root)}")
     labels = torch.from_numpy(np.load(labels_path).astype(np.int64))
     device = torch.device(device)
     model.eval()

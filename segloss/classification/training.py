@@ -58,6 +58,7 @@ class ClassificationRun(TrainingRun):
             raise ValueError("classification runs use one process: start train.py without torchrun")
         config = self.config
         self.data = recipe.data_from_config(config)
+        recipe.check_evaluation_inputs(config, self.data)
         self.model = recipe.model_from_config(config, self.data).to(self.device)
         self.loss_fn = recipe.loss_from_config(config, self.data).to(self.device)
         self.optimizer, self.scheduler = recipe.optimizer_from_config(config, self.model)

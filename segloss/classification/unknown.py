@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from .data import DATASETS, load_split
+from .data import DATASETS, check_split_files, load_split
 
 __all__ = [
     "DEFAULT_UNKNOWN_SAMPLES",
@@ -21,6 +21,7 @@ __all__ = [
     "blobs",
     "build_unknown_sets",
     "check_image_shape",
+    "check_unknown_sets",
     "permuted_pixels",
     "phase_randomised",
     "real_unknown_set",
@@ -144,15 +145,40 @@ def check_image_shape(shape: ImageShape, expected: ImageShape, what: str) -> Non
         )
 
 
+def _check_real_unknown_set(
+    name: str, root: str | os.PathLike | None, image_shape: ImageShape, download: bool
+) -> None:
+    if name not in DATASETS:
+        valid = ", ".join([*SYNTHETIC_UNKNOWN_SETS, *DATASETS])
+        raise ValueError(f"unknown unknown-set name {name!r}; valid names: {valid}")
+    check_image_shape(DATASETS[name].image_shape, image_shape, f"unknown set {name!r}")
+    if root is None:
+        raise ValueError(f"unknown set {name!r} is read from a root folder (eval.unknown_root); none given")
+    if not download:
+        check_split_files(name, root, "test")
+
+
+def check_unknown_sets(
+    names: Sequence[str],
+    image_shape: ImageShape,
+    *,
+    root: str | os.PathLike | None = None,
+    download: bool = False,
+) -> None:
+    """What ``build_unknown_sets`` would fail on, without building anything: an unknown name, or a real
+    dataset with another image shape than the known data's or (unless ``download``) without its test files
+    under ``root``."""
+    for name in names:
+        if name not in SYNTHETIC_UNKNOWN_SETS:
+            _check_real_unknown_set(name, root, image_shape, download)
+
+
 def real_unknown_set(
     name: str, root: str | os.PathLike | None, image_shape: ImageShape, *, download: bool = False
 ) -> Dataset:
     """The test split of dataset ``name`` (e.g. CIFAR-100 against CIFAR-10) as an unknown set; its images
     must have ``image_shape``, the known data's."""
-    if name not in DATASETS:
-        valid = ", ".join([*SYNTHETIC_UNKNOWN_SETS, *DATASETS])
-        raise ValueError(f"unknown unknown-set name {name!r}; valid names: {valid}")
-    check_image_shape(DATASETS[name].image_shape, image_shape, f"unknown set {name!r}")
+    _check_real_unknown_set(name, root, image_shape, download)
     dataset, _ = load_split(name, root, "test", download=download)
     return dataset
 
