@@ -21,12 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .functional import MARGIN_PLACEMENTS, MEAN_NORMALISATIONS
 from .registry import LOSS_NAMES
 
 DEFAULT_TASK = "segmentation"
 # Tasks whose schema module is imported when a config first names them (it needs optional packages).
 TASK_MODULES = {"classification": "segloss.classification.config"}
 DATASET_NAMES = ("camvid", "cityscapes", "sbd", "folder", "synthetic")
+COUNT_UNITS = ("pixels", "patches", "images")
+# A ``patches`` sample: the output stride of smp's encoders, the cell of their coarsest feature map.
+PATCH_SIZE = 32
 # Keys a resumed run may change; any other difference from the checkpoint's config is an error. Not
 # ``train.num_workers``: the augmentation is seeded per DataLoader worker, so the worker count is part of the
 # random stream. ``train.device`` may change, but a continuation on another kind of device (AMP,
@@ -106,13 +110,19 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    """A ``segloss.build_loss`` name and the hyper-parameters of SPEC §1 (each loss uses its own)."""
+    """A ``segloss.build_loss`` name and the hyper-parameters of SPEC §1 (each loss uses its own).
+
+    ``count_unit`` is what one training sample counts as for the margins and priors: a pixel, a
+    ``patch`` of ``PATCH_SIZE`` × ``PATCH_SIZE`` pixels, or an ``image`` (pixels ÷ pixels per image).
+    ``margin_on`` and ``mean_over`` are the HEM options of ``segloss.functional.hem_loss``."""
 
     name: str = choices(*LOSS_NAMES, default="ce")
     M: float = 2000.0
     margin: float = 1.0
     tau: float = 0.04
-    count_unit: str = choices("pixels", "images", default="pixels")
+    count_unit: str = choices(*COUNT_UNITS, default="pixels")
+    margin_on: str = choices(*MARGIN_PLACEMENTS, default="competitor")
+    mean_over: str = choices(*MEAN_NORMALISATIONS, default="nonzero")
 
 
 @dataclass

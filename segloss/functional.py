@@ -22,6 +22,8 @@ from ._checks import (
 from ._kernels import MarginLossFunction, as_samples, count_valid_targets
 
 Margin = float | Sequence[float] | torch.Tensor
+MARGIN_PLACEMENTS = ("competitor", "target")
+MEAN_NORMALISATIONS = ("nonzero", "valid")
 
 __all__ = [
     "cross_entropy",
@@ -39,11 +41,23 @@ def _prepare(logits: torch.Tensor, target: torch.Tensor, reduction: str) -> torc
     return logits.to(compute_dtype(logits.dtype))
 
 
-def _margin_loss(logits, target, margin, hard, ignore_index, reduction, sync) -> torch.Tensor:
+def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+
+
+def _margin_loss(
+    logits, target, margin, hard, margin_on, mean_over, ignore_index, reduction, sync
+) -> torch.Tensor:
+    _check_choice("margin_on", margin_on, MARGIN_PLACEMENTS)
+    _check_choice("mean_over", mean_over, MEAN_NORMALISATIONS)
     x = _prepare(logits, target, reduction)
     margins = per_class_tensor(margin, x.shape[1], "margin", x).contiguous()
     x3, t2 = as_samples(x, target)
-    out = MarginLossFunction.apply(x3, t2, margins, hard, ignore_index, reduction, sync)
+    on_target, count_valid = margin_on == "target", mean_over == "valid"
+    out = MarginLossFunction.apply(
+        x3, t2, margins, hard, on_target, count_valid, ignore_index, reduction, sync
+    )
     return out.reshape(target.shape) if reduction == "none" else out
 
 
@@ -52,13 +66,21 @@ def hem_loss(
     target: torch.Tensor,
     margin: Margin,
     *,
+    margin_on: str = "competitor",
+    mean_over: str = "nonzero",
     ignore_index: int = DEFAULT_IGNORE_INDEX,
     reduction: str = "mean",
     sync: bool = False,
 ) -> torch.Tensor:
     """HEM (float ``margin``) or HEM+ (per-class ``(C,)`` margins): the mean of the errors at or above each
-    sample's mean error; ``mean`` averages over the samples with a loss above zero."""
-    return _margin_loss(logits, target, margin, True, ignore_index, reduction, sync)
+    sample's mean error.
+
+    ``margin_on="competitor"`` (the paper) gives errors ``max(0, y_i - y_l + mu_i)``, the margin of each
+    competing class ``i``; ``"target"`` gives ``max(0, y_i - y_l + mu_l)``, the margin of the true class
+    ``l``. ``mean_over="nonzero"`` (the paper) makes ``mean`` average over the samples with a loss above
+    zero; ``"valid"`` averages over every sample that is not ``ignore_index``.
+    """
+    return _margin_loss(logits, target, margin, True, margin_on, mean_over, ignore_index, reduction, sync)
 
 
 def multi_margin_loss(
@@ -66,12 +88,14 @@ def multi_margin_loss(
     target: torch.Tensor,
     margin: Margin = 1.0,
     *,
+    margin_on: str = "competitor",
     ignore_index: int = DEFAULT_IGNORE_INDEX,
     reduction: str = "mean",
     sync: bool = False,
 ) -> torch.Tensor:
-    """Multi-class margin loss: the mean of a sample's margin errors over the C classes."""
-    return _margin_loss(logits, target, margin, False, ignore_index, reduction, sync)
+    """Multi-class margin loss: the mean of a sample's margin errors over the C classes; ``mean`` averages
+    over the valid samples. ``margin_on`` places per-class margins as in :func:`hem_loss`."""
+    return _margin_loss(logits, target, margin, False, margin_on, "valid", ignore_index, reduction, sync)
 
 
 def cross_entropy(

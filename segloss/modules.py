@@ -75,24 +75,34 @@ class DiceLoss(_Loss):
 
 
 class MultiMarginLoss(_Loss):
-    """Multi-class margin loss (``mm``) with one margin for every class, or ``(C,)`` margins."""
+    """Multi-class margin loss (``mm``) with one margin for every class, or ``(C,)`` margins placed on the
+    competing class (``margin_on="competitor"``) or on the true class (``"target"``)."""
 
-    def __init__(self, margin: float | Sequence[float] | torch.Tensor = 1.0, **kw):
+    def __init__(
+        self, margin: float | Sequence[float] | torch.Tensor = 1.0, *, margin_on: str = "competitor", **kw
+    ):
         super().__init__(**kw)
         self.register_buffer("margin", torch.as_tensor(margin, dtype=torch.float32).clone())
+        self.margin_on = margin_on
 
     def _margin(self) -> float | torch.Tensor:
         return self.margin if self.margin.dim() else float(self.margin)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.multi_margin_loss(logits, target, self._margin(), **self._options())
+        return F.multi_margin_loss(
+            logits, target, self._margin(), margin_on=self.margin_on, **self._options()
+        )
 
     def extra_repr(self) -> str:
-        return f"margin={self.margin.tolist()}, {super().extra_repr()}"
+        return f"margin={self.margin.tolist()}, margin_on={self.margin_on!r}, {super().extra_repr()}"
 
 
 class HEMLoss(MultiMarginLoss):
-    """Hard-error-mining margin loss (``hem``): one margin (float) or per-class ``(C,)`` margins."""
+    """Hard-error-mining margin loss (``hem``): one margin (float) or per-class ``(C,)`` margins.
+
+    ``margin_on`` and ``mean_over`` are those of :func:`segloss.functional.hem_loss`; their defaults are
+    the paper's formulation.
+    """
 
     def __init__(
         self,
@@ -100,8 +110,14 @@ class HEMLoss(MultiMarginLoss):
         ignore_index: int = DEFAULT_IGNORE_INDEX,
         reduction: str = "mean",
         sync: bool = False,
+        *,
+        margin_on: str = "competitor",
+        mean_over: str = "nonzero",
     ):
-        super().__init__(margin, ignore_index=ignore_index, reduction=reduction, sync=sync)
+        super().__init__(
+            margin, margin_on=margin_on, ignore_index=ignore_index, reduction=reduction, sync=sync
+        )
+        self.mean_over = mean_over
 
     @classmethod
     def from_class_counts(cls, counts, M: float = DEFAULT_M, *, class_names=None, **kw) -> HEMLoss:
@@ -109,7 +125,18 @@ class HEMLoss(MultiMarginLoss):
         return cls(hem_margin(counts, M, class_names=class_names), **kw)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.hem_loss(logits, target, self._margin(), **self._options())
+        return F.hem_loss(
+            logits,
+            target,
+            self._margin(),
+            margin_on=self.margin_on,
+            mean_over=self.mean_over,
+            **self._options(),
+        )
+
+    def extra_repr(self) -> str:
+        margin = f"margin={self.margin.tolist()}, margin_on={self.margin_on!r}"
+        return f"{margin}, mean_over={self.mean_over!r}, {_Loss.extra_repr(self)}"
 
 
 class HEMPlusLoss(HEMLoss):
@@ -121,13 +148,14 @@ class HEMPlusLoss(HEMLoss):
         ignore_index: int = DEFAULT_IGNORE_INDEX,
         reduction: str = "mean",
         sync: bool = False,
+        **options: str,
     ):
         margins = torch.as_tensor(margins)
         if margins.dim() != 1:
             raise ValueError(
                 f"HEMPlusLoss needs a (C,) tensor of per-class margins, got shape {tuple(margins.shape)}"
             )
-        super().__init__(margins, ignore_index=ignore_index, reduction=reduction, sync=sync)
+        super().__init__(margins, ignore_index=ignore_index, reduction=reduction, sync=sync, **options)
 
     @classmethod
     def from_class_counts(cls, counts, M: float = DEFAULT_M, *, class_names=None, **kw) -> HEMPlusLoss:

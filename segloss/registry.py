@@ -25,8 +25,8 @@ LOSS_HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
     "la": (),
     "dice": (),
     "mm": ("margin",),
-    "hem": ("M",),
-    "hem+": ("M",),
+    "hem": ("M", "mean_over"),
+    "hem+": ("M", "margin_on", "mean_over"),
 }
 LOSSES_NEEDING_COUNTS = frozenset({"la", "hem", "hem+"})
 

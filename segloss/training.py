@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, RandomSampler, Subset
 from torch.utils.data.distributed import DistributedSampler
 
 from . import engine, plots
-from .config import SegmentationConfig
+from .config import PATCH_SIZE, SegmentationConfig
 from .data import IGNORE_INDEX, SegmentationDataset, build_dataset, class_statistics, presets
 from .engine import (
     CHECKPOINT_FILE,
@@ -106,8 +106,8 @@ def loss_from_config(
     config: SegmentationConfig, train_set: SegmentationDataset, *, sync: bool = False, progress: bool = True
 ) -> tuple[nn.Module, np.ndarray | None]:
     """The loss of ``config.loss`` and, for the losses that need them, the class counts of every class
-    (pixels, or image-equivalents with ``loss.count_unit=images``). With ``data.holdout_classes`` the loss
-    is a ``KnownClassesLoss`` built from the other classes' counts."""
+    (pixels, 32×32-pixel patches or image-equivalents, after ``loss.count_unit``). With
+    ``data.holdout_classes`` the loss is a ``KnownClassesLoss`` built from the other classes' counts."""
     name = config.loss.name
     hyper_parameters = {key: getattr(config.loss, key) for key in LOSS_HYPERPARAMETERS[name]}
     classes = tuple(train_set.classes)
@@ -119,6 +119,8 @@ def loss_from_config(
         counts = stats.counts.astype(np.float64)
         if config.loss.count_unit == "images":
             counts = counts / stats.pixels_per_image
+        elif config.loss.count_unit == "patches":
+            counts = counts / PATCH_SIZE**2
     try:
         loss = build_loss(
             name,
@@ -141,7 +143,7 @@ def describe_loss(
     name = config.loss.name
     held_out = config.data.holdout_classes
     inner = loss.loss if isinstance(loss, KnownClassesLoss) else loss
-    settings = [f"{key} = {getattr(config.loss, key):g}" for key in LOSS_HYPERPARAMETERS[name]]
+    settings = [f"{key} = {getattr(config.loss, key)}" for key in LOSS_HYPERPARAMETERS[name]]
     header = f"loss {name}: {', '.join([type(inner).__name__, *settings])}"
     if held_out:
         header += f"; held out of training: {', '.join(held_out)}"

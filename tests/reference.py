@@ -12,15 +12,19 @@ def as_rows(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, t
     return logits.movedim(1, -1).reshape(-1, num_classes), target.reshape(-1)
 
 
-def margin_sample_losses(logits, target, margins, hard: bool, ignore_index: int) -> torch.Tensor:
-    """Per-sample MM / HEM / HEM+ losses shaped like ``target``, 0 where ignored."""
+def margin_sample_losses(
+    logits, target, margins, hard: bool, ignore_index: int, on_target: bool = False
+) -> torch.Tensor:
+    """Per-sample MM / HEM / HEM+ losses shaped like ``target``, 0 where ignored; ``on_target`` takes the
+    true class's margin instead of each competing class's."""
     x, t = as_rows(logits, target)
     valid = t != ignore_index
     xv, tv = x[valid], t[valid]
     num_classes = x.shape[1]
     margins = torch.as_tensor(margins, dtype=x.dtype).expand(num_classes)
     not_true = 1 - F.one_hot(tv, num_classes).to(x.dtype)
-    errors = torch.clamp(xv - xv.gather(1, tv[:, None]) + margins, min=0) * not_true
+    margin = margins[tv][:, None] if on_target else margins
+    errors = torch.clamp(xv - xv.gather(1, tv[:, None]) + margin, min=0) * not_true
     if hard:
         mean_error = errors.mean(1, keepdim=True).detach()
         selected = ((errors >= mean_error) & (mean_error > 0)).to(x.dtype).detach()
@@ -32,18 +36,29 @@ def margin_sample_losses(logits, target, margins, hard: bool, ignore_index: int)
     return out.reshape(target.shape)
 
 
-def reduce(losses, target, ignore_index: int, reduction: str, hard: bool = False) -> torch.Tensor:
+def reduce(
+    losses, target, ignore_index: int, reduction: str, hard: bool = False, over_valid: bool = False
+) -> torch.Tensor:
     if reduction == "none":
         return losses
     if reduction == "sum":
         return losses.sum()
-    count = (losses > 0).sum() if hard else (target != ignore_index).sum()
+    count = (losses > 0).sum() if hard and not over_valid else (target != ignore_index).sum()
     return losses.sum() / max(int(count), 1)
 
 
-def margin_loss(logits, target, margins, hard, ignore_index=-100, reduction="mean"):
-    losses = margin_sample_losses(logits, target, margins, hard, ignore_index)
-    return reduce(losses, target, ignore_index, reduction, hard)
+def margin_loss(
+    logits,
+    target,
+    margins,
+    hard,
+    ignore_index=-100,
+    reduction="mean",
+    margin_on="competitor",
+    mean_over="nonzero",
+):
+    losses = margin_sample_losses(logits, target, margins, hard, ignore_index, margin_on == "target")
+    return reduce(losses, target, ignore_index, reduction, hard, mean_over == "valid")
 
 
 def cross_entropy_rows(logits, target, ignore_index=-100, reduction="mean"):

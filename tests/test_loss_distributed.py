@@ -11,7 +11,12 @@ from torch.nn.parallel import DistributedDataParallel
 import segloss
 
 COUNTS = [50.0, 20.0, 10.0, 5.0]
-CASES = [(name, reduction) for name in segloss.LOSS_NAMES for reduction in ("mean", "sum")]
+# the margin options change what a synced mean divides by (valid samples) and which margins apply
+VARIANTS = {
+    "hem+ on target": ("hem+", {"margin_on": "target"}),
+    "hem+ over valid": ("hem+", {"mean_over": "valid"}),
+}
+CASES = [(name, reduction) for name in (*segloss.LOSS_NAMES, *VARIANTS) for reduction in ("mean", "sum")]
 
 
 def make_problem():
@@ -29,8 +34,12 @@ def make_model():
 
 
 def loss_for(name, reduction, sync):
-    return segloss.build_loss(name, class_counts=COUNTS, ignore_index=255, reduction=reduction, sync=sync, **(
-        {"M": 5.0} if name.startswith("hem") else {}))  # fmt: skip
+    name, options = VARIANTS.get(name, (name, {}))
+    if name.startswith("hem"):
+        options = {"M": 5.0, **options}
+    return segloss.build_loss(
+        name, class_counts=COUNTS, ignore_index=255, reduction=reduction, sync=sync, **options
+    )
 
 
 def worker(rank, world, init_file, out_file):

@@ -15,6 +15,7 @@ pytest.importorskip("triton")
 
 SCRIPT = textwrap.dedent(
     """
+    import itertools
     import torch
     from segloss._kernels import as_samples, eager, triton_gpu
 
@@ -28,14 +29,16 @@ SCRIPT = textwrap.dedent(
         target[torch.rand(target.shape) < 0.2] = 255
         x, t = as_samples(logits, target)
         margins = (torch.rand(shape[1], dtype=dtype) + 0.2).contiguous()
-        for hard in (True, False):
-            got = triton_gpu.margin_forward(x, t, margins, hard, 255, True)
-            expected = eager.margin_forward(x, t, margins, hard, 255, True)
+        for hard, on_target, count_valid in itertools.product((True, False), repeat=3):
+            options = {"on_target": on_target}
+            forward = {"count_valid": count_valid, **options}
+            got = triton_gpu.margin_forward(x, t, margins, hard, 255, True, **forward)
+            expected = eager.margin_forward(x, t, margins, hard, 255, True, **forward)
             for a, b in zip(got, expected):
                 torch.testing.assert_close(a, b.to(a.dtype))
             for weight in (torch.tensor(0.37, dtype=dtype), torch.rand(t.shape, dtype=dtype)):
-                got = triton_gpu.margin_backward(x, t, margins, hard, 255, weight)
-                expected = eager.margin_backward(x, t, margins, hard, 255, weight)
+                got = triton_gpu.margin_backward(x, t, margins, hard, 255, weight, **options)
+                expected = eager.margin_backward(x, t, margins, hard, 255, weight, **options)
                 assert got.stride() == x.stride()
                 torch.testing.assert_close(got, expected)
                 checked += 1
@@ -59,4 +62,4 @@ def test_triton_kernels_match_eager_in_interpreter():
         [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "checked 20" in result.stdout
+    assert "checked 80" in result.stdout

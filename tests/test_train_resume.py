@@ -186,7 +186,7 @@ def test_class_counts_only_for_losses_that_use_them(tmp_path, monkeypatch):
         assert counts is None and isinstance(loss_fn, torch.nn.Module)
 
 
-def test_count_unit_images_divides_by_pixels_per_image(tmp_path, monkeypatch):
+def test_count_units_divide_pixels_by_patch_or_image_size(tmp_path, monkeypatch):
     monkeypatch.setenv("SEGLOSS_CACHE", str(tmp_path / "cache"))
     first = np.zeros((4, 4), np.uint8)  # 16 road
     second = np.full((4, 4), 1, np.uint8)
@@ -196,11 +196,15 @@ def test_count_unit_images_divides_by_pixels_per_image(tmp_path, monkeypatch):
     dataset = training.dataset_from_config(_folder_config(tmp_path), "train")
     pixels = np.array([16.0, 10.0, 2.0])
     per_image = 32 / 2  # labelled and void pixels per image
-    for unit, counts in (("pixels", pixels), ("images", pixels / per_image)):
+    units = (("pixels", pixels), ("patches", pixels / 32**2), ("images", pixels / per_image))
+    for unit, counts in units:
         config = _folder_config(tmp_path, "loss.name=hem+", "loss.M=3", f"loss.count_unit={unit}")
         loss_fn, used = training.loss_from_config(config, dataset, progress=False)
         assert used == pytest.approx(counts)
         assert loss_fn.margin.tolist() == pytest.approx(np.sqrt(3 / (3 * counts)).tolist())
+    options = "loss.margin_on=target", "loss.mean_over=valid"
+    loss_fn, _ = training.loss_from_config(_folder_config(tmp_path, "loss.name=hem+", *options), dataset)
+    assert (loss_fn.margin_on, loss_fn.mean_over) == ("target", "valid")
     hem, _ = training.loss_from_config(_folder_config(tmp_path, "loss.name=hem", "loss.M=7"), dataset)
     assert float(hem.margin) == pytest.approx(np.sqrt(7 / 28))
     mm, _ = training.loss_from_config(_folder_config(tmp_path, "loss.name=mm", "loss.margin=0.3"), dataset)

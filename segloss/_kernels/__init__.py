@@ -89,13 +89,15 @@ class MarginLossFunction(torch.autograd.Function):
     """Reduced margin loss of ``(N, C, S)`` logits; the gradient follows SPEC §1's rule."""
 
     @staticmethod
-    def forward(ctx, x, target, margins, hard: bool, ignore_index: int, reduction: str, sync: bool):
+    def forward(ctx, x, target, margins, hard: bool, on_target: bool, count_valid: bool, ignore_index: int,
+                reduction: str, sync: bool):  # fmt: skip
         backend = select_backend(x)
         if backend is not cpu:  # the compiled CPU kernel checks targets as it goes
             check_target_values(target, x.shape[1], ignore_index)
         losses, total, count = backend.margin_forward(
-            x, target, margins, hard, ignore_index, reduction == "none"
-        )
+            x, target, margins, hard, ignore_index, reduction == "none", on_target=on_target,
+            count_valid=count_valid,
+        )  # fmt: skip
         world = _distributed.world_size(sync)
         if reduction == "none":
             out, scale = losses, None
@@ -107,14 +109,16 @@ class MarginLossFunction(torch.autograd.Function):
             scale = world / count.clamp(min=1).to(x.dtype)
             out = total.to(x.device) * scale
         ctx.save_for_backward(x, target, margins, scale)
-        ctx.options = backend, hard, ignore_index
+        ctx.options = backend, hard, on_target, ignore_index
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output):
         x, target, margins, scale = ctx.saved_tensors
-        backend, hard, ignore_index = ctx.options
+        backend, hard, on_target, ignore_index = ctx.options
         weight = grad_output if scale is None else grad_output * scale
-        grad = backend.margin_backward(x, target, margins, hard, ignore_index, weight.to(x.dtype))
-        return grad, None, None, None, None, None, None
+        grad = backend.margin_backward(
+            x, target, margins, hard, ignore_index, weight.to(x.dtype), on_target=on_target
+        )
+        return grad, None, None, None, None, None, None, None, None

@@ -30,6 +30,7 @@ MIN_SAMPLES_PER_THREAD = 16384
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 _I64 = ctypes.c_int64
 _PTR = ctypes.c_void_p
+_INT = ctypes.c_int
 
 _lock = threading.Lock()
 _library: ctypes.CDLL | None = None
@@ -89,11 +90,11 @@ def _declare(lib: ctypes.CDLL) -> None:
     for suffix in _SUFFIX.values():
         forward = getattr(lib, f"margin_forward_{suffix}")
         forward.restype = _I64
-        forward.argtypes = [_PTR, _I64, _I64, _I64, _I64, _I64, _PTR, _I64, _PTR, ctypes.c_int, _I64, _I64,
-                            _PTR, _PTR, _PTR]  # fmt: skip
+        forward.argtypes = [_PTR, _I64, _I64, _I64, _I64, _I64, _PTR, _I64, _PTR, _INT, _INT, _INT, _I64,
+                            _I64, _PTR, _PTR, _PTR]  # fmt: skip
         backward = getattr(lib, f"margin_backward_{suffix}")
         backward.restype = None
-        backward.argtypes = [_PTR, _I64, _I64, _I64, _I64, _I64, _PTR, _I64, _PTR, ctypes.c_int, _I64, _I64,
+        backward.argtypes = [_PTR, _I64, _I64, _I64, _I64, _I64, _PTR, _I64, _PTR, _INT, _INT, _I64, _I64,
                              _PTR, _I64, _PTR]  # fmt: skip
 
 
@@ -149,8 +150,10 @@ def _layout(x: torch.Tensor) -> tuple[int, int, int, int, int]:
     return num_classes, size, *x.stride()
 
 
-def margin_forward(x, target, margins, hard: bool, ignore_index: int, need_losses: bool):
-    """Per-sample losses ``(N, S)`` (or ``None``), their sum and the count a mean divides by."""
+def margin_forward(x, target, margins, hard: bool, ignore_index: int, need_losses: bool, *,
+                   on_target: bool = False, count_valid: bool = False):  # fmt: skip
+    """Per-sample losses ``(N, S)`` (or ``None``), their sum and the count a mean divides by: the samples
+    with a loss above zero for HEM, unless ``count_valid``, and the valid samples for MM."""
     kernel = getattr(library(), f"margin_forward_{_SUFFIX[x.dtype]}")
     losses = torch.empty(target.shape, dtype=x.dtype) if need_losses else None
     layout = _layout(x)
@@ -159,8 +162,8 @@ def margin_forward(x, target, margins, hard: bool, ignore_index: int, need_losse
 
     def run(start: int, stop: int) -> tuple[float, int]:
         total, count = ctypes.c_double(), ctypes.c_int64()
-        bad = kernel(x_ptr, *layout, t_ptr, ignore_index, m_ptr, int(hard), start, stop, l_ptr,
-                     ctypes.byref(total), ctypes.byref(count))  # fmt: skip
+        bad = kernel(x_ptr, *layout, t_ptr, ignore_index, m_ptr, int(hard), int(on_target), int(count_valid),
+                     start, stop, l_ptr, ctypes.byref(total), ctypes.byref(count))  # fmt: skip
         if bad:
             raise_bad_target(int(target.view(-1)[bad - 1]), x.shape[1], ignore_index)
         return total.value, count.value
@@ -170,7 +173,8 @@ def margin_forward(x, target, margins, hard: bool, ignore_index: int, need_losse
     return losses, total, torch.tensor(sum(r[1] for r in results))
 
 
-def margin_backward(x, target, margins, hard: bool, ignore_index: int, weight: torch.Tensor):
+def margin_backward(x, target, margins, hard: bool, ignore_index: int, weight: torch.Tensor, *,
+                    on_target: bool = False):  # fmt: skip
     """Gradient of ``sum(weight * losses)`` w.r.t. ``x``; ``weight`` is ``(N, S)`` or a single value."""
     kernel = getattr(library(), f"margin_backward_{_SUFFIX[x.dtype]}")
     grad = torch.empty_like(x)
@@ -181,7 +185,8 @@ def margin_backward(x, target, margins, hard: bool, ignore_index: int, weight: t
 
     def run(start: int, stop: int) -> None:
         x_ptr, t_ptr, m_ptr, w_ptr, g_ptr = pointers
-        kernel(x_ptr, *layout, t_ptr, ignore_index, m_ptr, int(hard), start, stop, w_ptr, step, g_ptr)
+        flags = int(hard), int(on_target)
+        kernel(x_ptr, *layout, t_ptr, ignore_index, m_ptr, *flags, start, stop, w_ptr, step, g_ptr)
 
     _map(run, _ranges(target.numel()))
     return grad

@@ -5,11 +5,12 @@ from __future__ import annotations
 import torch
 
 
-def _errors(x: torch.Tensor, target: torch.Tensor, margins: torch.Tensor, ignore_index: int):
+def _errors(x: torch.Tensor, target: torch.Tensor, margins: torch.Tensor, ignore_index: int, on_target: bool):
     """Margin errors ``(N, C, S)`` (0 at the true class), the safe target index and the valid mask."""
     valid = target != ignore_index
     index = torch.where(valid, target, 0).unsqueeze(1)
-    errors = (x - x.gather(1, index)).add_(margins.view(1, -1, 1)).clamp_(min=0)  # NaN stays NaN
+    margin = margins[index] if on_target else margins.view(1, -1, 1)  # the true class's or each competitor's
+    errors = (x - x.gather(1, index)).add_(margin).clamp_(min=0)  # NaN stays NaN
     errors.scatter_(1, index, 0)
     return errors, index, valid
 
@@ -23,23 +24,26 @@ def _selection(errors: torch.Tensor, valid: torch.Tensor, hard: bool):
     return errors > 0, mean_error, None
 
 
-def margin_forward(x, target, margins, hard: bool, ignore_index: int, need_losses: bool):
-    """Per-sample losses ``(N, S)``, their sum and the count a mean divides by, as tensors."""
-    errors, _, valid = _errors(x, target, margins, ignore_index)
+def margin_forward(x, target, margins, hard: bool, ignore_index: int, need_losses: bool, *,
+                   on_target: bool = False, count_valid: bool = False):  # fmt: skip
+    """Per-sample losses ``(N, S)``, their sum and the count a mean divides by, as tensors: the samples with
+    a loss above zero for HEM, unless ``count_valid``, and the valid samples for MM."""
+    errors, _, valid = _errors(x, target, margins, ignore_index, on_target)
     selected, mean_error, k = _selection(errors, valid, hard)
     if hard:
         # 0 without errors, NaN when the errors hold NaN (as cross-entropy would)
         losses = torch.where(mean_error > 0, (errors * selected).sum(1) / k.clamp(min=1), mean_error)
-        count = (losses > 0).sum()
+        count = valid.sum() if count_valid else (losses > 0).sum()
     else:
         losses = mean_error
         count = valid.sum()
     return losses, losses.sum(dtype=torch.float64).to(x.dtype), count
 
 
-def margin_backward(x, target, margins, hard: bool, ignore_index: int, weight: torch.Tensor):
+def margin_backward(x, target, margins, hard: bool, ignore_index: int, weight: torch.Tensor, *,
+                    on_target: bool = False):  # fmt: skip
     """Gradient of ``sum(weight * losses)`` w.r.t. ``x``; ``weight`` is ``(N, S)`` or a single value."""
-    errors, index, valid = _errors(x, target, margins, ignore_index)
+    errors, index, valid = _errors(x, target, margins, ignore_index, on_target)
     selected, mean_error, k = _selection(errors, valid, hard)
     if hard:
         coef = torch.where(mean_error > 0, weight / k.clamp(min=1), 0)

@@ -7,7 +7,9 @@
  * class, so the inner loops run over samples and vectorise. The backward recomputes the errors instead
  * of storing them.
  *
- * For a sample with true class l and margins mu: e_i = max(0, y_i - y_l + mu_i), e_l = 0, and
+ * For a sample with true class l and margins mu: e_i = max(0, y_i - y_l + mu_i), e_l = 0 (on_target == 0:
+ * the margin of the competing class i) or e_i = max(0, y_i - (y_l - mu_l)) (on_target == 1: the margin of
+ * the true class, computed by lowering y_l once per sample so the class loops stay the same), and
  *   MM  (hard == 0): loss = (1/C) sum_i e_i;
  *   HEM (hard == 1): t = (1/C) sum_i e_i, loss = mean of the e_i >= t (0 when t == 0).
  * Built without -ffast-math, so forward and backward recompute bit-identical errors and thresholds.
@@ -50,7 +52,7 @@ int64_t count_valid_targets(const int64_t *target, int64_t C, int64_t ignore, in
  * and sum the errors at or above the mean. Returns 0, or 1 + the position of a target out of range. */
 static inline int64_t NAME(block_stats)(const T *x, int64_t sc, int64_t ss, int64_t C, int64_t len,
                                            const int64_t *target, int64_t ignore, const T *mu, int hard,
-                                           T *yl, int32_t *tb, T *thr, T *ksel, T *lsel) {
+                                           int on_target, T *yl, int32_t *tb, T *thr, T *ksel, T *lsel) {
     for (int64_t j = 0; j < len; j++) {
         const int64_t t = target[j];
         if (t == ignore) {
@@ -60,7 +62,7 @@ static inline int64_t NAME(block_stats)(const T *x, int64_t sc, int64_t ss, int6
             return j + 1;
         } else {
             tb[j] = (int32_t)t;
-            yl[j] = x[t * sc + j * ss];
+            yl[j] = on_target ? x[t * sc + j * ss] - mu[t] : x[t * sc + j * ss];
         }
         thr[j] = 0;
         ksel[j] = 0;
@@ -68,7 +70,7 @@ static inline int64_t NAME(block_stats)(const T *x, int64_t sc, int64_t ss, int6
     }
     for (int64_t c = 0; c < C; c++) {
         const T *xc = x + c * sc;
-        const T m = mu[c];
+        const T m = on_target ? (T)0 : mu[c];
         const int32_t ci = (int32_t)c;
         for (int64_t j = 0; j < len; j++) {
             const T e = xc[j * ss] - yl[j] + m;
@@ -80,7 +82,7 @@ static inline int64_t NAME(block_stats)(const T *x, int64_t sc, int64_t ss, int6
     if (!hard) return 0;
     for (int64_t c = 0; c < C; c++) {
         const T *xc = x + c * sc;
-        const T m = mu[c];
+        const T m = on_target ? (T)0 : mu[c];
         const int32_t ci = (int32_t)c;
         for (int64_t j = 0; j < len; j++) {
             const T e = xc[j * ss] - yl[j] + m;
@@ -95,8 +97,8 @@ static inline int64_t NAME(block_stats)(const T *x, int64_t sc, int64_t ss, int6
 
 static inline int64_t NAME(forward_range)(const T *x, int64_t C, int64_t S, int64_t sn, int64_t sc,
                                              int64_t ss, const int64_t *target, int64_t ignore,
-                                             const T *mu, int hard, int64_t p0, int64_t p1, T *loss_out,
-                                             double *total, int64_t *count) {
+                                             const T *mu, int hard, int on_target, int per_valid, int64_t p0,
+                                             int64_t p1, T *loss_out, double *total, int64_t *count) {
     T yl[BLOCK], thr[BLOCK], ksel[BLOCK], lsel[BLOCK];
     int32_t tb[BLOCK];
     double sum = 0;
@@ -107,14 +109,14 @@ static inline int64_t NAME(forward_range)(const T *x, int64_t C, int64_t S, int6
         if (len > p1 - p) len = p1 - p;
         if (len > BLOCK) len = BLOCK;
         const int64_t bad = NAME(block_stats)(x + n * sn + s * ss, sc, ss, C, len, target + p, ignore,
-                                                 mu, hard, yl, tb, thr, ksel, lsel);
+                                                 mu, hard, on_target, yl, tb, thr, ksel, lsel);
         if (bad) return p + bad;
         for (int64_t j = 0; j < len; j++) {
             /* thr is 0 (no error), positive, or NaN */
             const T l = hard ? (thr[j] > 0 ? lsel[j] / ksel[j] : thr[j]) : thr[j];
             if (loss_out) loss_out[p + j] = l;
             sum += l;
-            cnt += hard ? (l > 0) : (tb[j] >= 0);
+            cnt += (hard && !per_valid) ? (l > 0) : (tb[j] >= 0);
         }
         p += len;
     }
@@ -125,8 +127,8 @@ static inline int64_t NAME(forward_range)(const T *x, int64_t C, int64_t S, int6
 
 static inline void NAME(backward_range)(const T *x, int64_t C, int64_t S, int64_t sn, int64_t sc,
                                            int64_t ss, const int64_t *target, int64_t ignore, const T *mu,
-                                           int hard, int64_t p0, int64_t p1, const T *w, int64_t w_step,
-                                           T *grad) {
+                                           int hard, int on_target, int64_t p0, int64_t p1, const T *w,
+                                           int64_t w_step, T *grad) {
     T yl[BLOCK], thr[BLOCK], ksel[BLOCK], lsel[BLOCK], coef[BLOCK], gsum[BLOCK];
     int32_t tb[BLOCK];
     for (int64_t p = p0; p < p1;) {
@@ -136,7 +138,8 @@ static inline void NAME(backward_range)(const T *x, int64_t C, int64_t S, int64_
         if (len > BLOCK) len = BLOCK;
         const T *xb = x + n * sn + s * ss;
         T *gb = grad + n * sn + s * ss;
-        NAME(block_stats)(xb, sc, ss, C, len, target + p, ignore, mu, hard, yl, tb, thr, ksel, lsel);
+        NAME(block_stats)(xb, sc, ss, C, len, target + p, ignore, mu, hard, on_target, yl, tb, thr, ksel,
+                          lsel);
         for (int64_t j = 0; j < len; j++) {
             const T wj = w[(p + j) * w_step];
             /* HEM: each selected error gets w / K; MM: each positive error gets w / C (threshold 0) */
@@ -147,7 +150,7 @@ static inline void NAME(backward_range)(const T *x, int64_t C, int64_t S, int64_
         for (int64_t c = 0; c < C; c++) {
             const T *xc = xb + c * sc;
             T *gc = gb + c * sc;
-            const T m = mu[c];
+            const T m = on_target ? (T)0 : mu[c];
             const int32_t ci = (int32_t)c;
             for (int64_t j = 0; j < len; j++) {
                 const T e = xc[j * ss] - yl[j] + m;
@@ -164,27 +167,31 @@ static inline void NAME(backward_range)(const T *x, int64_t C, int64_t S, int64_
 }
 
 /* Per-sample losses over samples [p0, p1) of the flattened (N, S) grid, their sum and the count the
- * mean divides by (HEM: samples with loss > 0; MM: valid samples). loss_out (N*S) may be NULL.
+ * mean divides by (HEM: samples with loss > 0 unless per_valid; MM: valid samples). loss_out (N*S) may be
+ * NULL.
  * Returns 0, or 1 + the flat position of the first target outside [0, C) that is not `ignore`. */
 int64_t NAME(margin_forward)(const T *x, int64_t C, int64_t S, int64_t sn, int64_t sc, int64_t ss,
-                                const int64_t *target, int64_t ignore, const T *mu, int hard, int64_t p0,
-                                int64_t p1, T *loss_out, double *total, int64_t *count) {
+                                const int64_t *target, int64_t ignore, const T *mu, int hard, int on_target,
+                                int per_valid, int64_t p0, int64_t p1, T *loss_out, double *total,
+                                int64_t *count) {
     if (ss == 1)
-        return NAME(forward_range)(x, C, S, sn, sc, 1, target, ignore, mu, hard, p0, p1, loss_out,
-                                      total, count);
-    return NAME(forward_range)(x, C, S, sn, sc, ss, target, ignore, mu, hard, p0, p1, loss_out, total,
-                                  count);
+        return NAME(forward_range)(x, C, S, sn, sc, 1, target, ignore, mu, hard, on_target, per_valid, p0,
+                                      p1, loss_out, total, count);
+    return NAME(forward_range)(x, C, S, sn, sc, ss, target, ignore, mu, hard, on_target, per_valid, p0, p1,
+                                  loss_out, total, count);
 }
 
 /* Gradient over samples [p0, p1): each sample's loss gradient times its weight w[p * w_step]
  * (w_step 0: one weight for all). grad has the strides of x. */
 void NAME(margin_backward)(const T *x, int64_t C, int64_t S, int64_t sn, int64_t sc, int64_t ss,
-                              const int64_t *target, int64_t ignore, const T *mu, int hard, int64_t p0,
-                              int64_t p1, const T *w, int64_t w_step, T *grad) {
+                              const int64_t *target, int64_t ignore, const T *mu, int hard, int on_target,
+                              int64_t p0, int64_t p1, const T *w, int64_t w_step, T *grad) {
     if (ss == 1)
-        NAME(backward_range)(x, C, S, sn, sc, 1, target, ignore, mu, hard, p0, p1, w, w_step, grad);
+        NAME(backward_range)(x, C, S, sn, sc, 1, target, ignore, mu, hard, on_target, p0, p1, w, w_step,
+                             grad);
     else
-        NAME(backward_range)(x, C, S, sn, sc, ss, target, ignore, mu, hard, p0, p1, w, w_step, grad);
+        NAME(backward_range)(x, C, S, sn, sc, ss, target, ignore, mu, hard, on_target, p0, p1, w, w_step,
+                             grad);
 }
 
 #endif

@@ -17,7 +17,8 @@ TILE_ELEMENTS = 4096
 
 
 @triton.jit
-def _tile(x_ptr, t_ptr, mu_ptr, C, S, sn, sc, ss, ignore, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+def _tile(x_ptr, t_ptr, mu_ptr, C, S, sn, sc, ss, ignore,
+          ON_TARGET: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):  # fmt: skip
     """A tile's offsets, masks, errors and per-sample mean error (0 where ignored)."""
     n = tl.program_id(1).to(tl.int64)
     s = tl.program_id(0).to(tl.int64) * BLOCK_S + tl.arange(0, BLOCK_S)
@@ -31,7 +32,11 @@ def _tile(x_ptr, t_ptr, mu_ptr, C, S, sn, sc, ss, ignore, BLOCK_C: tl.constexpr,
     is_true = c[:, None] == target[None, :]
     true_logit = tl.sum(tl.where(is_true, x, 0.0), axis=0)
     margins = tl.load(mu_ptr + c, mask=c < C, other=0.0)
-    errors = x - true_logit[None, :] + margins[:, None]
+    if ON_TARGET:  # the true class's margin, subtracted once per sample as in the C kernel
+        true_margin = tl.sum(tl.where(is_true, margins[:, None], 0.0), axis=0)
+        errors = x - (true_logit - true_margin)[None, :]
+    else:
+        errors = x - true_logit[None, :] + margins[:, None]
     keep = (errors > 0) | (errors != errors)  # NaN logits give a NaN loss, as in cross-entropy
     errors = tl.where(inside & keep & (is_true == 0), errors, 0.0)
     mean_error = tl.where(valid, tl.sum(errors, axis=0) / C, 0.0)
@@ -40,9 +45,10 @@ def _tile(x_ptr, t_ptr, mu_ptr, C, S, sn, sc, ss, ignore, BLOCK_C: tl.constexpr,
 
 @triton.jit
 def _margin_forward(x_ptr, t_ptr, mu_ptr, loss_ptr, C, S, sn, sc, ss, ignore,
-                    HARD: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):  # fmt: skip
+                    HARD: tl.constexpr, ON_TARGET: tl.constexpr, BLOCK_C: tl.constexpr,
+                    BLOCK_S: tl.constexpr):  # fmt: skip
     n, s, in_range, valid, inside, offsets, is_true, errors, mean_error = _tile(
-        x_ptr, t_ptr, mu_ptr, C, S, sn, sc, ss, ignore, BLOCK_C, BLOCK_S
+        x_ptr, t_ptr, mu_ptr, C, S, sn, sc, ss, ignore, ON_TARGET, BLOCK_C, BLOCK_S
     )
     if HARD:
         selected = (errors >= mean_error[None, :]) & (errors > 0)
@@ -56,9 +62,10 @@ def _margin_forward(x_ptr, t_ptr, mu_ptr, loss_ptr, C, S, sn, sc, ss, ignore,
 
 @triton.jit
 def _margin_backward(x_ptr, t_ptr, mu_ptr, w_ptr, w_step, grad_ptr, C, S, sn, sc, ss, ignore,
-                     HARD: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):  # fmt: skip
+                     HARD: tl.constexpr, ON_TARGET: tl.constexpr, BLOCK_C: tl.constexpr,
+                    BLOCK_S: tl.constexpr):  # fmt: skip
     n, s, in_range, valid, inside, offsets, is_true, errors, mean_error = _tile(
-        x_ptr, t_ptr, mu_ptr, C, S, sn, sc, ss, ignore, BLOCK_C, BLOCK_S
+        x_ptr, t_ptr, mu_ptr, C, S, sn, sc, ss, ignore, ON_TARGET, BLOCK_C, BLOCK_S
     )
     weight = tl.load(w_ptr + (n * S + s) * w_step, mask=in_range, other=0.0).to(errors.dtype)
     if HARD:
@@ -86,20 +93,25 @@ def _launch(x: torch.Tensor):
     return grid, (num_classes, size, *x.stride()), {"BLOCK_C": block_c, "BLOCK_S": block_s}
 
 
-def margin_forward(x, target, margins, hard: bool, ignore_index: int, need_losses: bool):
-    """Per-sample losses ``(N, S)``, their sum and the count a mean divides by."""
+def margin_forward(x, target, margins, hard: bool, ignore_index: int, need_losses: bool, *,
+                   on_target: bool = False, count_valid: bool = False):  # fmt: skip
+    """Per-sample losses ``(N, S)``, their sum and the count a mean divides by: the samples with a loss
+    above zero for HEM, unless ``count_valid``, and the valid samples for MM."""
     losses = torch.empty(target.shape, dtype=x.dtype, device=x.device)
     grid, layout, blocks = _launch(x)
-    _margin_forward[grid](x, target, margins, losses, *layout, ignore_index, HARD=hard, **blocks)
-    count = (losses > 0).sum() if hard else (target != ignore_index).sum()
+    _margin_forward[grid](x, target, margins, losses, *layout, ignore_index, HARD=hard, ON_TARGET=on_target,
+                          **blocks)  # fmt: skip
+    count = (losses > 0).sum() if hard and not count_valid else (target != ignore_index).sum()
     return losses, losses.sum(), count
 
 
-def margin_backward(x, target, margins, hard: bool, ignore_index: int, weight: torch.Tensor):
+def margin_backward(x, target, margins, hard: bool, ignore_index: int, weight: torch.Tensor, *,
+                    on_target: bool = False):  # fmt: skip
     """Gradient of ``sum(weight * losses)`` w.r.t. ``x``; ``weight`` is ``(N, S)`` or a single value."""
     grad = torch.empty_like(x)
     weight = weight.to(x.dtype).contiguous()
     grid, layout, blocks = _launch(x)
     step = 0 if weight.numel() == 1 else 1
-    _margin_backward[grid](x, target, margins, weight, step, grad, *layout, ignore_index, HARD=hard, **blocks)
+    _margin_backward[grid](x, target, margins, weight, step, grad, *layout, ignore_index, HARD=hard,
+                           ON_TARGET=on_target, **blocks)  # fmt: skip
     return grad

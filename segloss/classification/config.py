@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import ConfigError, check_bounds, check_device, choices, register_task
+from ..functional import MARGIN_PLACEMENTS, MEAN_NORMALISATIONS
 from ..registry import LOSS_NAMES
 from .data import DATASETS
 from .engine import OPTIMIZERS
@@ -49,6 +50,8 @@ class ClassificationLossConfig:
     M: float = 2000.0
     margin: float = 1.0
     tau: float = 0.04
+    margin_on: str = choices(*MARGIN_PLACEMENTS, default="competitor")
+    mean_over: str = choices(*MEAN_NORMALISATIONS, default="nonzero")
 
 
 @dataclass
