@@ -499,7 +499,9 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def resume_config(saved: dict[str, Any], requested: Any) -> Any:
     """The config to resume with: the checkpoint's ``saved`` one, updated with the ``RESUMABLE_KEYS`` of
     ``requested``; any other difference (``train.num_workers`` included) is a ``ConfigError`` naming the
-    keys."""
+    keys. Keys the schema gained after the checkpoint was written take their defaults, which keep the
+    behaviour the run had."""
+    saved = config_to_dict(config_from_dict(saved))
     old, new = flatten(saved), flatten(config_to_dict(requested))
     changed = sorted(key for key in old.keys() | new.keys() if old.get(key) != new.get(key))
     fixed = [key for key in changed if key not in RESUMABLE_KEYS]

@@ -205,3 +205,15 @@ def test_a_device_this_machine_lacks_is_a_clear_error(tmp_path, monkeypatch, cap
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     with pytest.raises(ConfigError, match=r"train.device=mps, but MPS is not available"):
         resolve_device("mps")
+
+
+def test_resume_of_a_run_saved_before_new_loss_keys_existed():
+    saved = config_to_dict(config_from_dict({}, ["loss.name=hem+", "train.out_dir=run"]))
+    for key in ("margin_on", "mean_over"):  # a config.yaml written before these options
+        del saved["loss"][key]
+    resumed = resume_config(saved, config_from_dict({}, ["loss.name=hem+", "train.out_dir=run"]))
+    assert (resumed.loss.margin_on, resumed.loss.mean_over) == ("competitor", "nonzero")
+    with pytest.raises(ConfigError, match=r"loss.margin_on: 'competitor' -> 'target'"):
+        resume_config(
+            saved, config_from_dict({}, ["loss.name=hem+", "loss.margin_on=target", "train.out_dir=run"])
+        )
