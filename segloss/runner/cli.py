@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stats": ("segloss.segmentation.data.stats:main", "class counts and HEM / HEM+ margins of a split"),
     "demo": ("segloss.segmentation.demo:main", "CE vs HEM+ on synthetic scenes (offline, CPU)"),
 }
+MISSING_EXTRA_HINT = "pip install 'segloss-hem[seg]' (segmentation) or 'segloss-hem[cls]' (classification)"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Every error a run can reasonably meet (ConfigError, a run folder in the way, a NaN loss, missing weights
 # offline, bad data, no CUDA...) is one of these, told in one line.
@@ -84,7 +85,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     parser.parse_args(argv[:1])  # an unknown command stops here, listing the valid ones
-    return _run_command(COMMANDS[argv[0]][0], argv[1:], prog=f"{parser.prog} {argv[0]}")
+    try:
+        return _run_command(COMMANDS[argv[0]][0], argv[1:], prog=f"{parser.prog} {argv[0]}")
+    except ModuleNotFoundError as error:  # an optional dependency: `pip install .` gives the loss core alone
+        if (error.name or "segloss").split(".")[0] == "segloss":
+            raise
+        print(
+            f"error: segloss {argv[0]} needs {error.name!r}, which is not installed: {MISSING_EXTRA_HINT}",
+            file=sys.stderr,
+        )
+        return 1
 
 
 def train_main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:

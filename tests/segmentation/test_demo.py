@@ -1,4 +1,4 @@
-"""``python -m segloss.demo`` (``make demo``) end to end at a tiny size."""
+"""``segloss demo`` (``make demo``) end to end at a tiny size."""
 
 import json
 import re

@@ -1,4 +1,4 @@
-"""``python -m segloss.report``: mIoU mean ± std over seeds per (dataset, encoder, loss); held-out-class runs
+"""``segloss report``: mIoU mean ± std over seeds per (dataset, encoder, loss); held-out-class runs
 apart, classification runs skipped, duplicate seeds flagged, averages over complete rows only."""
 
 import csv

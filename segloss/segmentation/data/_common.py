@@ -157,7 +157,7 @@ def indexed_palette(num_classes: int) -> np.ndarray:
 
 
 class SegmentationDataset(torch.utils.data.Dataset):
-    """Base of every ``segloss.data`` dataset.
+    """Base of every ``segloss.segmentation.data`` dataset.
 
     ``dataset[i]`` is ``(image, mask)``: without a transform an ``H×W×3`` uint8 RGB array and an ``H×W``
     int64 array of train ids (``ignore_index`` = 255 for ignored pixels); with an albumentations
