@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml Makefile
 # CE vs HEM+ on synthetic scenes (offline, CPU, a few minutes). OpenMP threads sleep instead of spinning
 # while they wait, which keeps two-core machines fast when other processes share them.
 demo: $(STAMP)
-	OMP_WAIT_POLICY=PASSIVE $(PY) -m segloss.demo --config configs/demo.yaml
+	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/segloss demo
 
 test: $(STAMP)
 	$(PY) -m ruff check .

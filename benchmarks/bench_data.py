@@ -22,12 +22,12 @@ import cv2
 import numpy as np
 import torch
 
-from segloss.data import CamVid, SyntheticScenes
-from segloss.data.presets import IMAGENET_MEAN, IMAGENET_STD, seed_worker, train_transform
+from segloss.segmentation.data import CamVid, SyntheticScenes
+from segloss.segmentation.data.presets import IMAGENET_MEAN, IMAGENET_STD, seed_worker, train_transform
 
 HEIGHT, WIDTH = 360, 480
 CROP = (352, 480)  # a multiple of 32, as FPN needs
-BATCH = 12  # SPEC §4's CamVid batch
+BATCH = 12  # the CamVid recipe's batch (docs/recipes.md)
 
 
 def write_camvid_tree(root: Path, num_images: int) -> None:

@@ -1,9 +1,9 @@
 """Training-step throughput (images/s) of FPN with CE and with HEM+, interleaved in one process.
 
 Each loss trains its own copy of the same model (same initial weights) with the project's training loop
-(``segloss.engine.train_one_epoch``: forward, loss, NaN check, backward, SGD step) on a CamVid-sized
+(``segloss.runner.engine.train_one_epoch``: forward, loss, NaN check, backward, SGD step) on a CamVid-sized
 batch; rounds alternate between the losses and the table shows medians and the ratio to CE. HEM+ uses
-margins from CamVid's training pixel shares (SPEC §3). Target: HEM+ within 2 % of CE.
+margins from CamVid's training pixel shares (docs/datasets.md). Target: HEM+ within 2 % of CE.
 
     python benchmarks/bench_train.py                                   # CPU: batch 2, 352×480
     python benchmarks/bench_train.py --device cuda --batch 12          # AMP (bf16/fp16) + channels_last
@@ -19,11 +19,10 @@ import numpy as np
 import torch
 
 import segloss
-from segloss.engine import amp_dtype, train_one_epoch
-from segloss.models import build_model
-from segloss.training import resolve_device
+from segloss.runner.engine import amp_dtype, resolve_device, train_one_epoch
+from segloss.segmentation.models import build_model
 
-# CamVid train pixel shares (%) of the 11 classes, SPEC §3; void (3.95 %) is ignored.
+# CamVid train pixel shares (%) of the 11 classes (docs/datasets.md); void (3.95 %) is ignored.
 CAMVID_SHARES = [16.85, 23.26, 0.98, 31.66, 4.49, 9.72, 1.17, 1.13, 5.87, 0.64, 0.29]
 CAMVID_PIXELS = 367 * 360 * 480
 IGNORE = 255

@@ -28,9 +28,9 @@ import torch
 from segloss.classification.plots import plot_confidence_histograms
 from segloss.classification.rejection import SCORES
 from segloss.classification.training import evaluate_checkpoint, train
-from segloss.config import load_config
-from segloss.engine import CHECKPOINT_FILE, METRICS_FILE
-from segloss.registry import LOSS_NAMES
+from segloss.registry import LOSSES
+from segloss.runner.config import load_config
+from segloss.runner.files import CHECKPOINT_FILE, METRICS_FILE
 
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -39,19 +39,19 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--config", default="configs/cls_digits.yaml")
+    parser.add_argument("--config", default="cls_digits", help="recipe name or YAML file")
     parser.add_argument(
-        "--losses", nargs="+", default=["ce", "hem", "hem+", "ln"], help=f"of {', '.join(LOSS_NAMES)}"
+        "--losses", nargs="+", default=["ce", "hem", "hem+", "ln"], help=f"of {', '.join(LOSSES)}"
     )
     parser.add_argument("--out", help="output folder (default: runs/cls_compare/DATASET)")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     args = parser.parse_intermixed_args(argv)
     args.overrides += [word for word in args.losses if "=" in word]
     args.losses = [word for word in args.losses if "=" not in word]
-    unknown = [name for name in args.losses if name not in LOSS_NAMES]
+    unknown = [name for name in args.losses if name not in LOSSES]
     if unknown:
         parser.error(
-            f"--losses: unknown loss {unknown[0]!r}; valid losses: {', '.join(LOSS_NAMES)}. Config overrides "
+            f"--losses: unknown loss {unknown[0]!r}; valid losses: {', '.join(LOSSES)}. Config overrides "
             f"are key=value words (before --losses or after --)"
         )
     if not args.losses or len(set(args.losses)) != len(args.losses):

@@ -1,4 +1,4 @@
-"""Check a downloaded CamVid, Cityscapes or SBD folder against the layout segloss.data reads.
+"""Check a downloaded CamVid, Cityscapes or SBD folder against the layout segloss.segmentation.data reads.
 
 For every split: the number of images against the official count, then the first and last sample
 (or every sample with --all) read through the segloss reader, which checks that images decode, that
@@ -15,10 +15,10 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-from segloss.data import build_dataset
-from segloss.data.camvid import SPLIT_SIZES as CAMVID_SIZES
-from segloss.data.cityscapes import SPLIT_SIZES as CITYSCAPES_SIZES
-from segloss.data.sbd import SPLIT_SIZES as SBD_SIZES
+from segloss.segmentation.data import build_dataset
+from segloss.segmentation.data.camvid import SPLIT_SIZES as CAMVID_SIZES
+from segloss.segmentation.data.cityscapes import SPLIT_SIZES as CITYSCAPES_SIZES
+from segloss.segmentation.data.sbd import SPLIT_SIZES as SBD_SIZES
 
 SPLIT_SIZES = {"camvid": CAMVID_SIZES, "cityscapes": CITYSCAPES_SIZES, "sbd": SBD_SIZES}
 

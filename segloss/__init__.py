@@ -1,6 +1,9 @@
-"""segloss: the HEM+ margin loss as a fast drop-in replacement for cross-entropy (SPEC §1–2).
+"""segloss: the HEM+ margin loss as a fast drop-in replacement for cross-entropy.
 
-``import segloss`` needs torch alone; datasets, models and training live in optional submodules.
+The loss core of Spratling & Schütt, "A margin-based replacement for cross-entropy loss"
+(https://arxiv.org/abs/2501.12191); the losses are described in docs/losses.md. ``import segloss`` needs
+torch alone; the run machinery (``segloss.runner``) and the applications (``segloss.segmentation``,
+``segloss.classification``) live in subpackages with optional dependencies.
 """
 
 from . import functional, metrics
@@ -14,11 +17,12 @@ from .modules import (
     LogitNormLoss,
     MultiMarginLoss,
 )
-from .registry import LOSS_NAMES, build_loss
+from .registry import LOSS_NAMES, LOSSES, LossEntry, build_loss, register_loss
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "LOSSES",
     "LOSS_NAMES",
     "CrossEntropyLoss",
     "DiceLoss",
@@ -26,10 +30,12 @@ __all__ = [
     "HEMPlusLoss",
     "LogitAdjustedLoss",
     "LogitNormLoss",
+    "LossEntry",
     "MultiMarginLoss",
     "build_loss",
     "functional",
     "metrics",
     "hem_margin",
     "hem_plus_margins",
+    "register_loss",
 ]

@@ -1,4 +1,5 @@
-"""Global batch reductions under ``torch.distributed`` (SPEC §1, "Distributed training")."""
+"""Global batch reductions under ``torch.distributed`` for ``sync=True`` (docs/losses.md, "Distributed
+training")."""
 
 from __future__ import annotations
 

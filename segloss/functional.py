@@ -1,4 +1,4 @@
-"""The losses of SPEC §1 as functions of ``(logits, target)``, shaped like ``F.cross_entropy``.
+"""The losses of docs/losses.md as functions of ``(logits, target)``, shaped like ``F.cross_entropy``.
 
 Logits are ``(N, C)`` or ``(N, C, d1, ..., dk)``, targets ``(N)`` or ``(N, d1, ..., dk)``. Samples whose
 target is ``ignore_index`` contribute nothing. Half-precision logits are computed in float32.
@@ -106,7 +106,7 @@ def cross_entropy(
     reduction: str = "mean",
     sync: bool = False,
 ) -> torch.Tensor:
-    """``F.cross_entropy`` with SPEC's target checks, float32 compute for half inputs and ``sync``."""
+    """``F.cross_entropy`` with segloss's target checks, float32 compute for half inputs and ``sync``."""
     x = _prepare(logits, target, reduction)
     count = count_valid_targets(target, x.shape[1], ignore_index)
     if reduction == "none":

@@ -1,4 +1,4 @@
-"""Confidence scores and rejection metrics (SPEC §2, §5): MSP, MLS, AUROC and DAR.
+"""Confidence scores and rejection metrics (docs/recipes.md): MSP, MLS, AUROC and DAR.
 
 Needs torch alone. AUROC is computed from ranks, never from thresholds squashed into [0, 1]: max-logit
 scores are unbounded, and a sigmoid would turn large ones into float32 ties.
@@ -14,13 +14,35 @@ __all__ = ["acceptance_threshold", "auroc", "dar", "mls", "msp"]
 
 
 def msp(logits: torch.Tensor, dim: int = 1) -> torch.Tensor:
-    """Maximum softmax probability along ``dim`` (the class dimension), computed in float32 or better."""
+    """Maximum softmax probability (MSP), the confidence score of a prediction.
+
+    Args:
+        logits: class scores, any float dtype (computed in float32 or better).
+        dim: the class dimension.
+
+    Shape:
+        logits: ``(N, C)`` or ``(N, C, d1, ...)`` with ``dim=1``. Output: ``logits`` without ``dim``.
+
+    Returns:
+        The highest softmax probability of each sample.
+    """
     logits = _as_float(logits, "logits")
     return logits.softmax(dim).amax(dim)
 
 
 def mls(logits: torch.Tensor, dim: int = 1) -> torch.Tensor:
-    """Maximum logit along ``dim`` (the class dimension)."""
+    """Maximum logit (MLS), the confidence score of a prediction.
+
+    Args:
+        logits: class scores, any float dtype.
+        dim: the class dimension.
+
+    Shape:
+        logits: ``(N, C)`` or ``(N, C, d1, ...)`` with ``dim=1``. Output: ``logits`` without ``dim``.
+
+    Returns:
+        The highest logit of each sample.
+    """
     return _as_float(logits, "logits").amax(dim)
 
 
@@ -29,6 +51,16 @@ def auroc(known_scores: torch.Tensor, unknown_scores: torch.Tensor) -> float:
 
     1.0 means every known sample scores higher than every unknown one, 0.5 is chance; ties count one half
     (the Mann-Whitney statistic with average ranks, equal to scikit-learn's ``roc_auc_score``).
+
+    Args:
+        known_scores: confidence scores of the known samples (e.g. ``msp`` or ``mls``).
+        unknown_scores: confidence scores of the unknown samples.
+
+    Shape:
+        known_scores: ``(K,)``; unknown_scores: ``(U,)``; both non-empty.
+
+    Returns:
+        The AUROC as a float in [0, 1].
     """
     known = _as_scores(known_scores, "known_scores")
     unknown = _as_scores(unknown_scores, "unknown_scores")
@@ -60,11 +92,25 @@ def dar(
     adv_correct: torch.Tensor,
     accept_rate: float = 0.95,
 ) -> float:
-    """Detection-adjusted robustness (SPEC §5): the fraction of adversarial samples handled correctly.
+    """Detection-adjusted robustness (DAR, docs/recipes.md): the fraction of adversarial samples handled
+    correctly.
 
     The threshold is ``acceptance_threshold`` of the scores of the *correctly classified* clean samples, so
     that ``accept_rate`` of them are accepted (``score >= threshold``). An adversarial sample is handled
     correctly when it is accepted with a correct label or rejected with a wrong label.
+
+    Args:
+        clean_scores: confidence scores of the clean samples.
+        clean_correct: whether each clean sample is classified correctly (bool).
+        adv_scores: confidence scores of the adversarial samples.
+        adv_correct: whether each adversarial sample is classified correctly (bool).
+        accept_rate: the share of correct clean samples to accept.
+
+    Shape:
+        clean_scores, clean_correct: ``(N,)``; adv_scores, adv_correct: ``(M,)``.
+
+    Returns:
+        DAR as a float in [0, 1].
     """
     clean_scores = _as_scores(clean_scores, "clean_scores")
     clean_correct = _as_mask(clean_correct, clean_scores, "clean_correct", "clean_scores")

@@ -86,7 +86,8 @@ def as_samples(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor
 
 
 class MarginLossFunction(torch.autograd.Function):
-    """Reduced margin loss of ``(N, C, S)`` logits; the gradient follows SPEC §1's rule."""
+    """Reduced margin loss of ``(N, C, S)`` logits; the gradient follows the HEM gradient rule of
+    docs/losses.md."""
 
     @staticmethod
     def forward(ctx, x, target, margins, hard: bool, on_target: bool, count_valid: bool, ignore_index: int,

@@ -1,12 +1,13 @@
-"""Image-level tracks (SPEC §5): classification with any segloss loss, unknown-class and adversarial
+"""Image-level tracks (docs/recipes.md): classification with any segloss loss, unknown-class and adversarial
 rejection, long-tailed data. Needs the ``cls`` extra (torchvision, scikit-learn, scipy, tqdm,
 torchattacks)."""
 
 from .config import ClassificationConfig
-from .data import DATASETS, ImageData, build_image_data, class_counts, load_split, stack_images
-from .engine import build_lr_scheduler, build_optimizer, evaluate_accuracy, fit, predict_logits
+from .data import IMAGE_DATASETS, ImageData, build_image_data, count_labels, load_split, stack_images
 from .evaluation import ClassificationReport, evaluate_classifier
+from .loops import accuracy, fit, predict_logits
 from .models import CLASSIFIERS, build_classifier
+from .optim import build_lr_scheduler, build_optimizer
 from .rejection import (
     AttackResult,
     CorruptionResult,
@@ -23,7 +24,7 @@ from .unknown import SYNTHETIC_UNKNOWN_SETS, build_unknown_sets, synthetic_unkno
 
 __all__ = [
     "CLASSIFIERS",
-    "DATASETS",
+    "IMAGE_DATASETS",
     "SYNTHETIC_UNKNOWN_SETS",
     "AttackResult",
     "ClassificationConfig",
@@ -38,9 +39,9 @@ __all__ = [
     "build_lr_scheduler",
     "build_optimizer",
     "build_unknown_sets",
-    "class_counts",
+    "count_labels",
     "corruption_accuracy",
-    "evaluate_accuracy",
+    "accuracy",
     "evaluate_classifier",
     "fit",
     "format_attack_table",

@@ -1,5 +1,6 @@
-"""Image classification data (SPEC §5): MNIST, FashionMNIST, CIFAR-10/100 and SVHN from a local root through
-torchvision's readers, scikit-learn's 8×8 digits as the offline default, and long-tailed training splits.
+"""Image classification data (docs/datasets.md): MNIST, FashionMNIST, CIFAR-10/100 and SVHN from a local
+root through torchvision's readers, scikit-learn's 8×8 digits as the offline default, and long-tailed
+training splits.
 
 Images come as float tensors in [0, 1] (``C×H×W``); models normalise them (``build_classifier``'s mean/std).
 Nothing is downloaded unless ``download=True``.
@@ -19,12 +20,12 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, TensorD
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "DATASETS",
+    "IMAGE_DATASETS",
     "DatasetSpec",
     "ImageData",
     "build_image_data",
     "check_split_files",
-    "class_counts",
+    "count_labels",
     "dataset_targets",
     "load_split",
     "long_tail_factor",
@@ -57,7 +58,7 @@ class DatasetSpec:
     augmentation: tuple[str, ...] = ()  # "crop" (pad 4, random crop) and/or "flip" for training
 
 
-DATASETS: dict[str, DatasetSpec] = {
+IMAGE_DATASETS: dict[str, DatasetSpec] = {
     "digits": DatasetSpec((1, 8, 8), 10, (0.3052,), (0.3760,)),
     "mnist": DatasetSpec(
         (1, 28, 28), 10, (0.1307,), (0.3081,), "MNIST", tuple(f"MNIST/raw/{f}" for f in _IDX_FILES)
@@ -119,9 +120,9 @@ class ImageData:
 
 
 def _spec(name: str) -> DatasetSpec:
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
-    return DATASETS[name]
+    if name not in IMAGE_DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(IMAGE_DATASETS)}")
+    return IMAGE_DATASETS[name]
 
 
 def _download_command(spec: DatasetSpec, root: Path) -> str:
@@ -189,7 +190,8 @@ def load_split(
     download: bool = False,
     augment: bool = False,
 ) -> tuple[Dataset, list[str]]:
-    """One split (``train`` or ``test``) of dataset ``name`` (a key of ``DATASETS``) and its class names.
+    """One split (``train`` or ``test``) of dataset ``name`` (a key of ``IMAGE_DATASETS``) and its class
+    names.
 
     Files are read from ``root`` with torchvision's readers; a missing file is a ``FileNotFoundError``
     that shows the expected layout and how to download. ``augment`` adds the dataset's training
@@ -238,7 +240,7 @@ def dataset_targets(dataset: Dataset) -> np.ndarray:
     raise TypeError(f"cannot read the targets of a {type(dataset).__name__} (no targets or labels attribute)")
 
 
-def class_counts(dataset: Dataset, num_classes: int) -> np.ndarray:
+def count_labels(dataset: Dataset, num_classes: int) -> np.ndarray:
     """Samples per class (int64, length ``num_classes``): the ``s_j`` of HEM+'s margins."""
     targets = dataset_targets(dataset)
     if targets.size and (targets.min() < 0 or targets.max() >= num_classes):
@@ -256,7 +258,8 @@ def long_tail_factor(imbalance_ratio: float, num_classes: int) -> float:
 
 
 def long_tailed_class_sizes(class_sizes: np.ndarray, imbalance_ratio: float) -> np.ndarray:
-    """``⌊s_j · ρ^(-j/(n-1))⌋`` for every class ``j`` of sizes ``s_j`` (SPEC §5)."""
+    """``⌊s_j · ρ^(-j/(n-1))⌋`` for every class ``j`` of sizes ``s_j`` (long-tailed CIFAR;
+    docs/datasets.md)."""
     class_sizes = np.asarray(class_sizes, dtype=np.int64)
     n = len(class_sizes)
     long_tail_factor(imbalance_ratio, n)  # checks
@@ -293,7 +296,7 @@ def build_image_data(
     test, _ = load_split(name, root, "test", download=download)
     if imbalance_ratio is not None:
         train = Subset(train, long_tailed_indices(dataset_targets(train), spec.num_classes, imbalance_ratio))
-    counts = class_counts(train, spec.num_classes)
+    counts = count_labels(train, spec.num_classes)
     logger.info(
         "%s: %d training images (per class %d..%d), %d test images",
         name,

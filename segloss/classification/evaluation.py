@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .data import ImageData, stack_images
-from .engine import predict_logits
+from .loops import predict_logits
 from .rejection import (
     ATTACK_NORMS,
     AttackResult,
@@ -84,8 +84,9 @@ def evaluate_classifier(
     progress: bool = True,
 ) -> ClassificationReport:
     """Accuracy on ``data.test``; AUROC against each of ``unknown_sets``; AutoAttack on the first
-    ``attack_samples`` test images for each norm (ε from ``attack_eps`` or SPEC §5's budgets) with DAR
-    thresholds from the whole test set; accuracy on a CIFAR-10-C-style ``corruptions_root``."""
+    ``attack_samples`` test images for each norm (ε from ``attack_eps`` or the paper's budgets,
+    docs/recipes.md) with DAR thresholds from the whole test set; accuracy on a CIFAR-10-C-style
+    ``corruptions_root``."""
     test_logits, test_targets = predict_logits(
         model, data.test, device, batch_size=batch_size, dtype=dtype, desc="test", progress=progress
     )

@@ -9,14 +9,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..config import ConfigError
-from ..engine import derive_seed
-from ..registry import LOSS_HYPERPARAMETERS, LOSSES_NEEDING_COUNTS, build_loss
+from ..registry import LOSSES, build_loss
+from ..runner.config import ConfigError, loss_hyper_parameters
+from ..runner.randomness import derive_seed
 from .config import ClassificationConfig
 from .data import ImageData, build_image_data, stack_images
-from .engine import build_lr_scheduler, build_optimizer
 from .evaluation import ClassificationReport, evaluate_classifier
 from .models import build_classifier
+from .optim import build_lr_scheduler, build_optimizer
 from .rejection import check_corruptions_root, import_torchattacks
 from .unknown import build_unknown_sets, check_unknown_sets
 
@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "check_evaluation_inputs",
     "data_from_config",
-    "evaluate_from_config",
+    "report_from_config",
     "loss_from_config",
     "model_from_config",
     "optimizer_from_config",
@@ -57,9 +57,10 @@ def model_from_config(config: ClassificationConfig, data: ImageData) -> nn.Modul
 def loss_from_config(config: ClassificationConfig, data: ImageData) -> nn.Module:
     """The loss of ``config.loss``; ``la``, ``hem`` and ``hem+`` use the training split's class counts."""
     name = config.loss.name
-    hyper_parameters = {key: getattr(config.loss, key) for key in LOSS_HYPERPARAMETERS[name]}
-    loss = build_loss(name, class_counts=data.class_counts, class_names=data.classes, **hyper_parameters)
-    if name in LOSSES_NEEDING_COUNTS:
+    loss = build_loss(
+        name, class_counts=data.class_counts, class_names=data.classes, **loss_hyper_parameters(config.loss)
+    )
+    if LOSSES[name].needs_counts:
         logger.info("loss %s from class counts %s", loss, data.class_counts.tolist())
     return loss
 
@@ -132,7 +133,7 @@ def check_evaluation_inputs(config: ClassificationConfig, data: ImageData) -> No
             ) from error
 
 
-def evaluate_from_config(
+def report_from_config(
     config: ClassificationConfig,
     model: nn.Module,
     data: ImageData,

@@ -1,5 +1,5 @@
-"""Rejection evaluation of SPEC §5: unknown-class AUROC, AutoAttack robustness with DAR, and accuracy under
-corruptions (CIFAR-10-C layout)."""
+"""Rejection evaluation (docs/recipes.md): unknown-class AUROC, AutoAttack robustness with DAR, and
+accuracy under corruptions (CIFAR-10-C layout)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from ..metrics import auroc, dar, mls, msp
-from .engine import predict_logits
+from .loops import predict_logits
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ __all__ = [
 
 SCORES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"msp": msp, "mls": mls}
 ATTACK_NORMS = ("Linf", "L2")
-# SPEC §5: ε for L∞ and L2 on MNIST-like (1-channel) and CIFAR-like data.
+# The paper's ε (docs/recipes.md) for L∞ and L2 on MNIST-like (1-channel) and CIFAR-like data.
 ATTACK_BUDGETS: dict[str, dict[str, float]] = {
     "mnist": {"Linf": 0.3, "L2": 2.0},
     "cifar": {"Linf": 8 / 255, "L2": 0.5},
@@ -131,8 +131,8 @@ def import_torchattacks() -> ModuleType:
 
 
 def attack_budget(dataset: str, norm: str) -> float:
-    """SPEC §5's ε for ``norm`` (``Linf`` or ``L2``) on ``dataset``: MNIST's for digits, MNIST and
-    FashionMNIST, CIFAR's for the others."""
+    """The paper's ε (docs/recipes.md) for ``norm`` (``Linf`` or ``L2``) on ``dataset``: MNIST's for
+    digits, MNIST and FashionMNIST, CIFAR's for the others."""
     _check_norm(norm)
     return ATTACK_BUDGETS["mnist" if dataset in MNIST_LIKE_DATASETS else "cifar"][norm]
 

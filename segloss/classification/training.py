@@ -1,7 +1,8 @@
-"""A classification training run (SPEC §5) on the shared run machinery of ``segloss.engine.TrainingRun``
-(run directory, checkpoints, resume, the epoch loop): the recipe's optimizer with its per-epoch LR schedule,
-and at the end the full evaluation (accuracy, unknown-set AUROC, AutoAttack, corruptions) in
-``results.json`` with confidence histograms. ``train.py`` and ``evaluate.py`` are the command lines."""
+"""A classification training run (docs/recipes.md) on the shared run machinery of
+``segloss.runner.engine.TrainingRun`` (run directory, checkpoints, resume, the epoch loop): the recipe's
+optimizer with its per-epoch LR schedule, and at the end the full evaluation (accuracy, unknown-set AUROC,
+AutoAttack, corruptions) in ``results.json`` with confidence histograms. ``segloss train`` and
+``segloss evaluate`` are the command lines."""
 
 from __future__ import annotations
 
@@ -14,13 +15,14 @@ from typing import Any
 
 from torch.utils.data import DataLoader
 
-from ..checkpoint import load_checkpoint
-from ..config import config_from_dict
-from ..engine import TrainingRun, amp_dtype, resolve_device, run_training, write_results_json
+from ..runner.checkpoint import load_checkpoint
+from ..runner.config import config_from_dict
+from ..runner.engine import TrainingRun, amp_dtype, resolve_device, run_training
+from ..runner.files import write_results_json
 from . import recipe
 from .config import TASK, ClassificationConfig
-from .engine import predict_logits
 from .evaluation import ClassificationReport
+from .loops import predict_logits
 from .plots import plot_confidence_histograms
 from .rejection import SCORES
 
@@ -49,7 +51,7 @@ def write_results(run_dir: Path, report: ClassificationReport) -> None:
 
 class ClassificationRun(TrainingRun):
     """A classification run: test accuracy every ``train.eval_every`` epochs, the full evaluation of
-    ``recipe.evaluate_from_config`` after the last one. One process (no DDP)."""
+    ``recipe.report_from_config`` after the last one. One process (no DDP)."""
 
     scheduler_interval = "epoch"
 
@@ -81,7 +83,7 @@ class ClassificationRun(TrainingRun):
             )
             self.accuracy = (logits.argmax(1) == targets).double().mean().item()
             return {"accuracy": self.accuracy}
-        self.report = recipe.evaluate_from_config(
+        self.report = recipe.report_from_config(
             self.config, self.model, self.data, self.device, dtype=self.dtype
         )
         self.accuracy = self.report.accuracy
@@ -138,7 +140,7 @@ def evaluate_checkpoint(
     model.load_state_dict(state["model"])
     model.to(torch_device)
     logger.info("evaluating %s (epoch %d) on %s", checkpoint, state["epoch"], data.name)
-    report = recipe.evaluate_from_config(
+    report = recipe.report_from_config(
         config, model, data, torch_device, dtype=amp_dtype(config.train.amp, torch_device)
     )
     if out is not None:

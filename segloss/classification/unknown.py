@@ -1,5 +1,5 @@
-"""Unknown-class image sets (SPEC §5): four synthetic sets, deterministic from a seed for any image shape, and
-real datasets from a local root.
+"""Unknown-class image sets (docs/recipes.md): four synthetic sets, deterministic from a seed for any
+image shape, and real datasets from a local root.
 
 Every synthetic set is a float32 tensor ``(N, C, H, W)`` in [0, 1], like the known data.
 """
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from .data import DATASETS, check_split_files, load_split
+from .data import IMAGE_DATASETS, check_split_files, load_split
 
 __all__ = [
     "DEFAULT_UNKNOWN_SAMPLES",
@@ -138,7 +138,7 @@ def synthetic_unknown_set(
 def check_image_shape(shape: ImageShape, expected: ImageShape, what: str) -> None:
     """``ValueError`` naming ``what`` when its image shape differs from the known data's."""
     if tuple(shape) != tuple(expected):
-        same = [name for name, spec in DATASETS.items() if spec.image_shape == tuple(expected)]
+        same = [name for name, spec in IMAGE_DATASETS.items() if spec.image_shape == tuple(expected)]
         raise ValueError(
             f"{what} has images of shape {tuple(shape)} but the known data has {tuple(expected)} (C, H, W); "
             f"datasets of that shape: {', '.join(same) or 'none'}"
@@ -148,10 +148,10 @@ def check_image_shape(shape: ImageShape, expected: ImageShape, what: str) -> Non
 def _check_real_unknown_set(
     name: str, root: str | os.PathLike | None, image_shape: ImageShape, download: bool
 ) -> None:
-    if name not in DATASETS:
-        valid = ", ".join([*SYNTHETIC_UNKNOWN_SETS, *DATASETS])
+    if name not in IMAGE_DATASETS:
+        valid = ", ".join([*SYNTHETIC_UNKNOWN_SETS, *IMAGE_DATASETS])
         raise ValueError(f"unknown unknown-set name {name!r}; valid names: {valid}")
-    check_image_shape(DATASETS[name].image_shape, image_shape, f"unknown set {name!r}")
+    check_image_shape(IMAGE_DATASETS[name].image_shape, image_shape, f"unknown set {name!r}")
     if root is None:
         raise ValueError(f"unknown set {name!r} is read from a root folder (eval.unknown_root); none given")
     if not download:

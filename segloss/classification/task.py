@@ -1,0 +1,39 @@
+"""The ``classification`` task of ``segloss train`` / ``segloss evaluate`` (see ``segloss.runner.tasks``).
+
+Only the standard library is imported here; the classification packages load when a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def schema() -> type:
+    """The config dataclass of the task."""
+    from .config import ClassificationConfig
+
+    return ClassificationConfig
+
+
+def train(config: Any, resume: bool = False) -> Any:
+    """Train (or continue) the run of ``config``; see ``segloss.classification.training.train``."""
+    from .training import train as train_run
+
+    return train_run(config, resume=resume)
+
+
+def add_evaluate_arguments(group: argparse._ArgumentGroup) -> list[str]:
+    """The classification evaluation takes only the common options (``--out``, ``--device``,
+    ``--no-progress``): the run's ``eval`` settings say what to measure."""
+    return []
+
+
+def evaluate(args: argparse.Namespace) -> str:
+    """The full evaluation of ``args.checkpoint`` (what the run wrote to ``results.json``) as text."""
+    from .training import evaluate_checkpoint
+
+    report = evaluate_checkpoint(
+        args.checkpoint, out=args.out, device=args.device, progress=not args.no_progress
+    )
+    return f"{args.checkpoint} (test split)\n{report.format()}"

@@ -1,0 +1,4 @@
+"""The task-free run machinery shared by the applications (``segloss.segmentation``,
+``segloss.classification``): typed configs with the shared ``loss``/``optim``/``train`` sections
+(``config``), the task table (``tasks``), the run engine (``engine``), checkpoints, seeds, the files of a run
+folder, and the ``segloss`` command (``cli``). It imports the loss core, never an application."""

@@ -1,0 +1,38 @@
+"""Training checkpoints: a ``torch.save`` dict written atomically, read back with ``weights_only=True``.
+
+A checkpoint holds plain data only (tensors, numbers, strings, lists and dicts: the config as a nested dict,
+never a pickled class), so checkpoints stay readable when modules move. ``format`` is 1 since the first
+release."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .files import atomic_path
+
+CHECKPOINT_FORMAT = 1
+
+
+def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
+    """Write ``state`` to ``path`` through a temporary file in the same folder and an atomic rename,
+    so that ``path`` always holds a complete checkpoint."""
+    with atomic_path(path) as temporary:
+        torch.save({"format": CHECKPOINT_FORMAT, **state}, temporary)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """A checkpoint written by ``save_checkpoint``; ``FileNotFoundError``/``ValueError`` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises several types for truncated or foreign files
+        raise ValueError(f"cannot read checkpoint {path}: {error}") from error
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a segloss checkpoint (format {CHECKPOINT_FORMAT})")
+    return state

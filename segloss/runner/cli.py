@@ -1,0 +1,187 @@
+"""The ``segloss`` command (also ``python -m segloss``): one subcommand per entry of ``COMMANDS``.
+
+    segloss train --config camvid loss.name=hem+ model.encoder=resnet34 train.seed=1 data.root=data/CamVid
+    segloss evaluate --checkpoint RUN/checkpoint.pt --split test --out results.json
+    segloss report runs/ --out report
+    segloss stats --dataset camvid --root data/CamVid
+    segloss demo
+
+Only the standard library is imported until a subcommand runs (``segloss --help`` needs no torch
+packages beyond ``import segloss``). A subcommand is a ``main(argv, prog) -> int`` function named by its
+module path; adding one is one line in ``COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from . import tasks
+
+#: Subcommand name -> (``module:function`` of its ``main(argv, prog)``, one line of help).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("segloss.runner.cli:train_main", "train a model from a recipe config (--help-keys: every key)"),
+    "evaluate": ("segloss.runner.cli:evaluate_main", "evaluate a checkpoint of a training run"),
+    "report": ("segloss.segmentation.report:main", "mIoU mean ± std over seeds of finished runs"),
+    "stats": ("segloss.segmentation.data.stats:main", "class counts and HEM / HEM+ margins of a split"),
+    "demo": ("segloss.segmentation.demo:main", "CE vs HEM+ on synthetic scenes (offline, CPU)"),
+}
+MISSING_EXTRA_HINT = "pip install 'segloss-hem[seg]' (segmentation) or 'segloss-hem[cls]' (classification)"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Every error a run can reasonably meet (ConfigError, a run folder in the way, a NaN loss, missing weights
+# offline, bad data, no CUDA...) is one of these, told in one line.
+EXPECTED_ERRORS = (OSError, ValueError, RuntimeError)
+
+TRAIN_DESCRIPTION = """Train a segmentation model or an image classifier with any segloss loss.
+
+The config's ``task`` (segmentation or classification) picks the trainer. --config takes a packaged recipe
+by name (camvid, cityscapes, sbd, demo, cls_digits, ...) or a YAML file. Overrides are dotted key=value
+pairs (see --help-keys). The run directory train.out_dir gets config.yaml, checkpoint.pt (after every
+epoch), metrics.jsonl, train.log, results.json and plots. --resume continues a run from its checkpoint and
+does nothing for a finished run. Under torchrun every process runs this command (DDP, global loss).
+"""
+
+EVALUATE_DESCRIPTION = """Evaluate a trained checkpoint: per-class IoU, pixel accuracy and mIoU for
+segmentation (at full resolution), or the run's full evaluation for classification (accuracy, unknown-set
+AUROC, AutoAttack).
+
+--unknown-classes reports how well the per-pixel confidence (MSP, MLS) tells the pixels of those classes
+from the other classes' pixels (AUROC); by default for the classes the run held out of training
+(data.holdout_classes). The logits of those classes are left out of the scores.
+"""
+
+
+def _run_command(target: str, argv: Sequence[str], prog: str) -> int:
+    module, function = target.split(":")
+    return getattr(importlib.import_module(module), function)(list(argv), prog=prog)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser: it lists the subcommands (each parses its own arguments)."""
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="segloss",
+        description="HEM+ margin loss toolkit: train, evaluate, report.",
+        epilog="`segloss COMMAND --help` describes a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"segloss {__version__}")
+    commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        commands.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``segloss COMMAND ARGS`` and return the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not argv or argv[0].startswith("-"):
+        parser.parse_args(argv)  # --help, --version or an error
+        parser.print_help()
+        return 2
+    parser.parse_args(argv[:1])  # an unknown command stops here, listing the valid ones
+    try:
+        return _run_command(COMMANDS[argv[0]][0], argv[1:], prog=f"{parser.prog} {argv[0]}")
+    except ModuleNotFoundError as error:  # an optional dependency: `pip install .` gives the loss core alone
+        if (error.name or "segloss").split(".")[0] == "segloss":
+            raise
+        print(
+            f"error: segloss {argv[0]} needs {error.name!r}, which is not installed: {MISSING_EXTRA_HINT}",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def train_main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """``segloss train``: train (or ``--resume``) the run of a config; ``--help-keys`` lists the keys."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=TRAIN_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config", help="recipe name or YAML file (default: built-in segmentation defaults)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in train.out_dir")
+    parser.add_argument("--help-keys", action="store_true", help="list the config keys and exit")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    args = parser.parse_args(argv)
+
+    from .config import ConfigError, all_task_schemas, load_config, valid_keys_text
+
+    if args.help_keys:
+        for task, schema in all_task_schemas().items():
+            print(f"task: {task}\n{valid_keys_text(schema)}")
+        return 0
+    # Under torchrun only rank 0 reports progress.
+    level = logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+    try:
+        config = load_config(args.config, args.overrides)
+    except ConfigError as error:
+        parser.error(str(error))
+
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    try:
+        with logging_redirect_tqdm():
+            result = tasks.load_task(config.task).train(config, resume=args.resume)
+    except EXPECTED_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if result is not None:
+        print(f"results in {config.train.out_dir}")
+    return 0
+
+
+def _flags(dests: Sequence[str]) -> list[str]:
+    return [f"--{dest.replace('_', '-')}" for dest in dests]
+
+
+def _listed(items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def evaluate_main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """``segloss evaluate``: evaluate a checkpoint with the evaluation of its run's task."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=EVALUATE_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--checkpoint", required=True, help="checkpoint.pt of a training run")
+    parser.add_argument("--out", help="write the results JSON here (docs/results.md)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    common = ["--out", "--device", "--no-progress"]
+    task_options = {
+        name: tasks.load_task(name).add_evaluate_arguments(parser.add_argument_group(f"{name} only"))
+        for name in tasks.TASK_MODULES
+    }
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+
+    from .checkpoint import load_checkpoint
+
+    try:
+        task = load_checkpoint(args.checkpoint)["config"].get("task", tasks.DEFAULT_TASK)
+        module = tasks.load_task(task)
+        for owner, dests in task_options.items():
+            given = [dest for dest in dests if owner != task and getattr(args, dest) is not None]
+            if given:
+                flags = ", ".join(_flags(given))
+                raise ValueError(
+                    f"{flags}: options for {owner} runs only; {args.checkpoint} is a {task} "
+                    f"run (its evaluation takes {_listed(common + _flags(task_options.get(task, [])))})"
+                )
+        text = module.evaluate(args)
+    except EXPECTED_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(text)
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

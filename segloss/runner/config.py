@@ -1,0 +1,454 @@
+"""Run configuration: YAML files with dotted ``key=value`` overrides, checked against a typed schema.
+
+A config is a dataclass per task (``task: segmentation`` by default; ``segloss.runner.tasks`` names the
+tasks and their schemas). Every section is a dataclass whose annotations give the accepted types; fields
+with ``metadata={"choices": ...}`` accept only those values. Unknown keys and wrong types raise
+``ConfigError`` listing the valid keys. The sections every task shares (``loss``, ``optim``, ``train``)
+are defined here; ``loss`` derives from the loss registry (``segloss.registry``).
+
+Recipes ship with the package (``segloss/configs/NAME.yaml``): ``find_config("camvid")``,
+``find_config("configs/camvid.yaml")`` and a path to any YAML file all work.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import os
+import re
+import types
+import typing
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..registry import HYPER_PARAMETERS, LOSSES
+from . import tasks
+
+# Keys a resumed run may change; any other difference from the checkpoint's config is an error. Not
+# ``train.num_workers``: the augmentation is seeded per DataLoader worker, so the worker count is part of the
+# random stream. ``train.device`` may change, but a continuation on another kind of device (AMP,
+# channels_last, other kernels) is not bit-identical to an uninterrupted run; the engine warns.
+RESUMABLE_KEYS = frozenset({"train.epochs", "train.eval_every", "train.progress", "train.device"})
+# ``train.device``: ``auto`` (the GPU when there is one), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit the schema."""
+
+
+def check_bounds(
+    *, positive: dict[str, float] | None = None, non_negative: dict[str, float] | None = None
+) -> None:
+    """``ConfigError`` naming the first key of ``positive`` that is not > 0 or of ``non_negative`` < 0."""
+    for key, value in (positive or {}).items():
+        if not value > 0:
+            raise ConfigError(f"{key} must be positive, got {value}")
+    for key, value in (non_negative or {}).items():
+        if not value >= 0:
+            raise ConfigError(f"{key} must be >= 0, got {value}")
+
+
+def check_class_names(key: str, names: Sequence[str], classes: Sequence[str]) -> None:
+    """``ConfigError`` unless ``names`` are distinct names of ``classes`` that leave at least two others."""
+    unknown = [name for name in names if name not in classes]
+    if unknown:
+        raise ConfigError(
+            f"{key} names classes the dataset does not have: {unknown}; its classes: {', '.join(classes)}"
+        )
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{key} names a class twice: {list(names)}")
+    if len(classes) - len(names) < 2:
+        raise ConfigError(f"{key} {list(names)} leaves fewer than two of the classes {', '.join(classes)}")
+
+
+def check_device(key: str, setting: str) -> None:
+    """``ConfigError`` unless ``setting`` is a device setting of ``DEVICE_PATTERN``."""
+    if not DEVICE_PATTERN.fullmatch(setting):
+        raise ConfigError(f"{key} must be auto, cpu, cuda, cuda:N or mps, got {setting!r}")
+
+
+def choices(*values: Any, default: Any) -> Any:
+    """A dataclass field that accepts only ``values``."""
+    return field(default=default, metadata={"choices": values})
+
+
+def dynamic_choices(values: Callable[[], Iterable[Any]], default: Any) -> Any:
+    """A dataclass field that accepts only the values ``values()`` returns when a config is checked (e.g.
+    the names registered by then)."""
+    return field(default=default, metadata={"choices": values})
+
+
+def _allowed_values(f: dataclasses.Field) -> tuple[Any, ...] | None:
+    allowed = f.metadata.get("choices")
+    return tuple(allowed()) if callable(allowed) else allowed
+
+
+# ---------------------------------------------------------------------------------------------------
+# The sections every task shares
+
+
+def _loss_fields() -> list[tuple[str, type, Any]]:
+    fields: list[tuple[str, type, Any]] = [("name", str, dynamic_choices(lambda: LOSSES, default="ce"))]
+    for key, parameter in HYPER_PARAMETERS.items():
+        metadata = {"choices": parameter.choices} if parameter.choices else {}
+        fields.append((key, parameter.type, field(default=parameter.default, metadata=metadata)))
+    return fields
+
+
+LossConfig = dataclasses.make_dataclass(
+    "LossConfig",
+    _loss_fields(),
+    namespace={
+        "__doc__": "A loss of ``segloss.registry.LOSSES`` by ``name`` and one key per hyper-parameter of "
+        "``segloss.registry.HYPER_PARAMETERS`` (each loss uses its own; docs/losses.md)."
+    },
+)
+LossConfig.__module__ = __name__
+
+
+def loss_hyper_parameters(loss: Any) -> dict[str, Any]:
+    """The hyper-parameters of ``loss.name`` (its registry entry's) with their values in the section
+    ``loss``, as keywords for ``segloss.build_loss``."""
+    return {key: getattr(loss, key) for key in LOSSES[loss.name].hyper_parameters}
+
+
+@dataclass
+class OptimConfig:
+    """The optimizer's learning rate, momentum and weight decay (L2); tasks add the rest."""
+
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    """The training run. ``batch_size`` is global (split over DDP ranks); ``out_dir`` defaults to a folder
+    per task, dataset, model, loss and seed; ``eval_every`` = k > 0 also evaluates every k epochs (the last
+    epoch is always evaluated); ``device`` is ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+
+    A resumed run may change only ``epochs``, ``eval_every``, ``progress`` and ``device``
+    (``RESUMABLE_KEYS``). ``num_workers`` is fixed because each worker seeds its own augmentation stream;
+    a resume on another kind of device continues the run but not bit-identically (AMP, channels_last)."""
+
+    batch_size: int = 8
+    epochs: int = 10
+    seed: int = 0
+    num_workers: int = 2
+    out_dir: str | None = None
+    eval_every: int = 0
+    device: str = "auto"
+    amp: str = choices("auto", "bf16", "fp16", "off", default="auto")
+    channels_last: bool = True
+    progress: bool = True
+
+
+def check_shared_sections(config: Any) -> None:
+    """The value checks of the shared sections ``loss``, ``optim`` and ``train`` of ``config``."""
+    positive: dict[str, float] = {
+        "train.batch_size": config.train.batch_size,
+        "train.epochs": config.train.epochs,
+        "optim.lr": config.optim.lr,
+    }
+    non_negative: dict[str, float] = {
+        "train.seed": config.train.seed,
+        "train.num_workers": config.train.num_workers,
+        "train.eval_every": config.train.eval_every,
+        "optim.momentum": config.optim.momentum,
+        "optim.weight_decay": config.optim.weight_decay,
+    }
+    for key, parameter in HYPER_PARAMETERS.items():
+        bounds = {"positive": positive, "non_negative": non_negative}.get(parameter.bound or "")
+        if bounds is not None:
+            bounds[f"loss.{key}"] = getattr(config.loss, key)
+    check_bounds(positive=positive, non_negative=non_negative)
+    check_device("train.device", config.train.device)
+
+
+def run_folder_name(loss_name: str, seed: int) -> Path:
+    """The last two folders of a default ``train.out_dir``: ``LOSS/seedSEED`` (``+`` spelt ``plus``)."""
+    return Path(loss_name.replace("+", "plus")) / f"seed{seed}"
+
+
+def task_schema(task: Any) -> type:
+    """The config schema of ``task`` (a name of ``tasks.TASK_MODULES``), importing its module."""
+    try:
+        return tasks.load_task(task).schema()
+    except tasks.UnknownTaskError as error:
+        raise ConfigError(str(error)) from None
+
+
+def all_task_schemas() -> dict[str, type]:
+    """Every task's config schema (importing the optional ones)."""
+    return {name: task_schema(name) for name in tasks.TASK_MODULES}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Schema introspection and type checking
+
+
+def _type_name(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(arg) for arg in typing.get_args(annotation))
+    if origin is list:
+        return f"list[{_type_name(typing.get_args(annotation)[0])}]"
+    return "null" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))
+
+
+def _fields(cls: type) -> dict[str, tuple[dataclasses.Field, Any]]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: (f, hints[f.name]) for f in dataclasses.fields(cls)}
+
+
+def _default(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+
+
+def schema_keys(cls: type, prefix: str = "") -> list[tuple[str, str, Any]]:
+    """``(dotted key, type description, default)`` for every leaf of the schema ``cls``."""
+    keys = []
+    for name, (f, annotation) in _fields(cls).items():
+        if dataclasses.is_dataclass(annotation):
+            keys += schema_keys(annotation, f"{prefix}{name}.")
+            continue
+        described = _type_name(annotation)
+        allowed = _allowed_values(f)
+        if allowed is not None:
+            described = "|".join(str(c) for c in allowed)
+        keys.append((f"{prefix}{name}", described, _default(f)))
+    return keys
+
+
+def valid_keys_text(cls: type) -> str:
+    """The schema's keys, one per line with type and default."""
+    rows = schema_keys(cls)
+    width = max(len(key) for key, _, _ in rows)
+    return "\n".join(
+        f"  {key:<{width}}  {kind}  (default: {_yaml_scalar(default)})" for key, kind, default in rows
+    )
+
+
+def _yaml_scalar(value: Any) -> str:
+    return "null" if value is None else str(value)
+
+
+_FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+class _TypeMismatch(Exception):
+    pass
+
+
+def _coerce(value: Any, annotation: Any) -> Any:
+    """``value`` as ``annotation`` (int, float, str, bool, None, list[...] and unions of them)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(annotation):
+            try:
+                return _coerce(value, option)
+            except _TypeMismatch:
+                continue
+        raise _TypeMismatch
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise _TypeMismatch
+        (item,) = typing.get_args(annotation)
+        return [_coerce(v, item) for v in value]
+    if annotation is type(None):
+        if value is None:
+            return None
+        raise _TypeMismatch
+    if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if annotation is float and isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+        return float(value)  # YAML 1.1 reads "1e-3" (no dot) as a string
+    if annotation in (int, str, bool) and type(value) is annotation:
+        return value
+    raise _TypeMismatch
+
+
+def _build(cls: type, data: Any, prefix: str, root_cls: type) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'the config'} must be a mapping, got {data!r}")
+    fields = _fields(cls)
+    unknown = [key for key in data if key not in fields]
+    if unknown:
+        key = f"{prefix}{unknown[0]}"
+        all_keys = [k for k, _, _ in schema_keys(root_cls)]
+        sections = [name for name, (_, a) in _fields(root_cls).items() if dataclasses.is_dataclass(a)]
+        close = difflib.get_close_matches(key, all_keys + sections, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"unknown config key {key!r}{hint}\nvalid keys:\n{valid_keys_text(root_cls)}")
+    values = {}
+    for name, value in data.items():
+        f, annotation = fields[name]
+        key = f"{prefix}{name}"
+        if dataclasses.is_dataclass(annotation):
+            values[name] = _build(annotation, value, f"{key}.", root_cls)
+            continue
+        try:
+            values[name] = _coerce(value, annotation)
+        except _TypeMismatch:
+            raise ConfigError(
+                f"{key} must be {_type_name(annotation)}, got {value!r} ({type(value).__name__})\n"
+                f"valid keys:\n{valid_keys_text(root_cls)}"
+            ) from None
+        allowed = _allowed_values(f)
+        if allowed is not None and values[name] not in allowed:
+            raise ConfigError(f"{key} must be one of {'|'.join(map(str, allowed))}, got {value!r}")
+    return cls(**values)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Loading, overrides, saving
+
+
+def parse_override(text: str, schema: type | None = None) -> tuple[str, Any]:
+    """``"train.epochs=5"`` → ``("train.epochs", 5)``. The value is read as YAML (numbers, ``null``,
+    ``[lists]``), except that a text key of ``schema`` (``str`` or ``str | None``) keeps the text as
+    written (``data.root=2024`` is the folder ``"2024"``)."""
+    import yaml
+
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"override {text!r} is not of the form key=value (e.g. train.epochs=5)")
+    if schema is not None and _is_text(_leaf_annotation(schema, key)) and raw.strip() not in ("null", "~"):
+        return key, raw
+    try:
+        return key, yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return key, raw
+
+
+def _leaf_annotation(schema: type, key: str) -> Any:
+    """The annotation of the dotted ``key`` in ``schema``, or None when it is not a key."""
+    annotation: Any = schema
+    for part in key.split("."):
+        fields = _fields(annotation) if dataclasses.is_dataclass(annotation) else {}
+        if part not in fields:
+            return None
+        annotation = fields[part][1]
+    return annotation
+
+
+def _is_text(annotation: Any) -> bool:
+    options = (
+        set(typing.get_args(annotation))
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        else {annotation}
+    )
+    return str in options and options <= {str, type(None)}
+
+
+def _apply_override(data: dict[str, Any], key: str, value: Any) -> None:
+    *sections, leaf = key.split(".")
+    node = data
+    for section in sections:
+        child = node.setdefault(section, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"cannot set {key!r}: {section!r} is not a section")
+        node = child
+    node[leaf] = value
+
+
+def config_from_dict(data: dict[str, Any], overrides: Iterable[str] = ()) -> Any:
+    """The checked, resolved config of ``data`` (a nested mapping, e.g. parsed YAML) with overrides."""
+    data = copy.deepcopy(data or {})
+    overrides = list(overrides)
+    for key, value in (parse_override(text) for text in overrides):
+        if key == "task":
+            data["task"] = value
+    schema = task_schema(data.get("task", tasks.DEFAULT_TASK))
+    for text in overrides:
+        _apply_override(data, *parse_override(text, schema))
+    config = _build(schema, data, "", schema)
+    config.validate()
+    config.resolve()
+    return config
+
+
+def packaged_configs() -> list[str]:
+    """The names of the recipes that ship with the package (``segloss/configs/NAME.yaml``)."""
+    folder = resources.files("segloss") / "configs"
+    return sorted(entry.name[: -len(".yaml")] for entry in folder.iterdir() if entry.name.endswith(".yaml"))
+
+
+def find_config(name_or_path: str | os.PathLike) -> Path:
+    """The YAML file of ``--config``: a file that exists, else a packaged recipe named ``NAME``,
+    ``NAME.yaml`` or ``configs/NAME.yaml`` (the recipes' folder in the source tree before they became
+    package data). ``ConfigError`` names the packaged recipes otherwise."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    name = path.name[: -len(".yaml")] if path.suffix == ".yaml" else path.name
+    if str(path.parent) in (".", "configs") and name in packaged_configs():
+        with resources.as_file(resources.files("segloss") / "configs" / f"{name}.yaml") as packaged:
+            return Path(packaged)
+    raise ConfigError(f"config file not found: {path}; packaged recipes: {', '.join(packaged_configs())}")
+
+
+def load_config(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> Any:
+    """The config in the YAML file or packaged recipe ``path`` (``find_config``; the defaults when
+    ``None``) with ``key=value`` overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        import yaml
+
+        path = find_config(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"cannot parse {path}: {error}") from error
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path} must hold a mapping of sections, got {type(data).__name__}")
+    return config_from_dict(data, overrides)
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """The config as a plain nested dict (for YAML and checkpoints)."""
+    return dataclasses.asdict(config)
+
+
+def save_config(config: Any, path: str | os.PathLike) -> None:
+    """Write the resolved config as YAML."""
+    import yaml
+
+    Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"epochs": 5}}`` → ``{"train.epochs": 5}``."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def resume_config(saved: dict[str, Any], requested: Any) -> Any:
+    """The config to resume with: the checkpoint's ``saved`` one, updated with the ``RESUMABLE_KEYS`` of
+    ``requested``; any other difference (``train.num_workers`` included) is a ``ConfigError`` naming the
+    keys."""
+    saved = config_to_dict(config_from_dict(saved))  # keys added to the schema since: their defaults
+    old, new = flatten(saved), flatten(config_to_dict(requested))
+    changed = sorted(key for key in old.keys() | new.keys() if old.get(key) != new.get(key))
+    fixed = [key for key in changed if key not in RESUMABLE_KEYS]
+    if fixed:
+        details = ", ".join(f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in fixed)
+        raise ConfigError(
+            f"the config differs from the checkpoint's in {details}; resume with the same settings "
+            f"(only {', '.join(sorted(RESUMABLE_KEYS))} may change) or use another train.out_dir"
+        )
+    data = copy.deepcopy(saved)
+    for key in changed:
+        _apply_override(data, key, new[key])
+    return config_from_dict(data)

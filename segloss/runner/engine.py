@@ -1,0 +1,474 @@
+"""The task-independent run engine: devices, AMP and DDP, the loop of one training epoch, and
+``TrainingRun`` / ``run_training``: a training run in its run folder (checkpoints, resume, the epoch loop,
+the final evaluation). A task subclasses ``TrainingRun`` (``segloss.segmentation.training``,
+``segloss.classification.training``)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm.auto import tqdm
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import ConfigError, check_device, config_to_dict, resume_config, save_config
+from .files import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    LOG_FILE,
+    METRICS_FILE,
+    RESULTS_FILE,
+    add_log_file,
+    write_metrics,
+)
+from .randomness import rng_states, seed_everything, set_rng_states
+
+logger = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class RunExistsError(RuntimeError):
+    """The run directory already holds a checkpoint and ``resume`` was not asked for."""
+
+
+def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``train.amp``: ``auto`` = bf16 on CUDA where supported, else fp16; CPU: none."""
+    if device.type != "cuda" or setting == "off":
+        return None
+    if setting == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[setting]
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """Mixed precision for ``dtype``, or nothing when ``dtype`` is None."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def distributed_initialized() -> bool:
+    """Whether a torch.distributed process group is running."""
+    return dist.is_available() and dist.is_initialized()
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in a ``torchrun`` job (rank 0 of 1 without one)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_setting: str) -> Distributed:
+    """Join the process group ``torchrun`` describes in the environment (NCCL on CUDA, else gloo)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return Distributed()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = device_setting != "cpu" and torch.cuda.is_available()
+    if not dist.is_initialized():
+        if use_cuda:
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return Distributed(dist.get_rank(), dist.get_world_size(), local_rank)
+
+
+def resolve_device(setting: str, local_rank: int = 0) -> torch.device:
+    """``auto`` → this process's GPU when there is one, else the CPU; ``cuda`` takes the local rank's GPU.
+
+    Raises ``ConfigError`` for a malformed setting or a device this machine does not have.
+    """
+    check_device("train.device", setting)
+    if setting == "auto":
+        setting = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(setting)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"train.device={setting}, but CUDA is not available on this machine (torch "
+                f"{torch.__version__}, CUDA build: {torch.version.cuda or 'none'}); use train.device=cpu or "
+                f"train.device=auto"
+            )
+        if device.index is None:
+            device = torch.device("cuda", local_rank)
+        if device.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"train.device={setting} asks for GPU {device.index}, but this machine has "
+                f"{torch.cuda.device_count()} (indices from 0); use train.device=cuda or auto"
+            )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"train.device={setting}, but MPS is not available; use train.device=cpu or auto")
+    return device
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device,
+    *,
+    epoch: int,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+    progress: bool = True,
+) -> dict[str, float]:
+    """One pass over ``loader``; returns the mean loss, images/s (all ranks), seconds and the last lr.
+
+    Raises ``NonFiniteLossError`` before the update when the loss is NaN or infinite (on any rank).
+    """
+    model.train()
+    world_size = dist.get_world_size() if distributed_initialized() else 1
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    total_loss, steps, images = 0.0, 0, 0
+    start = time.perf_counter()
+    bar = tqdm(loader, desc=f"epoch {epoch}", unit="step", leave=False, disable=not progress)
+    for image, mask in bar:
+        image = image.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        mask = mask.to(device, non_blocking=True).long()
+        with autocast(device, dtype):
+            logits = model(image)
+        loss = loss_fn(logits, mask)  # outside autocast: segloss computes half-precision logits in float32
+
+        reported = loss.detach().clone()
+        if world_size > 1:
+            dist.all_reduce(reported)
+            reported /= world_size
+        value = reported.item()
+        if not math.isfinite(value):
+            raise NonFiniteLossError(f"the loss is {value} at epoch {epoch}, step {steps + 1}")
+
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+
+        total_loss += value
+        steps += 1
+        images += image.shape[0] * world_size
+        bar.set_postfix(loss=f"{value:.4f}", img_s=f"{images / (time.perf_counter() - start):.1f}")
+    seconds = time.perf_counter() - start
+    return {
+        "loss": total_loss / max(steps, 1),
+        "images_per_s": images / seconds,
+        "seconds": seconds,
+        "lr": optimizer.param_groups[0]["lr"],
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# A training run
+
+
+class TrainingRun:
+    """The task-independent part of a training run in ``config.train.out_dir``.
+
+    It writes ``config.yaml``, an atomic ``checkpoint.pt`` after every epoch (model, optimizer, LR scheduler,
+    gradient scaler, epoch, history, RNG states, config, device type and the task's ``checkpoint_extras``),
+    ``metrics.jsonl`` (one record per epoch) and ``train.log``; continues exactly from the checkpoint; shows
+    progress bars; stops on a NaN or infinite loss keeping the last good checkpoint; wraps the model for DDP.
+    The last epoch's checkpoint is written before the final evaluation and rewritten, marked ``finished``,
+    after its results: a run whose final evaluation failed resumes with that evaluation, not with training.
+
+    A task subclasses it: ``setup`` builds ``model`` (on ``device``), ``loss_fn``, ``optimizer`` and
+    ``scheduler``; ``train_loader``, ``evaluate``, ``write_results``, ``summary`` and ``result`` supply the
+    data and the outputs. ``run_training`` creates and runs it.
+    """
+
+    #: When the LR scheduler steps: after every optimizer ``"step"``, or after every ``"epoch"``.
+    scheduler_interval = "step"
+
+    def __init__(self, config: Any, world: Distributed, device: torch.device, run_dir: Path):
+        self.config = config
+        self.world = world
+        self.device = device
+        self.run_dir = run_dir
+        self.progress = config.train.progress and world.is_main
+        self.dtype = amp_dtype(config.train.amp, device)
+        self.channels_last = config.train.channels_last and device.type == "cuda"
+        self.model: nn.Module
+        self.loss_fn: nn.Module
+        self.optimizer: torch.optim.Optimizer
+        self.scheduler: torch.optim.lr_scheduler.LRScheduler
+
+    # The task's part ---------------------------------------------------------------------------
+
+    def setup(self, resuming: bool) -> None:
+        """Build the data, ``model`` (on ``device``), ``loss_fn``, ``optimizer`` and ``scheduler``. When
+        ``resuming``, the weights are about to be replaced by the checkpoint's (skip pretrained ones)."""
+        raise NotImplementedError
+
+    def train_loader(self, epoch: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches of ``epoch`` (0-based): the same whether or not the run was resumed before it."""
+        raise NotImplementedError
+
+    def evaluate(self, final: bool) -> dict[str, Any]:
+        """Evaluate the model (in full when ``final``) without touching the global random state; returns
+        JSON-ready metrics for the epoch's record."""
+        raise NotImplementedError
+
+    def describe_evaluation(self) -> str:
+        """The last evaluation in a few words, appended to the epoch's log line."""
+        return ""
+
+    def write_results(self) -> None:
+        """Write the final evaluation's files to ``run_dir`` (rank 0, before the checkpoint is marked
+        finished)."""
+
+    def summary(self) -> str:
+        """The final evaluation as text, logged at the end."""
+        raise NotImplementedError
+
+    def result(self) -> Any:
+        """What ``run_training`` returns after the last epoch."""
+        raise NotImplementedError
+
+    def checkpoint_extras(self) -> dict[str, Any]:
+        """Task-specific entries of every checkpoint."""
+        return {}
+
+    def plot_history(self, history: list[dict[str, Any]]) -> None:
+        """Redraw the training curves from the epoch records (rank 0, after every epoch)."""
+
+    # The loop ---------------------------------------------------------------------------------
+
+    def run(self, state: dict[str, Any] | None) -> Any:
+        """Train from scratch, or from the checkpoint ``state`` of an unfinished run, then evaluate (only
+        evaluate when the checkpoint's training is complete)."""
+        config = self.config
+        seed_everything(config.train.seed)
+        logger.info(
+            "%s run %s on %s (%d process%s)",
+            "resuming" if state else "starting",
+            self.run_dir,
+            self.device,
+            self.world.world_size,
+            "es" if self.world.world_size > 1 else "",
+        )
+        self.setup(resuming=state is not None)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)  # in place: the optimizer keeps its parameters
+        scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
+        history: list[dict[str, Any]] = []
+        start_epoch = 0
+        if state is not None:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            if scaler is not None and state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+            set_rng_states(state["rng"])
+            history, start_epoch = list(state["history"]), state["epoch"]
+            logger.info("resumed from %s after epoch %d", self.run_dir / CHECKPOINT_FILE, start_epoch)
+            saved_device = state.get("device")
+            if saved_device is not None and saved_device != self.device.type:
+                logger.warning(
+                    "the checkpoint was written on %s and the run continues on %s: mixed precision, "
+                    "channels_last and kernels differ, so the result will not be bit-identical to an "
+                    "uninterrupted run",
+                    saved_device,
+                    self.device.type,
+                )
+
+        network = self._distributed_model()
+        epochs = tqdm(
+            range(start_epoch, config.train.epochs),
+            desc="training",
+            unit="epoch",
+            initial=start_epoch,
+            total=config.train.epochs,
+            disable=not self.progress,
+        )
+        for epoch in epochs:
+            record = {"epoch": epoch + 1, **self._train_epoch(network, epoch, history, scaler)}
+            if self.scheduler_interval == "epoch":
+                self.scheduler.step()
+            every = config.train.eval_every
+            evaluated = bool(every and (epoch + 1) % every == 0) and epoch + 1 < config.train.epochs
+            if evaluated:  # the last epoch gets the final evaluation below
+                record.update(self.evaluate(final=False))
+            history.append(record)
+            logger.info(
+                "epoch %d/%d: loss %.4f, %.1f images/s%s",
+                epoch + 1,
+                config.train.epochs,
+                record["loss"],
+                record["images_per_s"],
+                self.describe_evaluation() if evaluated else "",
+            )
+            if self.world.is_main:
+                self._save_checkpoint(epoch + 1, history, scaler, rng_states(), finished=False)
+                with open(self.run_dir / METRICS_FILE, "a") as metrics:
+                    metrics.write(json.dumps(record) + "\n")
+                self.plot_history(history)
+        return self._final_evaluation(history, scaler)
+
+    def _final_evaluation(self, history: list[dict[str, Any]], scaler: torch.amp.GradScaler | None) -> Any:
+        """Evaluate the trained model in full, write the results, and mark the last checkpoint finished (with
+        the RNG states of the end of training, whatever the evaluation drew)."""
+        rng = rng_states()
+        history[-1].update(self.evaluate(final=True))
+        logger.info("final evaluation after epoch %d%s", history[-1]["epoch"], self.describe_evaluation())
+        if self.world.is_main:
+            self.write_results()
+            self._save_checkpoint(history[-1]["epoch"], history, scaler, rng, finished=True)
+            write_metrics(self.run_dir / METRICS_FILE, history)
+            self.plot_history(history)
+        logger.info("final evaluation:\n%s", self.summary())
+        return self.result()
+
+    def _distributed_model(self) -> nn.Module:
+        if self.world.world_size == 1:
+            return self.model
+        network = self.model
+        if self.device.type == "cuda":
+            network = nn.SyncBatchNorm.convert_sync_batchnorm(network)
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(network, device_ids=device_ids)
+
+    def _train_epoch(
+        self,
+        network: nn.Module,
+        epoch: int,
+        history: list[dict[str, Any]],
+        scaler: torch.amp.GradScaler | None,
+    ) -> dict[str, float]:
+        try:
+            return train_one_epoch(
+                network,
+                self.loss_fn,
+                self.optimizer,
+                self.train_loader(epoch),
+                self.device,
+                epoch=epoch + 1,
+                scheduler=self.scheduler if self.scheduler_interval == "step" else None,
+                scaler=scaler,
+                dtype=self.dtype,
+                channels_last=self.channels_last,
+                progress=self.progress,
+            )
+        except NonFiniteLossError as error:
+            kept = (
+                f"the checkpoint of epoch {history[-1]['epoch']} is kept in {self.run_dir / CHECKPOINT_FILE}"
+                if history
+                else "no checkpoint was written"
+            )
+            raise NonFiniteLossError(
+                f"{error}: training stopped; {kept}. Try a lower optim.lr (now {self.config.optim.lr}) or "
+                f"check the data and loss settings."
+            ) from None
+
+    def _save_checkpoint(
+        self,
+        epoch: int,
+        history: list[dict[str, Any]],
+        scaler: torch.amp.GradScaler | None,
+        rng: dict[str, Any],
+        *,
+        finished: bool,
+    ) -> None:
+        save_checkpoint(
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "epoch": epoch,
+                "history": history,
+                "rng": rng,
+                "config": config_to_dict(self.config),
+                "device": self.device.type,
+                "finished": finished,  # the final evaluation's results were written
+                **self.checkpoint_extras(),
+            },
+            self.run_dir / CHECKPOINT_FILE,
+        )
+
+
+def run_training(run_class: type[TrainingRun], config: Any, *, resume: bool = False) -> Any:
+    """Train (or, with ``resume``, continue) the run of ``config`` in ``config.train.out_dir`` as the task's
+    ``run_class``. Returns its ``result()``, or ``None`` when a resumed run had already finished (trained for
+    ``train.epochs`` and written ``results.json``). A resumed run that finished training but not its final
+    evaluation runs only that evaluation.
+
+    Under ``torchrun`` every rank calls this; rank 0 writes the run directory.
+    """
+    joined_group = dist.is_available() and dist.is_initialized()
+    world = init_distributed(config.train.device)
+    handler = None
+    try:
+        device = resolve_device(config.train.device, world.local_rank)
+        run_dir = Path(config.train.out_dir)
+        checkpoint_path = run_dir / CHECKPOINT_FILE
+        state = None
+        if checkpoint_path.is_file():
+            if not resume:
+                raise RunExistsError(
+                    f"{run_dir} already holds a checkpoint; pass --resume to continue it or choose another "
+                    f"train.out_dir"
+                )
+            state = load_checkpoint(checkpoint_path)
+            config = resume_config(state["config"], config)
+        elif resume:
+            logger.info("no checkpoint in %s: starting a new run", run_dir)
+        if config.train.batch_size % world.world_size:
+            raise ValueError(
+                f"train.batch_size={config.train.batch_size} is not divisible by {world.world_size} processes"
+            )
+        if world.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            handler = add_log_file(run_dir / LOG_FILE)
+            if state is not None:
+                write_metrics(run_dir / METRICS_FILE, state["history"])
+        if state is not None and state["epoch"] >= config.train.epochs:
+            # Checkpoints from before the "finished" flag were written after the final evaluation.
+            if state.get("finished", True) and (run_dir / RESULTS_FILE).is_file():
+                logger.info(
+                    "%s finished %d epochs and its final evaluation already; nothing to do",
+                    run_dir,
+                    state["epoch"],
+                )
+                return None
+            logger.info(
+                "%s trained %d epochs but its final evaluation (%s) is missing: running only that evaluation",
+                run_dir,
+                state["epoch"],
+                RESULTS_FILE,
+            )
+        if world.is_main:
+            save_config(config, run_dir / CONFIG_FILE)
+        return run_class(config, world, device, run_dir).run(state)
+    finally:
+        if handler is not None:
+            logging.getLogger("segloss").removeHandler(handler)
+            handler.close()
+        if world.world_size > 1 and not joined_group:
+            dist.destroy_process_group()

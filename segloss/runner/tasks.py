@@ -1,0 +1,36 @@
+"""The tasks a run can have (``task:`` in a config) and the module that implements each.
+
+A task module imports only the standard library at the top (``segloss --help`` imports it) and provides:
+
+- ``schema() -> type``: its config dataclass (``validate()``, ``resolve()``; sections ``loss``, ``optim`` and
+  ``train`` built on ``segloss.runner.config``'s shared ones);
+- ``train(config, resume: bool)``: train the run of ``config`` (``None`` when a resumed run had finished);
+- ``add_evaluate_arguments(group) -> list[str]``: its own ``segloss evaluate`` options (their ``dest``);
+- ``evaluate(args) -> str``: evaluate ``args.checkpoint`` (with ``args.out``, ``args.device``,
+  ``args.no_progress`` and its own options) and return the text to print.
+
+Adding a task is one module and one line in ``TASK_MODULES`` (docs/extending.md).
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import Any
+
+DEFAULT_TASK = "segmentation"
+TASK_MODULES = {
+    "segmentation": "segloss.segmentation.task",
+    "classification": "segloss.classification.task",
+}
+
+
+class UnknownTaskError(ValueError):
+    """A task name that is not in ``TASK_MODULES``."""
+
+
+def load_task(name: Any) -> ModuleType:
+    """The module of the task ``name``; ``UnknownTaskError`` lists the valid names."""
+    if not isinstance(name, str) or name not in TASK_MODULES:
+        raise UnknownTaskError(f"unknown task {name!r}; valid tasks: {', '.join(TASK_MODULES)}")
+    return importlib.import_module(TASK_MODULES[name])

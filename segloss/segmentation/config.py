@@ -1,0 +1,141 @@
+"""The ``task: segmentation`` config schema (docs/recipes.md): the shared ``loss``, ``optim`` and ``train``
+sections of ``segloss.runner.config`` with the segmentation keys, plus ``data``, ``model`` and ``eval``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..runner.config import (
+    ConfigError,
+    LossConfig,
+    OptimConfig,
+    TrainConfig,
+    check_bounds,
+    check_class_names,
+    check_shared_sections,
+    choices,
+    dynamic_choices,
+    run_folder_name,
+)
+from .data.registry import DATASETS
+from .task import TASK
+
+
+@dataclass
+class DataConfig:
+    """``name`` picks the reader (``segloss.segmentation.data.registry``); ``root`` its folder.
+    ``classes``/``ignore_value`` describe a ``folder`` dataset (void value in its mask files); ``num_train``,
+    ``num_eval``, ``size`` and ``seed`` shape the ``synthetic`` one. ``holdout_classes`` are ignored in the
+    training masks (pixel-level unknown rejection)."""
+
+    name: str = dynamic_choices(lambda: DATASETS, default="synthetic")
+    root: str | None = None
+    train_split: str = "train"
+    classes: list[str] | None = None
+    ignore_value: int = 255
+    num_train: int = 256
+    num_eval: int = 64
+    size: int | list[int] = 128
+    seed: int = 0
+    holdout_classes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ModelConfig:
+    """An smp architecture (``FPN``, ``Unet``, ``DeepLabV3Plus`` …) with an smp or ``tu-`` timm encoder."""
+
+    arch: str = "FPN"
+    encoder: str = "resnet34"
+    encoder_weights: str | None = "imagenet"
+
+
+COUNT_UNITS = ("pixels", "patches", "images")
+# A ``patches`` sample: the output stride of smp's encoders, the cell of their coarsest feature map.
+PATCH_SIZE = 32
+
+
+@dataclass
+class SegmentationLossConfig(LossConfig):
+    """The shared loss section; ``count_unit`` is what a class count counts for the count-based losses:
+    labelled ``pixels``, ``patches`` of ``PATCH_SIZE`` × ``PATCH_SIZE`` pixels, or ``images``
+    (image-equivalents: pixels ÷ pixels per image; docs/margins.md)."""
+
+    count_unit: str = choices(*COUNT_UNITS, default="pixels")
+
+
+@dataclass
+class SegmentationOptimConfig(OptimConfig):
+    """SGD; ``schedule`` is ``constant`` (the published recipes) or ``poly`` (power 0.9, per step)."""
+
+    schedule: str = choices("constant", "poly", default="constant")
+
+
+@dataclass
+class SegmentationTrainConfig(TrainConfig):
+    """The shared train section; ``crop_size`` (an int or ``[H, W]``) and ``scale`` (``[low, high]``) shape
+    the training augmentation; ``out_dir`` defaults to ``runs/DATASET/ENCODER/LOSS/seedSEED`` (DATASET is
+    ``NAME_without_CLASS`` with held-out classes)."""
+
+    crop_size: int | list[int] = 512
+    scale: list[float] = field(default_factory=lambda: [0.5, 2.0])
+
+
+@dataclass
+class EvalConfig:
+    """The split of the final evaluation (and of ``eval_every``) and how many overlays to draw."""
+
+    split: str = "val"
+    num_overlays: int = 4
+
+
+@dataclass
+class SegmentationConfig:
+    """Semantic segmentation (docs/recipes.md)."""
+
+    task: str = TASK
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: SegmentationLossConfig = field(default_factory=SegmentationLossConfig)
+    optim: SegmentationOptimConfig = field(default_factory=SegmentationOptimConfig)
+    train: SegmentationTrainConfig = field(default_factory=SegmentationTrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def validate(self) -> None:
+        """Value checks beyond types."""
+        check_shared_sections(self)
+        check_bounds(
+            positive={"data.num_train": self.data.num_train, "data.num_eval": self.data.num_eval},
+            non_negative={"eval.num_overlays": self.eval.num_overlays, "data.seed": self.data.seed},
+        )
+        for key, size in (("train.crop_size", self.train.crop_size), ("data.size", self.data.size)):
+            sizes = [size] if isinstance(size, int) else size
+            if len(sizes) not in (1, 2) or min(sizes) <= 0:
+                raise ConfigError(f"{key} must be a positive int or [height, width], got {size}")
+        if len(self.train.scale) != 2 or not 0 < self.train.scale[0] <= self.train.scale[1]:
+            raise ConfigError(f"train.scale must be [low, high] with 0 < low <= high, got {self.train.scale}")
+        dataset = DATASETS[self.data.name]
+        if dataset.needs_root and not self.data.root:
+            raise ConfigError(f"data.root is required for data.name={self.data.name}")
+        if dataset.classes_from_config is not None and not self.data.classes:
+            raise ConfigError(
+                f"data.classes (class names in index order) is required for data.name={self.data.name}"
+            )
+        if self.data.holdout_classes:
+            check_class_names("data.holdout_classes", self.data.holdout_classes, self.dataset_classes())
+
+    def dataset_classes(self) -> list[str]:
+        """The class names of ``data.name`` (``data.classes`` for a folder dataset)."""
+        return list(DATASETS[self.data.name].class_names(self.data))
+
+    def resolve(self) -> None:
+        """Fill derived defaults (``train.out_dir``; runs with held-out classes get their own folder)."""
+        if self.train.out_dir is None:
+            dataset = self.data.name
+            if self.data.holdout_classes:
+                dataset += "_without_" + "+".join(
+                    name.replace(" ", "_") for name in self.data.holdout_classes
+                )
+            self.train.out_dir = str(
+                Path("runs") / dataset / self.model.encoder / run_folder_name(self.loss.name, self.train.seed)
+            )

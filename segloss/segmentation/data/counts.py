@@ -1,0 +1,134 @@
+"""Per-class pixel counts of a split, cached on disk: the ``s_j`` of the count-based losses."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ...runner.files import write_text_atomically
+from ._common import IGNORE_INDEX, SegmentationDataset
+
+logger = logging.getLogger(__name__)
+
+# Bump when the counting or the cache file changes, so that old cache entries are not reused.
+CACHE_FORMAT = 1
+CACHE_ENV = "SEGLOSS_CACHE"
+
+
+@dataclass(frozen=True)
+class ClassStatistics:
+    """Pixel statistics of one split: ``counts`` (``(C,)`` int64 labelled pixels per class), ``ignored``
+    pixels and ``num_images``."""
+
+    classes: tuple[str, ...]
+    counts: np.ndarray
+    ignored: int
+    num_images: int
+
+    @property
+    def pixels_per_image(self) -> float:
+        """Mean number of pixels (labelled and ignored) per image."""
+        return (int(self.counts.sum()) + self.ignored) / self.num_images
+
+
+def default_cache_dir() -> Path:
+    """``$SEGLOSS_CACHE``, else ``$XDG_CACHE_HOME/segloss``, else ``~/.cache/segloss``."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "segloss"
+
+
+def cache_key(dataset: SegmentationDataset) -> str:
+    """Hash of everything the split's masks depend on (dataset, split, mask files with sizes and mtimes)."""
+    description = json.dumps({"format": CACHE_FORMAT, **dataset.fingerprint()}, sort_keys=True)
+    return hashlib.sha256(description.encode()).hexdigest()[:32]
+
+
+def _load_cached(path: Path, classes: tuple[str, ...]) -> ClassStatistics | None:
+    try:
+        cached = json.loads(path.read_text())
+        stats = ClassStatistics(
+            tuple(cached["classes"]),
+            np.array(cached["counts"], dtype=np.int64),
+            cached["ignored"],
+            cached["num_images"],
+        )
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        logger.warning("ignoring unreadable class-count cache %s: %s", path, error)
+        return None
+    return stats if stats.classes == classes and len(stats.counts) == len(classes) else None
+
+
+def _save_cached(path: Path, stats: ClassStatistics, dataset: SegmentationDataset) -> None:
+    record = {
+        "dataset": type(dataset).__name__,
+        "split": dataset.split,
+        "classes": list(stats.classes),
+        "counts": stats.counts.tolist(),
+        "ignored": stats.ignored,
+        "num_images": stats.num_images,
+    }
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(path, json.dumps(record, indent=1))
+    except OSError as error:
+        logger.warning("could not write the class-count cache %s: %s", path, error)
+
+
+def class_statistics(
+    dataset: SegmentationDataset,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    num_threads: int | None = None,
+) -> ClassStatistics:
+    """Labelled pixels per class, ignored pixels and image count of ``dataset``'s split.
+
+    Reads every raw mask (no transform) once, with a progress bar, and caches the result in
+    ``cache_dir`` (default ``default_cache_dir()``) under a key that changes with the files and the split.
+    """
+    classes = tuple(dataset.classes)
+    cache_file = (
+        Path(cache_dir or default_cache_dir()).expanduser() / f"class_counts-{cache_key(dataset)}.json"
+    )
+    cached = _load_cached(cache_file, classes)
+    if cached is not None:
+        logger.info("class counts of %r from %s", dataset, cache_file)
+        return cached
+
+    def histogram(index: int) -> np.ndarray:
+        return np.bincount(dataset.load_mask(index).ravel(), minlength=256)
+
+    totals = np.zeros(256, dtype=np.int64)
+    threads = num_threads or min(4, os.cpu_count() or 1)
+    description = f"counting pixels of {type(dataset).__name__} {dataset.split}"
+    with (
+        ThreadPoolExecutor(threads) as pool,
+        tqdm(total=len(dataset), desc=description, unit="mask", disable=not progress) as bar,
+    ):
+        for counts in pool.map(histogram, range(len(dataset))):
+            totals += counts
+            bar.update()
+    if totals[len(classes) : IGNORE_INDEX].any():
+        raise RuntimeError(f"masks of {dataset!r} hold train ids >= {len(classes)} besides {IGNORE_INDEX}")
+    stats = ClassStatistics(classes, totals[: len(classes)].copy(), int(totals[IGNORE_INDEX]), len(dataset))
+    _save_cached(cache_file, stats, dataset)
+    logger.info("class counts of %r saved to %s", dataset, cache_file)
+    return stats
+
+
+def class_counts(
+    dataset: SegmentationDataset, *, cache_dir: str | os.PathLike | None = None, progress: bool = True
+) -> np.ndarray:
+    """Labelled pixels per class of ``dataset``'s split, ``(C,)`` int64, ignored pixels excluded (cached)."""
+    return class_statistics(dataset, cache_dir=cache_dir, progress=progress).counts

@@ -1,0 +1,100 @@
+"""Pictures of a run: per-class IoU bars, prediction overlays, training curves.
+
+Figures are drawn with matplotlib's object API (no pyplot), so the global backend is left alone.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from .iou import SegmentationScores
+
+IGNORE_COLOUR = (0, 0, 0)
+
+
+def colorize(mask: np.ndarray, palette: np.ndarray, ignore_index: int = 255) -> np.ndarray:
+    """``H×W`` train ids as an ``H×W×3`` uint8 image in ``palette`` colours (ignored pixels black)."""
+    lookup = np.zeros((256, 3), dtype=np.uint8)
+    lookup[: len(palette)] = palette
+    lookup[ignore_index] = IGNORE_COLOUR
+    return lookup[mask.astype(np.uint8)]
+
+
+def plot_class_iou(scores: SegmentationScores, path: str | os.PathLike, title: str = "") -> None:
+    """Horizontal bars of per-class IoU (%) with the mIoU as a dashed line."""
+    iou = 100 * np.nan_to_num(scores.iou, nan=0.0)
+    fig = Figure(figsize=(7, 0.35 * len(scores.classes) + 1.5))
+    ax = fig.subplots()
+    positions = np.arange(len(scores.classes))
+    ax.barh(positions, iou, color="tab:blue")
+    for position, value, missing in zip(positions, iou, np.isnan(scores.iou), strict=True):
+        ax.text(value + 0.5, position, "n/a" if missing else f"{value:.1f}", va="center", fontsize=8)
+    if not math.isnan(scores.miou):
+        ax.axvline(100 * scores.miou, color="tab:red", linestyle="--", label=f"mIoU {100 * scores.miou:.1f}")
+        ax.legend(loc="lower right")
+    ax.set_yticks(positions, scores.classes)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 105)
+    ax.set_xlabel("IoU (%)")
+    ax.set_title(title or "per-class IoU")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def plot_overlays(
+    samples: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    palette: np.ndarray,
+    classes: Sequence[str],
+    path: str | os.PathLike,
+    ignore_index: int = 255,
+) -> None:
+    """One row per ``(image, ground truth, prediction)``: the RGB image, and both masks in ``palette``
+    colours blended over it (ignored pixels black), with a legend of the classes."""
+    rows = len(samples)
+    fig = Figure(figsize=(10, 3.2 * rows + 0.6))
+    axes = fig.subplots(rows, 3, squeeze=False)
+    for row, (image, truth, prediction) in enumerate(samples):
+        panels = (
+            image,
+            _blend(image, colorize(truth, palette, ignore_index)),
+            _blend(image, colorize(prediction, palette, ignore_index)),
+        )
+        for ax, panel, title in zip(axes[row], panels, ("image", "ground truth", "prediction"), strict=True):
+            ax.imshow(panel)
+            ax.set_axis_off()
+            ax.set_title(title, fontsize=9)
+    handles = [Patch(color=colour / 255, label=name) for name, colour in zip(classes, palette, strict=True)]
+    fig.legend(handles=handles, loc="lower center", ncols=min(len(classes), 7), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.6 / (3.2 * rows + 0.6) + 0.02 * (len(classes) > 7), 1, 1))
+    fig.savefig(path, dpi=100)
+
+
+def _blend(image: np.ndarray, colours: np.ndarray, alpha: float = 0.6) -> np.ndarray:
+    return (alpha * colours + (1 - alpha) * image).astype(np.uint8)
+
+
+def plot_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike) -> None:
+    """Training loss per epoch and, where evaluated, mIoU (%) per epoch."""
+    epochs = [record["epoch"] for record in history]
+    evaluated = [record for record in history if record.get("miou") is not None]
+    fig = Figure(figsize=(10, 3.5))
+    loss_ax, miou_ax = fig.subplots(1, 2, sharex=True)
+    loss_ax.plot(epochs, [record["loss"] for record in history], marker="o", markersize=3)
+    loss_ax.set_xlabel("epoch")
+    loss_ax.set_ylabel("training loss")
+    miou_ax.plot(
+        [record["epoch"] for record in evaluated], [100 * record["miou"] for record in evaluated], marker="o"
+    )
+    miou_ax.set_xlabel("epoch")
+    miou_ax.set_ylabel("mIoU (%)")
+    for ax in (loss_ax, miou_ax):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)

@@ -1,0 +1,64 @@
+"""The ``segmentation`` task of ``segloss train`` / ``segloss evaluate`` (see ``segloss.runner.tasks``).
+
+Only the standard library is imported here; the segmentation packages load when a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+TASK = "segmentation"
+PREDICTION_FORMATS = ("color", "trainid", "cityscapes")
+
+
+def schema() -> type:
+    """The config dataclass of the task."""
+    from .config import SegmentationConfig
+
+    return SegmentationConfig
+
+
+def train(config: Any, resume: bool = False) -> Any:
+    """Train (or continue) the run of ``config``; see ``segloss.segmentation.training.train``."""
+    from .training import train as train_run
+
+    return train_run(config, resume=resume)
+
+
+def add_evaluate_arguments(group: argparse._ArgumentGroup) -> list[str]:
+    """The segmentation options of ``segloss evaluate``; returns their ``dest`` names."""
+    group.add_argument("--split", help="split to evaluate (default: the run's eval.split)")
+    group.add_argument("--save-predictions", metavar="DIR", help="write one PNG per image, named after it")
+    group.add_argument(
+        "--format",
+        choices=PREDICTION_FORMATS,
+        help="prediction PNGs: palette colours, train ids, or Cityscapes label ids (default: color)",
+    )
+    group.add_argument("--num-workers", type=int, help="data loader workers (default: the run's)")
+    group.add_argument(
+        "--unknown-classes",
+        nargs="+",
+        metavar="CLASS",
+        help="pixel-level unknown rejection: AUROC of MSP/MLS, these classes' pixels against the others' "
+        "(default: the run's data.holdout_classes)",
+    )
+    return ["split", "save_predictions", "format", "num_workers", "unknown_classes"]
+
+
+def evaluate(args: argparse.Namespace) -> str:
+    """Evaluate ``args.checkpoint`` at full resolution; returns the per-class table."""
+    from .evaluation import evaluate_checkpoint
+
+    results = evaluate_checkpoint(
+        args.checkpoint,
+        split=args.split,
+        out=args.out,
+        save_predictions=args.save_predictions,
+        fmt=args.format or "color",
+        device=args.device,
+        num_workers=args.num_workers,
+        progress=not args.no_progress,
+        unknown_classes=args.unknown_classes,
+    )
+    return results.format_table(f"{args.checkpoint} ({args.split or 'eval split'})")

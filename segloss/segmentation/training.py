@@ -1,0 +1,315 @@
+"""A segmentation training run from a config (``segloss train``): data, model and loss, the epoch loop of
+``segloss.runner.engine.TrainingRun``, and the final evaluation with its tables and plots. Classes named in
+``data.holdout_classes`` are held out (see :mod:`segloss.segmentation.unknown_pixels`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data.distributed import DistributedSampler
+
+from ..registry import LOSSES, build_loss
+from ..runner.config import loss_hyper_parameters
+from ..runner.engine import Distributed, TrainingRun, run_training
+from ..runner.files import write_results_json
+from ..runner.randomness import derive_seed
+from . import plots
+from .config import PATCH_SIZE, SegmentationConfig
+from .data import IGNORE_INDEX, SegmentationDataset, class_statistics, presets
+from .data.registry import dataset_from_config
+from .evaluation import eval_dataset, eval_loader, predict, score_model
+from .iou import SegmentationResults
+from .models import model_from_config
+from .unknown_pixels import HeldOutClasses, KnownClassesLoss, class_indices, prediction_model
+
+logger = logging.getLogger(__name__)
+
+CLASS_IOU_PLOT = "class_iou.png"
+OVERLAYS_PLOT = "predictions.png"
+CURVES_PLOT = "curves.png"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Set-up: data, model, loss
+
+
+def train_dataset(config: SegmentationConfig, transform: Any = None) -> SegmentationDataset:
+    """The training split with ``transform``, the classes of ``data.holdout_classes`` ignored in its masks."""
+    if not config.data.holdout_classes:
+        return dataset_from_config(config.data, config.data.train_split, transform)
+    dataset = dataset_from_config(config.data, config.data.train_split)
+    return HeldOutClasses(dataset, class_indices(dataset.classes, config.data.holdout_classes), transform)
+
+
+def loss_from_config(
+    config: SegmentationConfig, train_set: SegmentationDataset, *, sync: bool = False, progress: bool = True
+) -> tuple[nn.Module, np.ndarray | None]:
+    """The loss of ``config.loss`` and, for the losses that need them, the class counts of every class
+    (pixels, 32×32-pixel patches or image-equivalents, after ``loss.count_unit``). With
+    ``data.holdout_classes`` the loss is a ``KnownClassesLoss`` built from the other classes' counts."""
+    name = config.loss.name
+    classes = tuple(train_set.classes)
+    held_out = class_indices(classes, config.data.holdout_classes)
+    known = [index for index in range(len(classes)) if index not in held_out]
+    counts = None
+    if LOSSES[name].needs_counts:
+        stats = class_statistics(train_set, progress=progress)
+        counts = stats.counts.astype(np.float64)
+        if config.loss.count_unit == "images":
+            counts = counts / stats.pixels_per_image
+        elif config.loss.count_unit == "patches":
+            counts = counts / PATCH_SIZE**2
+    try:
+        loss = build_loss(
+            name,
+            class_counts=None if counts is None else counts[known],
+            ignore_index=IGNORE_INDEX,
+            sync=sync,
+            class_names=[classes[index] for index in known],
+            **loss_hyper_parameters(config.loss),
+        )
+    except ValueError as error:
+        raise ValueError(f"loss {name!r} on the training split {train_set!r}: {error}") from error
+    return (KnownClassesLoss(loss, known) if held_out else loss), counts
+
+
+def describe_loss(
+    config: SegmentationConfig, loss: nn.Module, classes: tuple[str, ...], counts: np.ndarray | None
+) -> str:
+    """The loss with its hyper-parameters and, for count-based losses, a table of the class counts with
+    the margins (``hem``, ``hem+``) or priors (``la``) derived from them."""
+    name = config.loss.name
+    held_out = config.data.holdout_classes
+    inner = loss.loss if isinstance(loss, KnownClassesLoss) else loss
+    settings = [
+        f"{key} = {value:g}" if isinstance(value, float) else f"{key} = {value}"
+        for key, value in loss_hyper_parameters(config.loss).items()
+    ]
+    header = f"loss {name}: {', '.join([type(inner).__name__, *settings])}"
+    if held_out:
+        header += f"; held out of training: {', '.join(held_out)}"
+    if counts is None:
+        return header
+    label, values = ("prior", inner.class_priors) if name == "la" else ("margin", inner.margin)
+    known = [class_name for class_name in classes if class_name not in held_out]
+    per_class = dict(zip(known, values.expand(len(known)).tolist(), strict=True))
+    unit = config.loss.count_unit
+    width = max(len("class"), *(len(class_name) for class_name in classes))
+    lines = [header, f"{'class':<{width}}  {unit:>16}  {label:>8}"]
+    for class_name, count in zip(classes, counts.tolist(), strict=True):
+        value = f"{per_class[class_name]:>8.5f}" if class_name in per_class else f"{'held out':>8}"
+        lines.append(f"{class_name:<{width}}  {count:>16,.1f}  {value}")
+    return "\n".join(lines)
+
+
+def optimizer_from_config(
+    config: SegmentationConfig, model: nn.Module, steps_per_epoch: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """SGD of ``config.optim`` and its per-step schedule (constant, or poly with power 0.9)."""
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=config.optim.lr,
+        momentum=config.optim.momentum,
+        weight_decay=config.optim.weight_decay,
+    )
+    total_steps = config.train.epochs * steps_per_epoch
+    if config.optim.schedule == "poly":
+        schedule = lambda step: max(0.0, 1.0 - step / total_steps) ** 0.9  # noqa: E731
+    else:
+        schedule = lambda step: 1.0  # noqa: E731
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
+def epoch_loader(
+    dataset: SegmentationDataset, config: SegmentationConfig, epoch: int, world: Distributed, pin: bool
+) -> DataLoader:
+    """The loader of one epoch. Shuffling, DataLoader workers and the augmentation are seeded from
+    (run seed, epoch, rank), so an epoch is the same whether or not the run was resumed before it."""
+    seed = config.train.seed
+    epoch_seed = derive_seed(seed, epoch, world.rank)
+    generator = torch.Generator().manual_seed(epoch_seed)
+    presets.seed_transform(dataset.transform, epoch_seed)  # used as is when num_workers=0
+    if world.world_size > 1:
+        sampler = DistributedSampler(
+            dataset, world.world_size, world.rank, shuffle=True, seed=seed, drop_last=True
+        )
+        sampler.set_epoch(epoch)
+    else:
+        sampler = RandomSampler(dataset, generator=generator)
+    return DataLoader(
+        dataset,
+        batch_size=config.train.batch_size // world.world_size,
+        sampler=sampler,
+        num_workers=config.train.num_workers,
+        pin_memory=pin,
+        drop_last=True,
+        worker_init_fn=presets.seed_worker,
+        generator=generator,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Evaluation and outputs of a run
+
+
+def predict_samples(
+    model: nn.Module,
+    dataset: SegmentationDataset,
+    indices: list[int],
+    device: torch.device,
+    dtype: torch.dtype | None = None,
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(image, ground truth, prediction)`` as numpy arrays for the samples ``indices``."""
+    model.eval()
+    samples = []
+    with torch.inference_mode():
+        for index in indices:
+            image, mask = dataset.load_sample(index)
+            normalised, _ = dataset[index]
+            logits = predict(model, normalised[None].to(device), dtype)
+            samples.append((image, mask, logits.argmax(dim=1)[0].cpu().numpy().astype(np.uint8)))
+    return samples
+
+
+def write_results(
+    run_dir: Path,
+    config: SegmentationConfig,
+    results: SegmentationResults,
+    model: nn.Module,
+    dataset: SegmentationDataset,
+    device: torch.device,
+    dtype: torch.dtype | None = None,
+) -> None:
+    """``results.json`` (docs/results.md, with ``pixel_rejection`` when measured), the per-class IoU chart and
+    ``eval.num_overlays`` prediction overlays of ``model`` (evenly spaced over ``dataset``)."""
+    write_results_json(run_dir, results.to_json())
+    title = f"{config.data.name} {config.eval.split}: {config.model.encoder}, {config.loss.name}"
+    plots.plot_class_iou(results, run_dir / CLASS_IOU_PLOT, title)
+    count = min(config.eval.num_overlays, len(dataset))
+    if count:
+        indices = np.linspace(0, len(dataset) - 1, count).round().astype(int).tolist()
+        overlays = predict_samples(model, dataset, indices, device, dtype)
+        plots.plot_overlays(overlays, dataset.palette, dataset.classes, run_dir / OVERLAYS_PLOT)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The run
+
+
+class SegmentationRun(TrainingRun):
+    """A segmentation run (docs/recipes.md): an smp model, a per-step LR schedule, augmentation seeded per
+    epoch, per-class IoU on ``eval.split`` (and pixel-level rejection of held-out classes at the end)."""
+
+    scheduler_interval = "step"
+
+    def setup(self, resuming: bool) -> None:
+        config, world = self.config, self.world
+        crop = (
+            config.train.crop_size
+            if isinstance(config.train.crop_size, int)
+            else tuple(config.train.crop_size)
+        )
+        transform = presets.train_transform(
+            crop, presets.IMAGENET_MEAN, presets.IMAGENET_STD, scale=tuple(config.train.scale)
+        )
+        self.train_set = train_dataset(config, transform)
+        self.eval_set = eval_dataset(config, config.eval.split)
+        self.classes = tuple(self.train_set.classes)
+        self.held_out = class_indices(self.classes, config.data.holdout_classes)
+        if len(self.train_set) < config.train.batch_size:
+            raise ValueError(
+                f"the training split has {len(self.train_set)} images, fewer than "
+                f"train.batch_size={config.train.batch_size}"
+            )
+        logger.info("data: %r for training, %r for evaluation", self.train_set, self.eval_set)
+
+        # Rank 0 counts the pixels (and fills the cache) while the other ranks wait, then they read the cache.
+        if not world.is_main:
+            dist.barrier()
+        loss_fn, self.counts = loss_from_config(
+            config, self.train_set, sync=world.world_size > 1, progress=self.progress
+        )
+        if world.is_main and world.world_size > 1:
+            dist.barrier()
+        self.loss_fn = loss_fn.to(self.device)
+        logger.info(describe_loss(config, self.loss_fn, self.classes, self.counts))
+
+        self.model = model_from_config(config, len(self.classes), pretrained=not resuming).to(self.device)
+        self.optimizer, self.scheduler = optimizer_from_config(
+            config, self.model, len(self.train_set) // config.train.batch_size
+        )
+        self.pin = self.device.type == "cuda"
+        self.eval_loader = eval_loader(self.eval_set, config.train.num_workers, world, self.pin)
+
+    def train_loader(self, epoch: int) -> DataLoader:
+        return epoch_loader(self.train_set, self.config, epoch, self.world, self.pin)
+
+    def evaluate(self, final: bool) -> dict[str, Any]:
+        self.results = score_model(
+            self.model,
+            self.eval_loader,
+            self.classes,
+            self.device,
+            self.dtype,
+            self.world,
+            self.progress,
+            held_out=self.held_out,
+            unknown=self.held_out if final else (),
+        )
+        record = {
+            "miou": _json_number(self.results.miou),
+            "pixel_accuracy": _json_number(self.results.pixel_accuracy),
+        }
+        if self.results.pixel_rejection is not None:
+            record.update({f"unknown_auroc_{s}": v for s, v in self.results.pixel_rejection.auroc.items()})
+        return record
+
+    def describe_evaluation(self) -> str:
+        return f", mIoU {100 * self.results.miou:.2f} % on {self.config.eval.split}"
+
+    def write_results(self) -> None:
+        write_results(
+            self.run_dir,
+            self.config,
+            self.results,
+            prediction_model(self.model, self.held_out),
+            self.eval_set,
+            self.device,
+            self.dtype,
+        )
+
+    def summary(self) -> str:
+        return self.results.format_table(f"{self.config.data.name} {self.config.eval.split}")
+
+    def result(self) -> SegmentationResults:
+        return self.results
+
+    def checkpoint_extras(self) -> dict[str, Any]:
+        return {
+            "classes": list(self.classes),
+            "class_counts": self.counts.tolist() if self.counts is not None else None,
+        }
+
+    def plot_history(self, history: list[dict[str, Any]]) -> None:
+        plots.plot_curves(history, self.run_dir / CURVES_PLOT)
+
+
+def train(config: SegmentationConfig, *, resume: bool = False) -> SegmentationResults | None:
+    """Train (or, with ``resume``, continue) the segmentation run of ``config`` in ``config.train.out_dir``.
+
+    Returns the final results on ``config.eval.split``, or ``None`` when a resumed run had already finished.
+    Under ``torchrun`` every rank calls this; rank 0 writes the run directory.
+    """
+    return run_training(SegmentationRun, config, resume=resume)
+
+
+def _json_number(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)

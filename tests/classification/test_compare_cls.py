@@ -1,0 +1,68 @@
+"""``benchmarks/compare_cls.py``: loss names checked before anything trains, config overrides after
+``--losses`` (or after ``--``) applied to every run."""
+
+import importlib.util
+import json
+import re
+
+import pytest
+
+from segloss.runner.checkpoint import load_checkpoint
+
+from ..helpers import REPO
+
+DIGITS = "cls_digits"
+
+
+@pytest.fixture(scope="module")
+def compare_cls():
+    spec = importlib.util.spec_from_file_location("_compare_cls", REPO / "benchmarks" / "compare_cls.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_overrides_after_losses_are_overrides(compare_cls):
+    args = compare_cls.parse_arguments(
+        ["--config", "c.yaml", "--losses", "ce", "hem", "ln", "data.root=data/cifar", "eval.attack_samples=5"]
+    )
+    assert args.losses == ["ce", "hem", "ln"]
+    assert args.overrides == ["data.root=data/cifar", "eval.attack_samples=5"]
+    args = compare_cls.parse_arguments(["train.seed=1", "--losses", "hem+", "--", "data.root=x"])
+    assert args.losses == ["hem+"] and args.overrides == ["train.seed=1", "data.root=x"]
+
+
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [
+        (["ce", "focal"], r"--losses: unknown loss 'focal'; valid losses: ce, ln, la, dice, mm, hem, hem\+. "
+                          r"Config overrides are key=value words \(before --losses or after --\)"),
+        (["ce", "data.root", "data/cifar"], r"unknown loss 'data.root'"),
+        (["ce", "ce"], r"--losses needs distinct loss names, got \['ce', 'ce'\]"),
+    ],
+)  # fmt: skip
+def test_bad_loss_names_fail_before_training(compare_cls, tmp_path, capsys, words, message):
+    with pytest.raises(SystemExit):
+        compare_cls.main(["--config", DIGITS, "--out", str(tmp_path / "out"), "--losses", *words])
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_documented_command_line_trains_every_loss_with_the_overrides(compare_cls, tmp_path):
+    out = tmp_path / "out"
+    overrides = [
+        "train.epochs=1",
+        "train.progress=false",
+        "eval.unknown_sets=[blobs]",
+        "eval.unknown_samples=20",
+    ]
+    compare_cls.main(
+        ["--config", DIGITS, "--out", str(out), "--losses", "ce", "hem", *overrides, "eval.attack_samples=0"]
+    )
+    results = json.loads((out / "results.json").read_text())
+    assert list(results) == ["ce", "hem"]
+    for loss in ("ce", "hem"):
+        state = load_checkpoint(out / loss / "checkpoint.pt")
+        assert state["epoch"] == 1 and state["config"]["loss"]["name"] == loss
+        assert list(results[loss]["unknown"]["per_set"]) == ["blobs"] and results[loss]["attacks"] == []

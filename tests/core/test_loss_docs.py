@@ -1,0 +1,26 @@
+"""Every registered loss and hyper-parameter is documented, and the config keys follow the registry."""
+
+import dataclasses
+import re
+from pathlib import Path
+
+from segloss.registry import HYPER_PARAMETERS, LOSSES
+from segloss.runner.config import LossConfig
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def test_every_registered_loss_has_a_section_in_the_losses_page():
+    headings = re.findall(r"^## `([^`]+)`", (DOCS / "losses.md").read_text(), flags=re.MULTILINE)
+    missing = [name for name in LOSSES if name not in headings]
+    assert not missing, f"docs/losses.md needs a section '## `NAME`' for {missing}"
+    assert len(set(headings)) == len(headings)
+
+
+def test_the_loss_config_section_has_one_key_per_hyper_parameter():
+    names = [f.name for f in dataclasses.fields(LossConfig)]
+    assert names == ["name", *HYPER_PARAMETERS]
+    defaults = {f.name: f.default for f in dataclasses.fields(LossConfig)}
+    assert all(defaults[key] == parameter.default for key, parameter in HYPER_PARAMETERS.items())
+    for entry in LOSSES.values():
+        assert set(entry.hyper_parameters) <= set(HYPER_PARAMETERS), entry.name

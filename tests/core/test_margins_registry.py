@@ -1,0 +1,83 @@
+"""Margins from class counts and the loss registry."""
+
+import math
+
+import pytest
+import torch
+
+import segloss
+from segloss import functional as F
+
+
+def test_hem_margin_cifar10_example():
+    # docs/margins.md: 50 000 CIFAR-10 images -> mu = sqrt(2000 / 50000) = 0.2
+    assert segloss.hem_margin([5000] * 10) == pytest.approx(0.2)
+    assert segloss.hem_margin([5000] * 10, M=500) == pytest.approx(0.1)
+
+
+def test_hem_plus_margins_by_hand():
+    margins = segloss.hem_plus_margins([100, 400], M=800)
+    assert margins.dtype == torch.float64
+    assert margins.tolist() == pytest.approx([math.sqrt(800 / 200), math.sqrt(800 / 800)])
+
+
+def test_hem_plus_with_balanced_counts_equals_hem():
+    counts = [300] * 6
+    assert segloss.hem_plus_margins(counts).tolist() == pytest.approx([segloss.hem_margin(counts)] * 6)
+    y, t = torch.randn(8, 6, 5), torch.randint(0, 6, (8, 5))
+    plus = segloss.HEMPlusLoss.from_class_counts(counts)(y, t)
+    assert plus.item() == pytest.approx(segloss.HEMLoss.from_class_counts(counts)(y, t).item())
+
+
+@pytest.mark.parametrize("function", [segloss.hem_margin, segloss.hem_plus_margins])
+def test_zero_or_negative_counts_name_the_classes(function):
+    with pytest.raises(ValueError, match=r"class 1: 0, class 3: -2"):
+        function([5, 0, 3, -2])
+    with pytest.raises(ValueError, match=r"'rider' \(class 1\): 0"):
+        function([5, 0, 3], class_names=["road", "rider", "car"])
+    with pytest.raises(ValueError, match="M must be positive"):
+        function([1, 2], M=0)
+
+
+def test_registry_builds_every_loss_and_matches_functional():
+    counts = torch.tensor([10.0, 30.0, 60.0])
+    y, t = torch.randn(4, 3, 5, 5, dtype=torch.float64), torch.randint(0, 3, (4, 5, 5))
+    expected = {
+        "ce": F.cross_entropy(y, t),
+        "ln": F.logit_norm_loss(y, t, 0.1),
+        "la": F.logit_adjusted_loss(y, t, counts / counts.sum()),
+        "dice": F.dice_loss(y, t),
+        "mm": F.multi_margin_loss(y, t, 0.5),
+        "hem": F.hem_loss(y, t, math.sqrt(20 / 100)),
+        "hem+": F.hem_loss(y, t, torch.sqrt(20 / (3 * counts))),
+    }
+    options = {"ln": {"tau": 0.1}, "mm": {"margin": 0.5}, "hem": {"M": 20}, "hem+": {"M": 20}}
+    for name in segloss.LOSS_NAMES:
+        loss = segloss.build_loss(name, class_counts=counts, **options.get(name, {}))
+        assert isinstance(loss, torch.nn.Module)
+        assert loss(y, t).item() == pytest.approx(expected[name].item()), name
+
+
+def test_registry_errors():
+    with pytest.raises(ValueError, match="unknown loss 'focal'.*ce, ln, la, dice, mm, hem, hem\\+"):
+        segloss.build_loss("focal")
+    with pytest.raises(ValueError, match="'hem\\+' needs class_counts"):
+        segloss.build_loss("hem+")
+    with pytest.raises(TypeError, match="'ce' got unexpected hyper-parameters \\['M'\\]"):
+        segloss.build_loss("ce", M=2000)
+    with pytest.raises(ValueError, match="'car' \\(class 1\\)"):
+        segloss.build_loss("la", class_counts=[3, 0], class_names=["road", "car"])
+    # counts are accepted and ignored by the losses that do not use them
+    assert isinstance(segloss.build_loss("ce", class_counts=[1, 2]), segloss.CrossEntropyLoss)
+
+
+def test_margins_follow_the_module_to_a_device_and_into_state_dict():
+    loss = segloss.HEMPlusLoss.from_class_counts([10, 20, 30], M=100)
+    assert "margin" in loss.state_dict()
+    # float32 buffers: every device takes them (MPS has no float64); float64 logits still compute in float64
+    for name in segloss.LOSS_NAMES:
+        assert all(
+            b.dtype == torch.float32 for b in segloss.build_loss(name, class_counts=[1, 2, 3]).buffers()
+        )
+    assert loss(torch.randn(2, 3, dtype=torch.float64), torch.tensor([0, 2])).dtype == torch.float64
+    assert "HEMPlusLoss(margin=" in repr(loss)
