@@ -4,6 +4,7 @@
     python train.py --config configs/demo.yaml data.holdout_classes=[pedestrian] loss.name=hem+
     python train.py --config configs/cls_digits.yaml loss.name=hem+
     torchrun --nproc_per_node 4 train.py --config configs/cityscapes.yaml loss.name=hem+
+    srun --ntasks-per-node 4 --gpus-per-node 4 python train.py --config configs/cityscapes.yaml loss.name=hem+
 
 The config's ``task`` (segmentation or classification) picks the trainer. Overrides are dotted ``key=value``
 pairs (see ``--help-keys``). The run directory ``train.out_dir`` gets ``config.yaml``, ``checkpoint.pt``
@@ -35,8 +36,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"task: {task}\n{valid_keys_text(schema)}")
         return 0
 
-    # Under torchrun only rank 0 reports progress.
-    level = logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING
+    # Under torchrun or srun only rank 0 reports progress.
+    rank = os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))
+    level = logging.INFO if rank == "0" else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = load_config(args.config, args.overrides)
