@@ -2,6 +2,7 @@
 
     python train.py --config configs/camvid.yaml loss.name=hem+ model.encoder=resnet34 train.seed=1
     torchrun --nproc_per_node 4 train.py --config configs/cityscapes.yaml loss.name=hem+
+    srun --ntasks-per-node 4 --gpus-per-node 4 python train.py --config configs/cityscapes.yaml loss.name=hem+
 
 ``python train.py --help`` lists the options; ``--help-keys`` the config keys.
 """

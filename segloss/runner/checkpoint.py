@@ -24,13 +24,16 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
         torch.save({"format": CHECKPOINT_FORMAT, **state}, temporary)
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """A checkpoint written by ``save_checkpoint``; ``FileNotFoundError``/``ValueError`` naming the file."""
+def load_checkpoint(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu", *, mmap: bool = False
+) -> dict[str, Any]:
+    """A checkpoint written by ``save_checkpoint``; ``FileNotFoundError``/``ValueError`` naming the file.
+    ``mmap`` maps the tensors instead of reading them (cheap when only the bookkeeping entries are needed)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as error:  # torch raises several types for truncated or foreign files
         raise ValueError(f"cannot read checkpoint {path}: {error}") from error
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:

@@ -26,7 +26,8 @@ from . import tasks
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("segloss.runner.cli:train_main", "train a model from a recipe config (--help-keys: every key)"),
     "evaluate": ("segloss.runner.cli:evaluate_main", "evaluate a checkpoint of a training run"),
-    "report": ("segloss.segmentation.report:main", "mIoU mean ± std over seeds of finished runs"),
+    "sweep": ("segloss.runner.sweep:main", "the product of comma-separated overrides as resumable runs"),
+    "report": ("segloss.segmentation.report:main", "finished runs grouped by what varies, paired against CE"),
     "stats": ("segloss.segmentation.data.stats:main", "class counts and HEM / HEM+ margins of a split"),
     "demo": ("segloss.segmentation.demo:main", "CE vs HEM+ on synthetic scenes (offline, CPU)"),
 }
@@ -114,8 +115,9 @@ def train_main(argv: Sequence[str] | None = None, prog: str | None = None) -> in
         for task, schema in all_task_schemas().items():
             print(f"task: {task}\n{valid_keys_text(schema)}")
         return 0
-    # Under torchrun only rank 0 reports progress.
-    level = logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING
+    # Under torchrun or srun only rank 0 reports progress.
+    rank = os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))
+    level = logging.INFO if rank == "0" else logging.WARNING
     logging.basicConfig(level=level, format=LOG_FORMAT)
     try:
         config = load_config(args.config, args.overrides)

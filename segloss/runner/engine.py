@@ -10,8 +10,9 @@ import json
 import logging
 import math
 import os
+import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,8 +80,77 @@ class Distributed:
         return self.rank == 0
 
 
+# torchrun's process variables; SLURM's are read only when none of these is set.
+TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+SLURM_FIX = (
+    "start one task per process with srun (e.g. srun --ntasks-per-node=4 python train.py ...), or unset "
+    "the SLURM_* variables and use torchrun"
+)
+
+
+def slurm_process_variables(environ: Mapping[str, str]) -> dict[str, str]:
+    """torchrun's variables (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``)
+    for a process that ``srun`` started as one of several tasks, so that the tasks form one process group
+    instead of each being a run of its own.
+
+    ``MASTER_ADDR`` is the first host of ``SLURM_STEP_NODELIST`` (or ``SLURM_JOB_NODELIST``/
+    ``SLURM_NODELIST``; compressed lists such as ``gpu[01-04,07]`` are read without ``scontrol``) and
+    ``MASTER_PORT`` is derived from ``SLURM_JOB_ID``; both are kept when already set.
+
+    Args:
+        environ: the process environment.
+
+    Returns:
+        The variables to set; empty when torchrun's variables are present or fewer than two tasks run.
+
+    Raises:
+        RuntimeError: the SLURM variables contradict each other (the message names the fix).
+    """
+    tasks = environ.get("SLURM_STEP_NUM_TASKS") or environ.get("SLURM_NTASKS", "1")
+    if any(name in environ for name in TORCHRUN_VARIABLES) or tasks == "1":
+        return {}
+    rank, local_rank = environ.get("SLURM_PROCID", ""), environ.get("SLURM_LOCALID", "")
+    names = ("SLURM_STEP_NODELIST", "SLURM_JOB_NODELIST", "SLURM_NODELIST")
+    nodes = next((environ[name] for name in names if environ.get(name)), None)
+    if not (tasks.isdigit() and rank.isdigit() and local_rank.isdigit()):
+        raise RuntimeError(
+            f"SLURM describes {tasks} tasks, but SLURM_PROCID={rank} and SLURM_LOCALID={local_rank} do not "
+            f"place this process among them: {SLURM_FIX}"
+        )
+    if int(rank) >= int(tasks):
+        raise RuntimeError(f"SLURM_PROCID={rank} is not below the number of tasks ({tasks}): {SLURM_FIX}")
+    variables = {"RANK": rank, "WORLD_SIZE": tasks, "LOCAL_RANK": local_rank}
+    if "MASTER_ADDR" not in environ:
+        if nodes is None:
+            raise RuntimeError(f"SLURM runs {tasks} tasks but names no nodes (SLURM_NODELIST): {SLURM_FIX}")
+        first = re.split(r",(?![^\[]*\])", nodes)[0]  # commas inside brackets separate numbers
+        variables["MASTER_ADDR"] = re.sub(r"\[([^\]]*)\]", lambda m: re.split("[,-]", m.group(1))[0], first)
+    if "MASTER_PORT" not in environ:
+        job = environ.get("SLURM_JOB_ID", "")
+        variables["MASTER_PORT"] = str(15000 + (int(job) % 20000 if job.isdigit() else 0))
+    return variables
+
+
 def init_distributed(device_setting: str) -> Distributed:
-    """Join the process group ``torchrun`` describes in the environment (NCCL on CUDA, else gloo)."""
+    """Join the process group ``torchrun``, or ``srun`` with several tasks, describes in the environment
+    (NCCL on CUDA, else gloo).
+
+    Args:
+        device_setting: ``train.device``.
+
+    Returns:
+        This process's place in the group (rank 0 of 1 without one).
+    """
+    slurm = slurm_process_variables(os.environ)
+    if slurm:
+        os.environ.update(slurm)
+        logger.info(
+            "forming one process group of the %s SLURM tasks (this is rank %s; master %s:%s)",
+            slurm["WORLD_SIZE"],
+            slurm["RANK"],
+            os.environ["MASTER_ADDR"],
+            os.environ["MASTER_PORT"],
+        )
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return Distributed()
@@ -449,8 +519,7 @@ def run_training(run_class: type[TrainingRun], config: Any, *, resume: bool = Fa
             if state is not None:
                 write_metrics(run_dir / METRICS_FILE, state["history"])
         if state is not None and state["epoch"] >= config.train.epochs:
-            # Checkpoints from before the "finished" flag were written after the final evaluation.
-            if state.get("finished", True) and (run_dir / RESULTS_FILE).is_file():
+            if run_finished(state, run_dir, config.train.epochs):
                 logger.info(
                     "%s finished %d epochs and its final evaluation already; nothing to do",
                     run_dir,
@@ -472,3 +541,19 @@ def run_training(run_class: type[TrainingRun], config: Any, *, resume: bool = Fa
             handler.close()
         if world.world_size > 1 and not joined_group:
             dist.destroy_process_group()
+
+
+def run_finished(state: dict[str, Any], run_dir: Path, epochs: int) -> bool:
+    """Whether the run in ``run_dir`` with the checkpoint ``state`` is finished: it trained ``epochs``
+    epochs and wrote ``results.json`` after its final evaluation (``train --resume`` does nothing then).
+
+    Args:
+        state: the run's checkpoint (``load_checkpoint``).
+        run_dir: the run directory.
+        epochs: the epochs the run should train (``train.epochs``).
+
+    Returns:
+        True when resuming the run would have nothing to do.
+    """
+    # Checkpoints from before the "finished" flag were written after the final evaluation.
+    return state["epoch"] >= epochs and state.get("finished", True) and (run_dir / RESULTS_FILE).is_file()

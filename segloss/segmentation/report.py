@@ -1,11 +1,26 @@
-"""The paper's comparison over finished runs: mIoU mean ± std over seeds per (dataset, encoder, loss).
+"""Finished runs compared by what varies: mIoU mean ± sd over seeds per group, the paired difference to a
+baseline loss, and the IoU of the rarest classes.
 
-    segloss report runs/ [more run folders] --out report
+    segloss report runs/sweep/demo --out report [--baseline ce] [--rare 5]
 
-finds every segmentation run folder (``config.yaml`` + ``results.json``) below the given folders and writes
-``report.md`` (a row per dataset and encoder, one column per loss), ``report.csv`` and ``report.png``.
-Runs with held-out classes (``data.holdout_classes``) form their own dataset row ("camvid without car");
-runs of other tasks (classification) are skipped with a note.
+finds every segmentation run folder (``config.yaml`` + ``results.json``) below the given folders and groups
+the runs by every config key whose value differs between them, except the seed (``train.seed``) and
+bookkeeping keys (``BOOKKEEPING_KEYS``: output folder, device, progress bars, workers...). It writes
+``report.md``, ``report.csv`` (a row per group) and ``report.png`` (mIoU per group: the seeds as points,
+mean ± sd as error bars), and prints the tables.
+
+Paired difference: a group is compared with the baseline loss's group (``loss.name=ce``) that has the same
+value of every other varying key; when no baseline group matches exactly, the one that differs only in
+``loss.*`` options (which the baseline does not use) is taken, if it is unique. Runs are paired by seed;
+the table gives the mean ± sd of the differences, the number of pairs and the two-sided paired t-test's
+p-value (``n/a`` below two pairs).
+
+Rarest classes (per dataset): the ``--rare`` classes with the smallest share of the training pixels, from
+the class counts a run stores in its checkpoint (runs of count-based losses: ``hem``, ``hem+``, ``la``);
+when no run of the dataset has them, the classes with the lowest mean IoU under the baseline loss (all
+runs when there is none). The report says which.
+
+Runs of other tasks (classification) and unfinished runs are skipped with a note.
 """
 
 from __future__ import annotations
@@ -20,49 +35,183 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
 
-from ..registry import LOSSES
+from ..registry import LOSS_NAMES
+from ..runner.config import flatten
+from ..runner.sweep import key_labels
 from .task import TASK as SEGMENTATION
 
 logger = logging.getLogger(__name__)
 
+SEED_KEY = "train.seed"
+LOSS_KEY = "loss.name"
+# Settings that do not change what a run learns (or that no one compares): never a grouping key.
+BOOKKEEPING_KEYS = frozenset(
+    {
+        "train.out_dir",
+        "train.progress",
+        "train.device",
+        "train.num_workers",
+        "train.channels_last",
+        "eval.num_overlays",
+    }
+)
+
 
 @dataclass(frozen=True)
 class RunResult:
-    """One finished run: its condition (``dataset`` names any held-out classes), seed and mIoU (fraction)."""
+    """One finished segmentation run.
 
-    dataset: str
-    encoder: str
-    loss: str
+    Attributes:
+        path: the run folder.
+        settings: its config as flat dotted keys (lists as tuples).
+        seed: ``train.seed``.
+        miou: mIoU as a fraction (NaN when undefined).
+        class_iou: IoU per class as fractions (NaN when undefined).
+    """
+
+    path: Path
+    settings: dict[str, Any]
     seed: int
     miou: float
-    path: Path
+    class_iou: dict[str, float]
+
+    @property
+    def dataset(self) -> str:
+        """The dataset with any held-out classes (``"camvid without car"``)."""
+        return dataset_label(self.settings["data.name"], self.settings.get("data.holdout_classes") or ())
+
+    @property
+    def loss(self) -> str | None:
+        """``loss.name``."""
+        return self.settings.get(LOSS_KEY)
 
 
 @dataclass(frozen=True)
-class Condition:
-    """mIoU (%) over the seeds of one (dataset, encoder, loss)."""
+class Comparison:
+    """A group against the baseline loss's group, paired by seed (differences in mIoU points).
+
+    Attributes:
+        seeds: the paired seeds.
+        differences: group minus baseline, per paired seed.
+        p_value: two-sided paired t-test (NaN below two pairs or without spread).
+        note: why there is no comparison (then ``seeds`` is empty), e.g. ``"no ce"``.
+    """
+
+    seeds: tuple[int, ...] = ()
+    differences: tuple[float, ...] = ()
+    p_value: float = math.nan
+    note: str = ""
+
+    @property
+    def mean(self) -> float:
+        """The mean difference (NaN without pairs)."""
+        return float(np.mean(self.differences)) if self.differences else math.nan
+
+    @property
+    def std(self) -> float:
+        """The sample standard deviation of the differences (NaN below two pairs)."""
+        return float(np.std(self.differences, ddof=1)) if len(self.differences) > 1 else math.nan
+
+
+@dataclass(frozen=True)
+class Group:
+    """The runs that share the value of every varying key but the seed.
+
+    Attributes:
+        key: ``(varying key, value)`` pairs.
+        runs: the runs, ordered by seed.
+        comparison: against the baseline loss (``None`` for the baseline itself or when the loss does
+            not vary).
+    """
+
+    key: tuple[tuple[str, Any], ...]
+    runs: tuple[RunResult, ...]
+    comparison: Comparison | None = None
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        """The seeds of the runs (a seed twice when a run was copied)."""
+        return tuple(run.seed for run in self.runs)
+
+    @property
+    def values(self) -> np.ndarray:
+        """mIoU (%) of every run."""
+        return 100 * np.array([run.miou for run in self.runs])
+
+    @property
+    def mean(self) -> float:
+        """Mean mIoU (%)."""
+        return float(self.values.mean())
+
+    @property
+    def std(self) -> float:
+        """Sample standard deviation of mIoU (%); NaN for a single run."""
+        return float(self.values.std(ddof=1)) if len(self.runs) > 1 else math.nan
+
+    def value(self, key: str) -> Any:
+        """The group's value of the varying ``key``."""
+        return dict(self.key)[key]
+
+    def by_seed(self, values: Sequence[float] | None = None) -> dict[int, float]:
+        """``values`` (default: mIoU %) per seed, averaged over runs that share a seed."""
+        values = self.values if values is None else values
+        seeds: dict[int, list[float]] = defaultdict(list)
+        for seed, value in zip(self.seeds, values, strict=True):
+            seeds[seed].append(float(value))
+        return {seed: float(np.mean(found)) for seed, found in sorted(seeds.items())}
+
+
+@dataclass(frozen=True)
+class RareClasses:
+    """The rarest classes of a dataset and how they were chosen.
+
+    Attributes:
+        dataset: ``data.name``.
+        classes: rarest first.
+        basis: how they were chosen, for the report.
+    """
 
     dataset: str
-    encoder: str
-    loss: str
-    seeds: tuple[int, ...]
-    mean: float
-    std: float  # sample standard deviation; NaN for a single seed
+    classes: tuple[str, ...]
+    basis: str
+
+
+@dataclass(frozen=True)
+class Report:
+    """Groups ordered by their key values, with the varying keys and the rarest classes per dataset."""
+
+    varying: tuple[str, ...]
+    groups: tuple[Group, ...]
+    rare: tuple[RareClasses, ...]
+    baseline: str
 
 
 def dataset_label(name: str, holdout_classes: Sequence[str] = ()) -> str:
-    """The dataset of a condition: ``name``, or ``"NAME without A, B"`` when classes were held out of
-    training (those runs are not comparable with the normal ones)."""
+    """The dataset of a run: ``name``, or ``"NAME without A, B"`` when classes were held out of training."""
     return f"{name} without {', '.join(holdout_classes)}" if holdout_classes else name
 
 
+def _hashable(value: Any) -> Any:
+    return tuple(_hashable(item) for item in value) if isinstance(value, list) else value
+
+
 def find_runs(folders: Iterable[str | Path]) -> list[RunResult]:
-    """Every finished segmentation run (``config.yaml`` next to ``results.json``) at or below ``folders``;
-    unfinished runs and runs of other tasks are skipped with a logged note."""
+    """Every finished segmentation run (``config.yaml`` next to ``results.json``) at or below ``folders``.
+
+    Args:
+        folders: run folders or folders holding runs.
+
+    Returns:
+        The runs; unfinished runs and runs of other tasks are skipped with a logged note.
+
+    Raises:
+        FileNotFoundError: a folder does not exist.
+    """
     runs = []
     for folder in folders:
         folder = Path(folder)
@@ -84,139 +233,316 @@ def find_runs(folders: Iterable[str | Path]) -> list[RunResult]:
             if "miou" not in results:
                 logger.warning("skipping %s: its results.json has no miou", config_file.parent)
                 continue
-            miou = results["miou"]
+            settings = {key: _hashable(value) for key, value in flatten(config).items()}
             runs.append(
                 RunResult(
-                    dataset_label(config["data"]["name"], config["data"].get("holdout_classes") or ()),
-                    config["model"]["encoder"],
-                    config["loss"]["name"],
-                    config["train"]["seed"],
-                    math.nan if miou is None else miou,
                     config_file.parent,
+                    settings,
+                    settings[SEED_KEY],
+                    _fraction(results["miou"]),
+                    {row["class"]: _fraction(row["iou"]) for row in results.get("per_class", [])},
                 )
             )
     return runs
 
 
-def summarise(runs: Sequence[RunResult]) -> list[Condition]:
-    """Mean and sample std of mIoU (%) over seeds per condition, ordered by dataset, encoder, loss. A seed
-    found twice in a condition (a copied run folder?) is logged as a warning; both runs count."""
-    groups: dict[tuple[str, str, str], list[RunResult]] = defaultdict(list)
+def _fraction(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
+def varying_keys(runs: Sequence[RunResult]) -> list[str]:
+    """The config keys whose value differs between ``runs`` (a key a run lacks counts as ``None``),
+    except the seed and ``BOOKKEEPING_KEYS``, in config order."""
+    keys = list(dict.fromkeys(key for run in runs for key in run.settings))
+    return [
+        key
+        for key in keys
+        if key != SEED_KEY
+        and key not in BOOKKEEPING_KEYS
+        and len({run.settings.get(key) for run in runs}) > 1
+    ]
+
+
+def _order(key: str, value: Any) -> tuple[int, float, str]:
+    if key == LOSS_KEY and value in LOSS_NAMES:
+        return (0, LOSS_NAMES.index(value), "")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, float(value), "")
+    return (1, 0.0, str(value))
+
+
+def summarise(runs: Sequence[RunResult], baseline: str = "ce", rare: int = 5) -> Report:
+    """Group ``runs`` by every varying key, compare each group with the baseline loss and find the rarest
+    classes. A seed found twice in a group (a copied run folder?) is logged as a warning; both runs count.
+
+    Args:
+        runs: finished runs (``find_runs``).
+        baseline: the ``loss.name`` the other losses are compared with.
+        rare: how many rarest classes to report per dataset.
+
+    Returns:
+        The report's content.
+    """
+    varying = varying_keys(runs)
+    members: dict[tuple[tuple[str, Any], ...], list[RunResult]] = defaultdict(list)
     for run in runs:
-        groups[(run.dataset, run.encoder, run.loss)].append(run)
-    conditions = []
-    for (dataset, encoder, loss), members in groups.items():
-        for seed, count in Counter(run.seed for run in members).items():
+        members[tuple((key, run.settings.get(key)) for key in varying)].append(run)
+    groups = []
+    for key, found in sorted(members.items(), key=lambda item: [_order(k, v) for k, v in item[0]]):
+        for seed, count in Counter(run.seed for run in found).items():
             if count > 1:
-                paths = ", ".join(str(run.path) for run in members if run.seed == seed)
+                paths = ", ".join(str(run.path) for run in found if run.seed == seed)
                 logger.warning(
-                    "%s / %s / %s has seed %d %d times (%s): copies of one run?",
-                    dataset,
-                    encoder,
-                    loss,
-                    seed,
-                    count,
-                    paths,
+                    "%s has seed %d %d times (%s): copies of one run?", _describe(key), seed, count, paths
                 )
-        values = 100 * np.array([run.miou for run in members])
-        std = float(values.std(ddof=1)) if len(values) > 1 else math.nan
-        seeds = tuple(sorted(run.seed for run in members))
-        conditions.append(Condition(dataset, encoder, loss, seeds, float(values.mean()), std))
-    return sorted(conditions, key=lambda c: (c.dataset, c.encoder, _loss_order(c.loss)))
+        groups.append(Group(key, tuple(sorted(found, key=lambda run: run.seed))))
+    if LOSS_KEY in varying:
+        groups = [
+            Group(group.key, group.runs, _compare(group, groups, baseline, varying))
+            if group.value(LOSS_KEY) != baseline
+            else group
+            for group in groups
+        ]
+    return Report(tuple(varying), tuple(groups), tuple(rare_classes(runs, baseline, rare)), baseline)
 
 
-def _loss_order(loss: str) -> int:
-    names = list(LOSSES)
-    return names.index(loss) if loss in names else len(names)
+def _describe(key: tuple[tuple[str, Any], ...]) -> str:
+    return ", ".join(f"{name}={_text(value)}" for name, value in key) or "all runs"
 
 
-def _cell(condition: Condition | None) -> str:
-    if condition is None:
-        return "—"
-    spread = "" if math.isnan(condition.std) else f" ± {condition.std:.2f}"
-    return f"{condition.mean:.2f}{spread} ({len(condition.seeds)})"
-
-
-def markdown_table(conditions: Sequence[Condition]) -> str:
-    """Rows (dataset, encoder), columns losses: ``mean ± std (seeds)``; a last row averages each loss's
-    means over the rows that have every loss (the best average in bold), and a note names the rows left
-    out of it."""
-    losses = sorted({c.loss for c in conditions}, key=_loss_order)
-    rows = sorted({(c.dataset, c.encoder) for c in conditions})
-    by_key = {(c.dataset, c.encoder, c.loss): c for c in conditions}
-    lines = [
-        "| dataset | encoder | " + " | ".join(losses) + " |",
-        "|---|---|" + "---|" * len(losses),
+def _compare(group: Group, groups: Sequence[Group], baseline: str, varying: Sequence[str]) -> Comparison:
+    """``group`` against the baseline group with the same other keys (or, if unique, the same keys apart
+    from ``loss.*`` options), paired by seed."""
+    candidates = [
+        other
+        for other in groups
+        if other.value(LOSS_KEY) == baseline
+        and all(other.value(key) == group.value(key) for key in varying if not key.startswith("loss."))
     ]
-    for dataset, encoder in rows:
-        cells = [_cell(by_key.get((dataset, encoder, loss))) for loss in losses]
-        lines.append(f"| {dataset} | {encoder} | " + " | ".join(cells) + " |")
-    absent = {row: [loss for loss in losses if (*row, loss) not in by_key] for row in rows}
-    complete = [row for row in rows if not absent[row]]
-    if complete:
-        averages = [float(np.mean([by_key[(*row, loss)].mean for row in complete])) for loss in losses]
-        best = max(averages)
-        cells = [f"**{value:.2f}**" if value == best else f"{value:.2f}" for value in averages]
+    exact = [
+        other
+        for other in candidates
+        if all(other.value(key) == group.value(key) for key in varying if key != LOSS_KEY)
+    ]
+    if exact or len(candidates) == 1:
+        match = (exact or candidates)[0]
     else:
-        cells = ["—"] * len(losses)
-    lines.append("| average | | " + " | ".join(cells) + " |")
-    left_out = [
-        f"{dataset} / {encoder} (no {', '.join(absent[dataset, encoder])})"
-        for dataset, encoder in rows
-        if absent[dataset, encoder]
+        return Comparison(note=f"{len(candidates)} {baseline} groups" if candidates else f"no {baseline}")
+    ours, theirs = group.by_seed(), match.by_seed()
+    seeds = tuple(seed for seed in ours if seed in theirs)
+    differences = tuple(ours[seed] - theirs[seed] for seed in seeds)
+    p_value = math.nan
+    if len(seeds) > 1 and np.ptp(differences) > 0:
+        from scipy.stats import ttest_rel
+
+        p_value = float(ttest_rel([ours[s] for s in seeds], [theirs[s] for s in seeds]).pvalue)
+    return Comparison(seeds, differences, p_value, "" if seeds else f"no common seed with {baseline}")
+
+
+def rare_classes(runs: Sequence[RunResult], baseline: str, count: int) -> list[RareClasses]:
+    """The ``count`` rarest classes of each dataset (``data.name``): smallest training pixel share from a
+    run's stored class counts, else lowest mean IoU under ``baseline`` (over all runs when the dataset has
+    no baseline run).
+
+    Args:
+        runs: finished runs.
+        baseline: the baseline loss.
+        count: classes per dataset.
+
+    Returns:
+        One entry per dataset, in name order.
+    """
+    by_dataset: dict[str, list[RunResult]] = defaultdict(list)
+    for run in runs:
+        by_dataset[run.settings["data.name"]].append(run)
+    found = []
+    for dataset, members in sorted(by_dataset.items()):
+        shares = _training_shares(members)
+        if shares is not None:
+            ranked = sorted(shares, key=shares.get)
+            listed = ", ".join(f"{name} {100 * shares[name]:.2f} %" for name in ranked[:count])
+            found.append(
+                RareClasses(dataset, tuple(ranked[:count]), f"smallest training pixel share: {listed}")
+            )
+            continue
+        chosen = [run for run in members if run.loss == baseline] or members
+        means = {}
+        for name in dict.fromkeys(name for run in chosen for name in run.class_iou):
+            values = [run.class_iou.get(name, math.nan) for run in chosen]
+            if not all(math.isnan(value) for value in values):
+                means[name] = float(np.nanmean(values))
+        ranked = sorted(means, key=means.get)
+        under = f"under {baseline}" if chosen is not members else f"over all runs (no {baseline} run)"
+        basis = f"lowest mean IoU {under}; no run stored training class counts"
+        found.append(RareClasses(dataset, tuple(ranked[:count]), basis))
+    return found
+
+
+def _training_shares(runs: Sequence[RunResult]) -> dict[str, float] | None:
+    """Each class's share of the training pixels, from the first run whose checkpoint stores class
+    counts (runs without held-out classes first); classes without pixels are left out."""
+    from ..runner.checkpoint import load_checkpoint
+
+    for run in sorted(runs, key=lambda run: bool(run.settings.get("data.holdout_classes"))):
+        try:
+            state = load_checkpoint(run.path / "checkpoint.pt", mmap=True)
+        except (OSError, ValueError):
+            continue
+        counts, classes = state.get("class_counts"), state.get("classes")
+        if counts is None or classes is None or sum(counts) <= 0:
+            continue
+        total = float(sum(counts))
+        return {name: value / total for name, value in zip(classes, counts, strict=True) if value > 0}
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Output
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "[" + ", ".join(map(_text, value)) + "]"
+    return "null" if value is None else str(value)
+
+
+def _number(value: float, digits: int = 2, sign: bool = False) -> str:
+    return "n/a" if math.isnan(value) else f"{value:{'+' if sign else ''}.{digits}f}"
+
+
+def _spread(mean: float, std: float, sign: bool = False) -> str:
+    if math.isnan(mean):
+        return "—"
+    return _number(mean, sign=sign) + ("" if math.isnan(std) else f" ± {std:.2f}")
+
+
+def _class_iou(group: Group, name: str) -> tuple[float, float]:
+    """Mean and sample std of one class's IoU (%) over the group's runs (NaNs left out)."""
+    values = 100 * np.array([run.class_iou.get(name, math.nan) for run in group.runs])
+    values = values[~np.isnan(values)]
+    if not len(values):
+        return math.nan, math.nan
+    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else math.nan
+
+
+def _key_cells(group: Group) -> list[str]:
+    return [_text(value) for _, value in group.key] or ["all"]
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(row) + " |" for row in rows),
     ]
-    if left_out:
-        lines.append(
-            f"\nThe average is over the rows with every loss ({len(complete)} of {len(rows)}); left "
-            f"out: {'; '.join(left_out)}."
-        )
-    return "\n".join(lines)
 
 
-def write_csv(conditions: Sequence[Condition], path: Path) -> None:
-    """One row per condition: dataset, encoder, loss, runs, seeds, mIoU mean and std (%)."""
+def markdown(report: Report) -> str:
+    """The report as markdown: the main table (mean ± sd, n, paired difference, p) and a table of the
+    rarest classes' IoU per dataset."""
+    labels = key_labels(report.varying)
+    key_header = [labels[key] for key in report.varying] or ["runs"]
+    compare = LOSS_KEY in report.varying
+    header = [*key_header, "n", "mIoU % (mean ± sd)"]
+    if compare:
+        header += [f"Δ vs {report.baseline} (paired)", "pairs", "p"]
+    rows = []
+    for group in report.groups:
+        cells = [*_key_cells(group), str(len(group.runs)), _spread(group.mean, group.std)]
+        if compare:
+            c = group.comparison
+            if c is None:
+                cells += ["baseline", "", ""]
+            elif c.note:
+                cells += [c.note, "0", "n/a"]
+            else:
+                cells += [_spread(c.mean, c.std, sign=True), str(len(c.seeds)), _number(c.p_value, 3)]
+        rows.append(cells)
+    runs = sum(len(group.runs) for group in report.groups)
+    varying = ", ".join(report.varying) or "nothing"
+    lines = [
+        f"# mIoU by what varies: {runs} runs in {len(report.groups)} groups",
+        "",
+        f"Varying: {varying}. mean ± sd over seeds (n runs)"
+        + (
+            f"; Δ: mIoU points against {LOSS_KEY}={report.baseline} with the same other keys, paired by "
+            "seed (mean ± sd of the differences), p: two-sided paired t-test."
+            if compare
+            else "."
+        ),
+        "",
+        *_table(header, rows),
+    ]
+    for rare in report.rare:
+        members = [g for g in report.groups if g.runs[0].settings["data.name"] == rare.dataset]
+        rows = [
+            [*_key_cells(group), *(_spread(*_class_iou(group, name)) for name in rare.classes)]
+            for group in members
+        ]
+        lines += [
+            "",
+            f"## Rarest classes of {rare.dataset}: IoU % (mean ± sd)",
+            "",
+            f"Chosen by {rare.basis}.",
+            "",
+            *_table([*key_header, *rare.classes], rows),
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(report: Report, path: Path) -> None:
+    """One row per group: the varying keys, runs, seeds, mIoU mean and sd (%), the paired difference to the
+    baseline (mean, sd, pairs, p) and the mean IoU (%) of each rare class (``iou_CLASS``)."""
+    rare_columns = list(dict.fromkeys(name for rare in report.rare for name in rare.classes))
+    rare_of = {rare.dataset: rare.classes for rare in report.rare}
+
+    def number(value: float) -> str:
+        return "" if math.isnan(value) else f"{value:.4f}"
+
     with open(path, "w", newline="") as file:
         writer = csv.writer(file)
-        writer.writerow(["dataset", "encoder", "loss", "runs", "seeds", "miou_mean", "miou_std"])
-        for c in conditions:
-            std = "" if math.isnan(c.std) else f"{c.std:.4f}"
-            seeds = " ".join(map(str, c.seeds))
-            writer.writerow([c.dataset, c.encoder, c.loss, len(c.seeds), seeds, f"{c.mean:.4f}", std])
+        writer.writerow(
+            [*report.varying, "runs", "seeds", "miou_mean", "miou_std", "diff_mean", "diff_std", "pairs",
+             "p_value", *(f"iou_{name}" for name in rare_columns)]
+        )  # fmt: skip
+        for group in report.groups:
+            c = group.comparison or Comparison()
+            own = rare_of.get(group.runs[0].settings["data.name"], ())
+            rare = [number(_class_iou(group, name)[0]) if name in own else "" for name in rare_columns]
+            writer.writerow(
+                [*(_text(value) for _, value in group.key), len(group.runs), " ".join(map(str, group.seeds)),
+                 number(group.mean), number(group.std), number(c.mean), number(c.std), len(c.seeds),
+                 number(c.p_value), *rare]
+            )  # fmt: skip
 
 
-def plot_conditions(conditions: Sequence[Condition], path: Path) -> None:
-    """Grouped bars: one group per (dataset, encoder), one bar per loss, std as error bars."""
+def plot_groups(report: Report, path: Path) -> None:
+    """mIoU (%) per group: every run as a point, mean ± sd as an error bar; baseline groups in grey."""
     from matplotlib.figure import Figure
 
-    losses = sorted({c.loss for c in conditions}, key=_loss_order)
-    rows = sorted({(c.dataset, c.encoder) for c in conditions})
-    by_key = {(c.dataset, c.encoder, c.loss): c for c in conditions}
-    width = 0.8 / len(losses)
-    fig = Figure(figsize=(max(6.0, 0.6 * len(rows) * len(losses) + 2), 4))
+    labels = key_labels(report.varying)
+    fig = Figure(figsize=(max(6.0, 0.9 * len(report.groups) + 2), 4.5))
     ax = fig.subplots()
-    positions = np.arange(len(rows))
-    for offset, loss in enumerate(losses):
-        found = [by_key.get((dataset, encoder, loss)) for dataset, encoder in rows]
-        means = [c.mean if c else 0.0 for c in found]
-        errors = [0.0 if c is None or math.isnan(c.std) else c.std for c in found]
-        ax.bar(
-            positions + (offset - (len(losses) - 1) / 2) * width,
-            means,
-            width,
-            yerr=errors,
-            capsize=2,
-            label=loss,
+    rng = np.random.default_rng(0)  # jitter only
+    for position, group in enumerate(report.groups):
+        is_baseline = LOSS_KEY in report.varying and group.value(LOSS_KEY) == report.baseline
+        color = "0.45" if is_baseline else "C0"
+        values = group.values
+        ax.scatter(
+            position - 0.12 + rng.uniform(-0.06, 0.06, len(values)), values, s=14, color=color, alpha=0.6
         )
-    ax.set_xticks(positions, [f"{dataset}\n{encoder}" for dataset, encoder in rows])
+        std = 0.0 if math.isnan(group.std) else group.std
+        ax.errorbar(position + 0.08, group.mean, yerr=std, fmt="_", markersize=14, capsize=4, color=color)
+    names = ["\n".join(f"{labels[k]}={_text(v)}" for k, v in group.key) or "all" for group in report.groups]
+    ax.set_xticks(range(len(report.groups)), names, fontsize=7)
     ax.set_ylabel("mIoU (%)")
-    ax.legend(ncols=min(len(losses), 7), fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
 
-def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
-    """Write the report of the runs below the given folders; returns the exit status."""
+def main(argv: Sequence[str] | None = None, prog: str = "segloss report") -> int:
+    """The command line (see the module's docstring); returns the exit status."""
     parser = argparse.ArgumentParser(
         prog=prog,
         description=__doc__,
@@ -226,6 +552,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument(
         "--out", default="report", help="output prefix for .md, .csv and .png (default: report)"
     )
+    parser.add_argument("--baseline", default="ce", help="the loss.name compared against (default: ce)")
+    parser.add_argument("--rare", type=int, default=5, help="rarest classes per dataset (default: 5)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -234,14 +562,13 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         parser.error(str(error))
     if not runs:
         parser.error(f"no finished runs (config.yaml with results.json) below {', '.join(args.folders)}")
-    conditions = summarise(runs)
-    table = markdown_table(conditions)
+    report = summarise(runs, args.baseline, args.rare)
+    text = markdown(report)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    header = f"mIoU (%) mean ± std over seeds (number of seeds), {len(runs)} runs\n\n"
-    Path(f"{args.out}.md").write_text(header + table + "\n")
-    write_csv(conditions, Path(f"{args.out}.csv"))
-    plot_conditions(conditions, Path(f"{args.out}.png"))
-    sys.stdout.write(header + table + f"\n\nwrote {args.out}.md, {args.out}.csv, {args.out}.png\n")
+    Path(f"{args.out}.md").write_text(text)
+    write_csv(report, Path(f"{args.out}.csv"))
+    plot_groups(report, Path(f"{args.out}.png"))
+    sys.stdout.write(text + f"\nwrote {args.out}.md, {args.out}.csv, {args.out}.png\n")
     return 0
 
 

@@ -1,9 +1,11 @@
-"""``segloss report``: mIoU mean ± std over seeds per (dataset, encoder, loss); held-out-class runs
-apart, classification runs skipped, duplicate seeds flagged, averages over complete rows only."""
+"""``segloss report``: runs grouped by every varying key but the seed and bookkeeping, mean ± sd
+over seeds, the paired difference to CE with a paired t-test, the rarest classes' IoU; held-out-class runs
+apart, classification runs skipped, duplicate seeds flagged."""
 
 import csv
 import json
 import logging
+import math
 import shutil
 
 import numpy as np
@@ -11,7 +13,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from segloss.segmentation.report import find_runs, main, markdown_table, summarise
+from segloss.runner.checkpoint import save_checkpoint
+from segloss.segmentation.report import find_runs, main, markdown, summarise
 
 # (dataset, encoder, loss, seed) -> mIoU
 RUNS = {
@@ -22,16 +25,21 @@ RUNS = {
     ("camvid", "resnet34", "hem+", 1): 0.65,
     ("sbd", "densenet201", "hem+", 0): 0.70,
 }
+CLASSES = ("road", "car", "sign", "pole")
 
 
-def write_run(folder, dataset, encoder, loss, seed, miou, holdout_classes=()):
+def write_run(folder, dataset, encoder, loss, seed, miou, holdout_classes=(), **loss_options):
+    """A run folder as train.py leaves it: the full config (its own out_dir and device) and results whose
+    per-class IoU is ``miou`` scaled by 1, 0.5, 0.2 and 0.1."""
     folder.mkdir(parents=True)
     config = {"task": "segmentation", "data": {"name": dataset, "holdout_classes": list(holdout_classes)},
-              "model": {"encoder": encoder}, "loss": {"name": loss}, "train": {"seed": seed}}  # fmt: skip
-    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+              "model": {"encoder": encoder}, "loss": {"name": loss, "M": 2000.0, **loss_options},
+              "train": {"seed": seed, "out_dir": str(folder), "device": f"cuda:{seed}"}}  # fmt: skip
+    (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     if miou is not None:
+        per_class = [{"class": c, "iou": miou * s} for c, s in zip(CLASSES, (1, 0.5, 0.2, 0.1), strict=True)]
         (folder / "results.json").write_text(
-            json.dumps({"miou": miou, "pixel_accuracy": 0.9, "per_class": []})
+            json.dumps({"miou": miou, "pixel_accuracy": 0.9, "per_class": per_class})
         )
 
 
@@ -48,47 +56,86 @@ def runs_dir(tmp_path):
 def test_summary_by_hand(runs_dir):
     runs = find_runs([runs_dir])
     assert len(runs) == 6  # the unfinished run is skipped
-    by_condition = {(c.dataset, c.encoder, c.loss): c for c in summarise(runs)}
-    ce = by_condition[("camvid", "resnet34", "ce")]
-    assert ce.seeds == (0, 1, 2)
+    report = summarise(runs)
+    assert report.varying == ("data.name", "model.encoder", "loss.name")  # not the seed, out_dir or device
+    groups = {group.key: group for group in report.groups}
+    ce = groups[(("data.name", "camvid"), ("model.encoder", "resnet34"), ("loss.name", "ce"))]
+    assert ce.seeds == (0, 1, 2) and ce.comparison is None  # the baseline
     assert ce.mean == pytest.approx(62.0) and ce.std == pytest.approx(2.0)  # sample std of 60, 62, 64
-    hem = by_condition[("camvid", "resnet34", "hem+")]
+    hem = groups[(("data.name", "camvid"), ("model.encoder", "resnet34"), ("loss.name", "hem+"))]
     assert hem.mean == pytest.approx(63.0) and hem.std == pytest.approx(np.std([61, 65], ddof=1))
-    single = by_condition[("sbd", "densenet201", "hem+")]
+    # Paired with CE by seed: 61 - 60 and 65 - 62. t = 2 / (sqrt(2) / sqrt(2)) = 2 with 1 degree of freedom
+    # (a Cauchy distribution): p = 1 - 2 atan(2) / pi.
+    assert hem.comparison.seeds == (0, 1) and hem.comparison.differences == pytest.approx((1.0, 3.0))
+    assert hem.comparison.mean == pytest.approx(2.0) and hem.comparison.std == pytest.approx(math.sqrt(2))
+    assert hem.comparison.p_value == pytest.approx(1 - 2 * math.atan(2) / math.pi)
+    single = groups[(("data.name", "sbd"), ("model.encoder", "densenet201"), ("loss.name", "hem+"))]
     assert single.mean == pytest.approx(70.0) and np.isnan(single.std)
+    assert single.comparison.note == "no ce" and not single.comparison.seeds
 
 
 def test_report_files(runs_dir, tmp_path, capsys):
     out = tmp_path / "out" / "report"
-    assert main([str(runs_dir), "--out", str(out)]) == 0
-    markdown = (tmp_path / "out" / "report.md").read_text()
-    assert "| dataset | encoder | ce | hem+ |" in markdown
-    assert "| camvid | resnet34 | 62.00 ± 2.00 (3) | 63.00 ± 2.83 (2) |" in markdown
-    assert "| sbd | densenet201 | — | 70.00 (1) |" in markdown
-    # only camvid/resnet34 has every loss: sbd/densenet201 (hem+ alone) would favour hem+
-    assert "| average | | 62.00 | **63.00** |" in markdown
+    assert main([str(runs_dir), "--out", str(out), "--rare", "2"]) == 0
+    text = (tmp_path / "out" / "report.md").read_text()
     assert (
-        "The average is over the rows with every loss (1 of 2); left out: sbd / densenet201 (no ce)."
-        in markdown
+        "| data.name | encoder | loss.name | n | mIoU % (mean ± sd) | Δ vs ce (paired) | pairs | p |" in text
     )
-    assert markdown.split("\n\n", 1)[1] in capsys.readouterr().out
+    assert "| camvid | resnet34 | ce | 3 | 62.00 ± 2.00 | baseline |  |  |" in text
+    assert "| camvid | resnet34 | hem+ | 2 | 63.00 ± 2.83 | +2.00 ± 1.41 | 2 | 0.295 |" in text
+    assert "| sbd | densenet201 | hem+ | 1 | 70.00 | no ce | 0 | n/a |" in text
+    # No run stored class counts: the rarest classes are those with the lowest IoU under CE.
+    assert "## Rarest classes of camvid" in text and "lowest mean IoU under ce" in text
+    assert "| data.name | encoder | loss.name | pole | sign |" in text
+    assert "| camvid | resnet34 | ce | 6.20 ± 0.20 | 12.40 ± 0.40 |" in text
+    assert text in capsys.readouterr().out
     with open(tmp_path / "out" / "report.csv") as file:
         rows = list(csv.DictReader(file))
-    assert rows[0] == {
-        "dataset": "camvid",
-        "encoder": "resnet34",
-        "loss": "ce",
-        "runs": "3",
-        "seeds": "0 1 2",
-        "miou_mean": "62.0000",
-        "miou_std": "2.0000",
+    assert rows[1] == {
+        "data.name": "camvid",
+        "model.encoder": "resnet34",
+        "loss.name": "hem+",
+        "runs": "2",
+        "seeds": "0 1",
+        "miou_mean": "63.0000",
+        "miou_std": "2.8284",
+        "diff_mean": "2.0000",
+        "diff_std": "1.4142",
+        "pairs": "2",
+        "p_value": "0.2952",
+        "iou_pole": "6.3000",
+        "iou_sign": "12.6000",
     }
-    assert [(r["dataset"], r["loss"], r["miou_std"]) for r in rows[1:]] == [
-        ("camvid", "hem+", "2.8284"),
-        ("sbd", "hem+", ""),
+    assert [(r["data.name"], r["loss.name"], r["miou_std"], r["pairs"]) for r in rows[::2]] == [
+        ("camvid", "ce", "2.0000", "0"),
+        ("sbd", "hem+", "", "0"),
     ]
     with Image.open(tmp_path / "out" / "report.png") as chart:
         assert chart.size[0] > 300 and chart.size[1] > 200
+
+
+def test_rarest_classes_by_training_share_and_loss_option_pairing(tmp_path):
+    """HEM+ swept over M against one CE group: CE ignores loss.M, so both HEM+ groups pair with it. A run's
+    stored class counts rank the classes by training share (not by IoU)."""
+    for seed, miou in ((0, 0.50), (1, 0.52)):
+        write_run(tmp_path / f"ce{seed}", "camvid", "resnet34", "ce", seed, miou)
+        for M, gain in ((100.0, 0.01), (500.0, 0.03)):
+            folder = tmp_path / f"hem{M:g}_{seed}"
+            write_run(folder, "camvid", "resnet34", "hem+", seed, miou + gain + seed / 100, M=M)
+    counts = [700.0, 200.0, 30.0, 70.0]  # sign rarer than pole
+    save_checkpoint(
+        {"classes": list(CLASSES), "class_counts": counts}, tmp_path / "hem100_0" / "checkpoint.pt"
+    )
+    report = summarise(find_runs([tmp_path]), rare=2)
+    assert report.varying == ("loss.name", "loss.M")
+    ce, hem100, hem500 = report.groups
+    assert ce.key == (("loss.name", "ce"), ("loss.M", 2000.0))
+    assert hem100.comparison.differences == pytest.approx((1.0, 2.0))
+    assert hem500.comparison.differences == pytest.approx((3.0, 4.0))
+    (rare,) = report.rare
+    assert rare.classes == ("sign", "pole") and "sign 3.00 %, pole 7.00 %" in rare.basis
+    # 51 and 54 against 50 and 52: t = 1.5 / (sqrt(0.5) / sqrt(2)) = 3, p = 1 - 2 atan(3) / pi.
+    assert "| hem+ | 100.0 | 2 | 52.50 ± 2.12 | +1.50 ± 0.71 | 2 | 0.205 |" in markdown(report)
 
 
 def test_report_errors(tmp_path, capsys):
@@ -116,35 +163,33 @@ def test_classification_runs_are_skipped_with_a_note(runs_dir, caplog):
     assert f"skipping {folder}: a classification run" in caplog.text
 
 
-def test_held_out_class_runs_form_their_own_condition(runs_dir):
+def test_held_out_class_runs_form_their_own_group(runs_dir):
     for seed, miou in ((0, 0.30), (1, 0.40)):
         write_run(
             runs_dir / "camvid_without_car" / f"seed{seed}", "camvid", "resnet34", "ce", seed, miou, ["car"]
         )
-    conditions = {(c.dataset, c.encoder, c.loss): c for c in summarise(find_runs([runs_dir]))}
-    assert conditions[("camvid", "resnet34", "ce")].mean == pytest.approx(62.0)  # unchanged
-    held_out = conditions[("camvid without car", "resnet34", "ce")]
+    runs = find_runs([runs_dir])
+    assert {run.dataset for run in runs} == {"camvid", "camvid without car", "sbd"}
+    groups = {
+        (group.value("data.name"), group.value("data.holdout_classes"), group.value("loss.name")): group
+        for group in summarise(runs).groups
+    }
+    assert groups[("camvid", (), "ce")].mean == pytest.approx(62.0)  # unchanged
+    held_out = groups[("camvid", ("car",), "ce")]
     assert held_out.seeds == (0, 1) and held_out.mean == pytest.approx(35.0)
+    # HEM+ is paired with the CE runs that trained on every class.
+    assert groups[("camvid", (), "hem+")].comparison.differences == pytest.approx((1.0, 3.0))
 
 
 def test_duplicate_seeds_are_flagged(runs_dir, caplog):
     original = runs_dir / "camvid" / "resnet34" / "ce" / "seed1"
     shutil.copytree(original, runs_dir / "copy")
     with caplog.at_level(logging.WARNING, logger="segloss.segmentation.report"):
-        conditions = summarise(find_runs([runs_dir]))
-    ce = next(c for c in conditions if (c.dataset, c.loss) == ("camvid", "ce"))
+        report = summarise(find_runs([runs_dir]))
+    ce = next(g for g in report.groups if (g.value("data.name"), g.value("loss.name")) == ("camvid", "ce"))
     assert ce.seeds == (0, 1, 1, 2) and ce.mean == pytest.approx(62.0)  # 60, 62, 62, 64
-    assert "camvid / resnet34 / ce has seed 1 2 times" in caplog.text
+    assert "data.name=camvid, model.encoder=resnet34, loss.name=ce has seed 1 2 times" in caplog.text
     assert str(original) in caplog.text and str(runs_dir / "copy") in caplog.text
-
-
-def test_average_row_needs_a_row_with_every_loss(runs_dir):
-    runs = [run for run in find_runs([runs_dir]) if run.loss == "hem+" or run.dataset == "sbd"]
-    runs += [run for run in find_runs([runs_dir]) if (run.dataset, run.loss) == ("camvid", "ce")]
-    # camvid has ce and hem+, sbd only hem+: 1 complete row
-    assert "| average | | 62.00 | **63.00** |" in markdown_table(summarise(runs))
-    no_complete_row = markdown_table(
-        summarise([run for run in runs if run.dataset == "sbd" or run.loss == "ce"])
-    )
-    assert "| average | | — | — |" in no_complete_row
-    assert "(0 of 2); left out: camvid / resnet34 (no hem+); sbd / densenet201 (no ce)." in no_complete_row
+    # Pairing uses the seed's mean, so the copy does not count twice.
+    hem = next(g for g in report.groups if (g.value("data.name"), g.value("loss.name")) == ("camvid", "hem+"))
+    assert hem.comparison.seeds == (0, 1)

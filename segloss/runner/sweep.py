@@ -1,0 +1,530 @@
+"""Sweeps: the cartesian product of comma-separated override values, as independent, resumable runs.
+
+    segloss sweep --config demo --jobs 2 loss.name=ce,hem+ loss.count_unit=pixels,images
+    segloss sweep --config demo --dry-run loss.name=ce,hem+ train.seed=0,1,2 train.epochs=24
+    segloss sweep --config configs/camvid.yaml --executor slurm --partition gpu --time 6:00:00 \\
+        data.root=data/CamVid loss.name=ce,hem+ train.seed=0,1,2
+
+``key=a,b`` sweeps ``key`` over ``a`` and ``b`` (a value in brackets, ``[a,b]``, is one value); a plain
+``key=value`` is set in every run. Each run trains in its own folder ``OUT/<name>``, the name made of the
+varying keys (``name=hem+,count_unit=images``: a key's last part, the whole dotted key where two last parts
+clash). Every run is started with resume semantics: finished runs are skipped, killed ones continue from
+their checkpoint. The config's ``task`` picks the trainer, as in ``train.py``.
+
+``--executor local`` trains ``--jobs`` runs at a time here, each in a subprocess with ``cores // jobs``
+threads and its output in ``OUT/<name>/sweep.log``. ``--executor slurm`` submits one array job through
+submitit (``pip install segloss[slurm]``); a preempted or timed-out run is requeued and resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import tasks
+from .config import ConfigError, find_config, load_config, resume_config
+
+logger = logging.getLogger(__name__)
+
+SWEEP_LOG = "sweep.log"
+SUBMITIT_FOLDER = ".submitit"
+# Keys a sweep sets itself.
+OUT_DIR_KEY = "train.out_dir"
+PROGRESS_KEY = "train.progress"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of a sweep.
+
+    Attributes:
+        name: the run folder's name, made of the varying keys.
+        varying: ``(key, value text)`` of every swept key.
+        overrides: every override of the run (fixed and varying ones, ``train.out_dir`` included).
+        config: the run's checked config.
+    """
+
+    name: str
+    varying: tuple[tuple[str, str], ...]
+    overrides: tuple[str, ...]
+    config: Any = field(compare=False, repr=False)
+
+    @property
+    def run_dir(self) -> Path:
+        """The run folder (``train.out_dir``)."""
+        return Path(self.config.train.out_dir)
+
+
+def split_values(text: str) -> list[str]:
+    """The comma-separated values of an override; commas inside brackets do not separate.
+
+    Args:
+        text: the value part of ``key=value``, e.g. ``ce,hem+`` or ``[car,sign],[pole]``.
+
+    Returns:
+        The values as written, e.g. ``["ce", "hem+"]`` or ``["[car,sign]", "[pole]"]``.
+    """
+    values, depth, current = [], 0, ""
+    for character in text:
+        depth += {"[": 1, "]": -1}.get(character, 0)
+        if character == "," and depth == 0:
+            values.append(current)
+            current = ""
+        else:
+            current += character
+    return [*values, current]
+
+
+def parse_axes(overrides: Sequence[str]) -> dict[str, list[str]]:
+    """The values of every key of ``key=a,b`` / ``key=value`` overrides, in the order given.
+
+    Args:
+        overrides: the sweep's overrides.
+
+    Returns:
+        Each key's values (one for a fixed override).
+
+    Raises:
+        ConfigError: a malformed override, a key given twice, an empty value or a swept ``train.out_dir``.
+    """
+    axes: dict[str, list[str]] = {}
+    for text in overrides:
+        key, sep, raw = text.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"override {text!r} is not of the form key=value or key=a,b")
+        if key in axes:
+            raise ConfigError(f"{key} is given twice; list its values once: {key}=a,b")
+        if key == OUT_DIR_KEY:
+            raise ConfigError(f"a sweep sets {OUT_DIR_KEY} itself (OUT/<name>); choose OUT with --out")
+        values = split_values(raw)
+        if any(not value.strip() for value in values):
+            raise ConfigError(f"override {text!r} has an empty value")
+        axes[key] = values
+    return axes
+
+
+def key_labels(keys: Sequence[str]) -> dict[str, str]:
+    """The label of each key in run names: its last dotted part, or the whole key where last parts clash.
+
+    Args:
+        keys: dotted config keys.
+
+    Returns:
+        ``{key: label}``.
+    """
+    last = Counter(key.rsplit(".", 1)[-1] for key in keys)
+    return {key: key if last[key.rsplit(".", 1)[-1]] > 1 else key.rsplit(".", 1)[-1] for key in keys}
+
+
+def safe_value(value: str) -> str:
+    """``value`` as part of a folder name: brackets, quotes and spaces dropped, the commas of a list as
+    ``+``, anything else outside ``[A-Za-z0-9._+-]`` as ``_``; an empty list is ``none``."""
+    value = re.sub(r"[\[\]'\"\s]", "", value).replace(",", "+")
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", value) or "none"
+
+
+def plan(config_path: Path, overrides: Sequence[str], root: Path) -> list[Run]:
+    """Every run of the sweep, each config loaded and checked.
+
+    Args:
+        config_path: the base config.
+        overrides: ``key=a,b`` (swept) and ``key=value`` (fixed) overrides.
+        root: the folder of the run folders.
+
+    Returns:
+        The runs in the order of the cartesian product (the last key varies fastest).
+
+    Raises:
+        ConfigError: a bad override or value (naming the run), or two runs with one folder name.
+    """
+    axes = parse_axes(overrides)
+    varying = [key for key, values in axes.items() if len(values) > 1]
+    labels = key_labels(varying)
+    extra = [] if PROGRESS_KEY in axes else [f"{PROGRESS_KEY}=false"]  # progress bars fill log files
+    runs = []
+    for values in itertools.product(*axes.values()):
+        chosen = dict(zip(axes, values, strict=True))
+        name = ",".join(f"{labels[key]}={safe_value(chosen[key])}" for key in varying) or "run"
+        run_overrides = (
+            *(f"{key}={value}" for key, value in chosen.items()),
+            *extra,
+            f"{OUT_DIR_KEY}={root / name}",
+        )
+        try:
+            config = load_config(config_path, run_overrides)
+        except ConfigError as error:
+            raise ConfigError(f"run {name}: {error}") from None
+        runs.append(Run(name, tuple((key, chosen[key]) for key in varying), run_overrides, config))
+    clashes = [name for name, count in Counter(run.name for run in runs).items() if count > 1]
+    if clashes:
+        raise ConfigError(f"values that differ only in characters a folder name drops: {clashes[0]}")
+    return runs
+
+
+def run_status(run: Run) -> str:
+    """Where a run stands.
+
+    Args:
+        run: a run of the sweep.
+
+    Returns:
+        ``new`` (no checkpoint), ``done`` (``train --resume`` would do nothing), ``partial`` (a checkpoint to
+        resume, or one that cannot be read: the run will fail and say why) or ``changed`` (its checkpoint
+        was trained with other settings than the run's, beyond those a resume may change).
+    """
+    from .checkpoint import load_checkpoint
+    from .engine import run_finished
+    from .files import CHECKPOINT_FILE
+
+    checkpoint = run.run_dir / CHECKPOINT_FILE
+    if not checkpoint.is_file():
+        return "new"
+    try:
+        state = load_checkpoint(checkpoint, mmap=True)
+    except ValueError as error:
+        logger.warning("%s: %s", run.name, error)
+        return "partial"
+    try:
+        resume_config(state["config"], run.config)
+    except ConfigError as error:
+        logger.warning("%s: %s", run.name, error)
+        return "changed"
+    return "done" if run_finished(state, run.run_dir, run.config.train.epochs) else "partial"
+
+
+def status_table(runs: Sequence[Run], statuses: Sequence[str]) -> str:
+    """One line per run: name, status and its varying overrides."""
+    width = max(len("name"), *(len(run.name) for run in runs))
+    lines = [f"{'name':<{width}}  {'status':<7}  overrides"]
+    for run, status in zip(runs, statuses, strict=True):
+        overrides = " ".join(f"{key}={value}" for key, value in run.varying)
+        lines.append(f"{run.name:<{width}}  {status:<7}  {overrides}")
+    return "\n".join(lines)
+
+
+def train_config(config: Any) -> Any:
+    """Train (resuming) the run of ``config`` with its task's trainer; ``None`` when it had finished."""
+    return tasks.load_task(config.task).train(config, resume=True)
+
+
+class TrainJob:
+    """One run as a picklable callable: what a local subprocess and a submitit job execute.
+
+    ``checkpoint`` makes it requeueable under submitit: a preempted or timed-out job is submitted again
+    and, started with resume semantics, continues from the run's last checkpoint.
+
+    Args:
+        config_path: the base config.
+        overrides: the run's overrides (``train.out_dir`` included).
+        threads: CPU threads for torch (``None``: torch's default).
+    """
+
+    def __init__(self, config_path: str | os.PathLike, overrides: Sequence[str], threads: int | None = None):
+        self.config_path = str(config_path)
+        self.overrides = list(overrides)
+        self.threads = threads
+
+    def __call__(self) -> str:
+        """Train the run; returns its folder."""
+        if not logging.getLogger().handlers:
+            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        if self.threads:
+            import torch
+
+            torch.set_num_threads(self.threads)
+        config = load_config(self.config_path, self.overrides)
+        train_config(config)
+        return config.train.out_dir
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        """submitit's requeue hook: the same call again (the run resumes from its checkpoint).
+
+        Returns:
+            A ``submitit.helpers.DelayedSubmission`` of this job.
+        """
+        from submitit.helpers import DelayedSubmission
+
+        return DelayedSubmission(self, *args, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Executors
+
+
+def available_cores() -> int:
+    """The CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs local runs share out (``CUDA_VISIBLE_DEVICES``, else every GPU torch sees)."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [gpu for gpu in listed.split(",") if gpu.strip()]
+    import torch
+
+    return [str(index) for index in range(torch.cuda.device_count())]
+
+
+def run_local(config_path: Path, runs: Sequence[Run], jobs: int) -> int:
+    """Train ``runs`` here, ``jobs`` at a time, each in a subprocess with ``cores // jobs`` threads (and a
+    GPU of its own while there are enough), its output appended to ``RUN/sweep.log``.
+
+    Args:
+        config_path: the base config.
+        runs: the runs to train.
+        jobs: how many run at once.
+
+    Returns:
+        The number of runs that failed.
+    """
+    threads = max(1, available_cores() // jobs)
+    gpus = visible_gpus()
+    pending = list(runs)
+    running: dict[int, tuple[Run, subprocess.Popen, float]] = {}
+    finished = failed = 0
+    logger.info("training %d runs, %d at a time with %d threads each", len(runs), jobs, threads)
+    try:
+        while pending or running:
+            for slot in range(jobs):
+                if slot not in running and pending:
+                    run = pending.pop(0)
+                    running[slot] = (run, _start(config_path, run, threads, gpus, slot), time.monotonic())
+            time.sleep(0.2)
+            for slot, (run, process, start) in list(running.items()):
+                if process.poll() is None:
+                    continue
+                del running[slot]
+                finished += 1
+                seconds = time.monotonic() - start
+                log = run.run_dir / SWEEP_LOG
+                if process.returncode == 0:
+                    logger.info("[%d/%d] finished %s in %.0f s", finished, len(runs), run.name, seconds)
+                else:
+                    failed += 1
+                    logger.error(
+                        "[%d/%d] FAILED %s (exit %d after %.0f s): see %s",
+                        finished,
+                        len(runs),
+                        run.name,
+                        process.returncode,
+                        seconds,
+                        log,
+                    )
+    finally:
+        for _, process, _ in running.values():  # interrupted: stop the runs (their checkpoints stay)
+            process.terminate()
+            process.wait()
+    return failed
+
+
+def _start(config_path: Path, run: Run, threads: int, gpus: Sequence[str], slot: int) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep: other runs share the cores
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+    command = [sys.executable, "-m", __name__, "--worker", "--config", str(config_path), *run.overrides]
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run.run_dir / SWEEP_LOG, "a") as log:
+        log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(command)}\n")
+        log.flush()
+        return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """Resources of each run of a SLURM array job.
+
+    Attributes:
+        partition: the SLURM partition (``None``: the cluster's default).
+        time_min: the time limit of one job in minutes (a requeued job gets it again).
+        gpus_per_run: GPUs per run; with more than one, the run is one DDP group of a task per GPU.
+        cpus_per_run: CPU cores per run (shared by its tasks).
+        array_parallelism: how many runs SLURM may run at once.
+        mem_gb: memory per run in GB (``None``: the partition's default).
+    """
+
+    partition: str | None = None
+    time_min: int = 24 * 60
+    gpus_per_run: int = 1
+    cpus_per_run: int = 8
+    array_parallelism: int = 32
+    mem_gb: float | None = None
+
+
+def submit(
+    config_path: Path,
+    runs: Sequence[Run],
+    root: Path,
+    options: SlurmOptions,
+    *,
+    cluster: str = "slurm",
+    wait: bool = False,
+) -> int:
+    """Submit ``runs`` as one array job through submitit (``cluster="local"`` runs it on this machine).
+
+    Args:
+        config_path: the base config.
+        runs: the runs to train.
+        root: the sweep folder; submitit's files go to ``ROOT/.submitit``.
+        options: resources per run.
+        cluster: submitit's executor (``slurm``, or ``local`` for a check without a cluster).
+        wait: wait for every job and report each as it ends.
+
+    Returns:
+        The number of runs that failed (0 when not waiting).
+    """
+    import submitit
+
+    tasks = max(1, options.gpus_per_run)
+    executor = submitit.AutoExecutor(folder=root / SUBMITIT_FOLDER, cluster=cluster)
+    executor.update_parameters(
+        name=f"sweep-{root.name}",
+        timeout_min=options.time_min,
+        nodes=1,
+        tasks_per_node=tasks,
+        gpus_per_node=options.gpus_per_run,
+        cpus_per_task=max(1, options.cpus_per_run // tasks),
+        mem_gb=options.mem_gb,
+        slurm_partition=options.partition,
+        slurm_array_parallelism=options.array_parallelism,
+    )
+    threads = max(1, options.cpus_per_run // tasks)
+    with executor.batch():
+        submitted = [executor.submit(TrainJob(config_path, run.overrides, threads)) for run in runs]
+    by_job = {job.job_id: run for job, run in zip(submitted, runs, strict=True)}
+    for job in submitted:
+        logger.info("submitted %s as job %s", by_job[job.job_id].name, job.job_id)
+    if not wait:
+        logger.info("%d runs submitted; logs in %s", len(runs), root / SUBMITIT_FOLDER)
+        return 0
+    failed = 0
+    for count, job in enumerate(submitit.helpers.as_completed(submitted, poll_frequency=1), start=1):
+        name = by_job[job.job_id].name
+        try:
+            job.result()
+            logger.info("[%d/%d] finished %s (job %s)", count, len(runs), name, job.job_id)
+        except Exception as error:  # submitit re-raises the job's error wrapped in its own types
+            failed += 1
+            logger.error("[%d/%d] FAILED %s (job %s): %s", count, len(runs), name, job.job_id, error)
+    return failed
+
+
+def parse_minutes(text: str) -> int:
+    """A SLURM time limit in whole minutes.
+
+    Args:
+        text: ``MM``, ``MM:SS``, ``HH:MM:SS``, ``D-HH``, ``D-HH:MM`` or ``D-HH:MM:SS``.
+
+    Returns:
+        The minutes, seconds rounded up.
+
+    Raises:
+        ValueError: ``text`` is none of those forms.
+    """
+    days, dash, clock = text.rpartition("-")
+    parts = [int(part) for part in clock.split(":")]
+    if len(parts) > 3 or min(parts) < 0:
+        raise ValueError(text)
+    if dash:  # D-HH[:MM[:SS]]
+        hours, minutes, seconds = (parts + [0, 0])[:3]
+    elif len(parts) == 3:  # HH:MM:SS
+        hours, minutes, seconds = parts
+    else:  # MM[:SS]
+        hours, minutes, seconds = 0, parts[0], parts[1] if len(parts) == 2 else 0
+    return 24 * 60 * int(days or 0) + 60 * hours + minutes + math.ceil(seconds / 60)
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "segloss sweep") -> int:
+    """The command line (see the module's docstring); returns the exit status."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--config", required=True, help="a packaged recipe (demo, camvid, ...) or a YAML file"
+    )
+    parser.add_argument("--out", help="the folder of the run folders (default: runs/sweep/CONFIG)")
+    parser.add_argument("--executor", choices=("local", "slurm"), default="local")
+    parser.add_argument("--jobs", type=int, default=1, help="local: runs at a time (default: 1)")
+    parser.add_argument("--dry-run", action="store_true", help="list the runs and their status, and exit")
+    slurm = parser.add_argument_group("slurm executor (submitit)")
+    slurm.add_argument("--partition", help="SLURM partition (default: the cluster's)")
+    slurm.add_argument("--time", default="24:00:00", help="time limit per job (default: %(default)s)")
+    slurm.add_argument("--gpus-per-run", type=int, default=1, help="default: %(default)s")
+    slurm.add_argument("--cpus-per-run", type=int, default=8, help="default: %(default)s")
+    slurm.add_argument("--array-parallelism", type=int, default=32, help="default: %(default)s")
+    slurm.add_argument("--mem", type=float, help="GB per run (default: the partition's)")
+    slurm.add_argument("--wait", action="store_true", help="wait for the jobs and report each")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one run, in-process
+    parser.add_argument("overrides", nargs="*", metavar="key=a,b", help="swept or fixed overrides")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.worker:
+        try:
+            TrainJob(args.config, args.overrides)()
+        except (OSError, ValueError, RuntimeError) as error:  # the errors train.py reports in one line
+            logger.error("%s", error)
+            return 1
+        return 0
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
+    try:
+        time_min = parse_minutes(args.time)
+    except ValueError:
+        parser.error(f"--time {args.time!r} is not MM, MM:SS, HH:MM:SS or D-HH[:MM[:SS]]")
+    try:
+        config_path = find_config(args.config)
+        root = Path(args.out or Path("runs") / "sweep" / config_path.stem)
+        runs = plan(config_path, args.overrides, root)
+    except ConfigError as error:
+        parser.error(str(error))
+    statuses = [run_status(run) for run in runs]
+    counts = Counter(statuses)
+    changed = f", {counts['changed']} changed" if counts["changed"] else ""
+    sys.stdout.write(
+        f"{len(runs)} runs in {root} ({counts['done']} done, {counts['partial']} partial, "
+        f"{counts['new']} new{changed})\n"
+    )
+    if args.dry_run:
+        sys.stdout.write(status_table(runs, statuses) + "\n")
+        return 0
+    if changed:
+        logger.error(
+            "%d run folders of %s hold runs with other settings (see above): choose another --out, or "
+            "the settings they were trained with",
+            counts["changed"],
+            root,
+        )
+        return 1
+    todo = [run for run, status in zip(runs, statuses, strict=True) if status != "done"]
+    if not todo:
+        return 0
+    if args.executor == "local":
+        failed = run_local(config_path, todo, args.jobs)
+    else:
+        options = SlurmOptions(
+            args.partition, time_min, args.gpus_per_run, args.cpus_per_run, args.array_parallelism, args.mem
+        )
+        failed = submit(config_path, todo, root, options, wait=args.wait)
+    if failed:
+        logger.error("%d of %d runs failed; rerun the same command to retry them", failed, len(todo))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
