@@ -374,6 +374,14 @@ def config_from_dict(data: dict[str, Any], overrides: Iterable[str] = ()) -> Any
     return config
 
 
+def with_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """A saved config (e.g. a run's ``config.yaml``) completed with the current schema's defaults for the
+    keys it lacks (keys added since it was written: their defaults keep the behaviour it had); types are
+    checked, values are not validated. ``ConfigError`` for a key the schema no longer has."""
+    schema = task_schema(data.get("task", tasks.DEFAULT_TASK))
+    return config_to_dict(_build(schema, copy.deepcopy(data), "", schema))
+
+
 def packaged_configs() -> list[str]:
     """The names of the recipes that ship with the package (``segloss/configs/NAME.yaml``)."""
     folder = resources.files("segloss") / "configs"
@@ -438,7 +446,7 @@ def resume_config(saved: dict[str, Any], requested: Any) -> Any:
     """The config to resume with: the checkpoint's ``saved`` one, updated with the ``RESUMABLE_KEYS`` of
     ``requested``; any other difference (``train.num_workers`` included) is a ``ConfigError`` naming the
     keys."""
-    saved = config_to_dict(config_from_dict(saved))  # keys added to the schema since: their defaults
+    saved = with_defaults(saved)
     old, new = flatten(saved), flatten(config_to_dict(requested))
     changed = sorted(key for key in old.keys() | new.keys() if old.get(key) != new.get(key))
     fixed = [key for key in changed if key not in RESUMABLE_KEYS]

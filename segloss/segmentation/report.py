@@ -20,7 +20,11 @@ the class counts a run stores in its checkpoint (runs of count-based losses: ``h
 when no run of the dataset has them, the classes with the lowest mean IoU under the baseline loss (all
 runs when there is none). The report says which.
 
-Runs of other tasks (classification) and unfinished runs are skipped with a note.
+Each run's config is read through the current schema, so keys added since the run was trained take their
+defaults (the behaviour the run had), and ``loss.*`` keys the run's loss does not use (e.g.
+``loss.count_unit`` for ``ce``) are shown as ``—`` instead of splitting groups. ``--results test.json``
+reports the files ``segloss evaluate --split test --out RUN/test.json`` wrote instead of the runs' own
+``results.json``. Runs of other tasks (classification) and unfinished runs are skipped with a note.
 """
 
 from __future__ import annotations
@@ -40,13 +44,14 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ..registry import LOSS_NAMES
-from ..runner.config import flatten
+from ..registry import LOSS_NAMES, LOSSES
+from ..runner.config import ConfigError, flatten, with_defaults
 from ..runner.sweep import key_labels
 from .task import TASK as SEGMENTATION
 
 logger = logging.getLogger(__name__)
 
+RESULTS_NAME = "results.json"
 SEED_KEY = "train.seed"
 LOSS_KEY = "loss.name"
 # Settings that do not change what a run learns (or that no one compares): never a grouping key.
@@ -200,11 +205,12 @@ def _hashable(value: Any) -> Any:
     return tuple(_hashable(item) for item in value) if isinstance(value, list) else value
 
 
-def find_runs(folders: Iterable[str | Path]) -> list[RunResult]:
+def find_runs(folders: Iterable[str | Path], results_name: str = RESULTS_NAME) -> list[RunResult]:
     """Every finished segmentation run (``config.yaml`` next to ``results.json``) at or below ``folders``.
 
     Args:
         folders: run folders or folders holding runs.
+        results_name: the results file to read in each run folder.
 
     Returns:
         The runs; unfinished runs and runs of other tasks are skipped with a logged note.
@@ -218,9 +224,11 @@ def find_runs(folders: Iterable[str | Path]) -> list[RunResult]:
         if not folder.is_dir():
             raise FileNotFoundError(f"run folder not found: {folder}")
         for config_file in sorted(folder.rglob("config.yaml")):
-            results_file = config_file.with_name("results.json")
+            results_file = config_file.with_name(results_name)
             if not results_file.is_file():
-                logger.warning("skipping %s: no results.json (the run has not finished)", config_file.parent)
+                logger.warning(
+                    "skipping %s: no %s (the run has not finished)", config_file.parent, results_name
+                )
                 continue
             config = yaml.safe_load(config_file.read_text())
             task = config.get("task", SEGMENTATION)
@@ -233,7 +241,13 @@ def find_runs(folders: Iterable[str | Path]) -> list[RunResult]:
             if "miou" not in results:
                 logger.warning("skipping %s: its results.json has no miou", config_file.parent)
                 continue
-            settings = {key: _hashable(value) for key, value in flatten(config).items()}
+            try:
+                settings = {key: _hashable(value) for key, value in used_settings(config).items()}
+            except ConfigError as error:
+                logger.warning(
+                    "skipping %s: its config.yaml does not fit this version (%s)", config_file.parent, error
+                )
+                continue
             runs.append(
                 RunResult(
                     config_file.parent,
@@ -246,20 +260,37 @@ def find_runs(folders: Iterable[str | Path]) -> list[RunResult]:
     return runs
 
 
+def used_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """A run's saved config as flat dotted keys, completed with the current schema's defaults, with ``None``
+    for the ``loss.*`` hyper-parameters its loss does not take (and ``loss.count_unit`` unless the loss
+    derives something from class counts)."""
+    settings = flatten(with_defaults(config))
+    entry = LOSSES.get(settings[LOSS_KEY])
+    if entry is None:  # a loss registered by the user's code that is not imported here: keep everything
+        return settings
+    used = {f"loss.{name}" for name in entry.hyper_parameters} | {LOSS_KEY}
+    if entry.needs_counts:
+        used.add("loss.count_unit")
+    return {
+        key: None if key.startswith("loss.") and key not in used else value for key, value in settings.items()
+    }
+
+
 def _fraction(value: float | None) -> float:
     return math.nan if value is None else float(value)
 
 
 def varying_keys(runs: Sequence[RunResult]) -> list[str]:
-    """The config keys whose value differs between ``runs`` (a key a run lacks counts as ``None``),
-    except the seed and ``BOOKKEEPING_KEYS``, in config order."""
+    """The config keys with more than one value among ``runs``, except the seed and ``BOOKKEEPING_KEYS``, in
+    config order. ``None`` (a key a run lacks, or a loss option its loss does not use) is not a value of
+    its own: ``loss.M`` with 2000 for HEM runs and ``None`` for CE runs does not vary."""
     keys = list(dict.fromkeys(key for run in runs for key in run.settings))
     return [
         key
         for key in keys
         if key != SEED_KEY
         and key not in BOOKKEEPING_KEYS
-        and len({run.settings.get(key) for run in runs}) > 1
+        and len({run.settings.get(key) for run in runs} - {None}) > 1
     ]
 
 
@@ -403,7 +434,7 @@ def _training_shares(runs: Sequence[RunResult]) -> dict[str, float] | None:
 def _text(value: Any) -> str:
     if isinstance(value, tuple):
         return "[" + ", ".join(map(_text, value)) + "]"
-    return "null" if value is None else str(value)
+    return "—" if value is None else str(value)
 
 
 def _number(value: float, digits: int = 2, sign: bool = False) -> str:
@@ -554,14 +585,17 @@ def main(argv: Sequence[str] | None = None, prog: str = "segloss report") -> int
     )
     parser.add_argument("--baseline", default="ce", help="the loss.name compared against (default: ce)")
     parser.add_argument("--rare", type=int, default=5, help="rarest classes per dataset (default: 5)")
+    parser.add_argument(
+        "--results", default=RESULTS_NAME, help="results file of each run folder (default: %(default)s)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        runs = find_runs(args.folders)
+        runs = find_runs(args.folders, args.results)
     except (OSError, KeyError, ValueError, yaml.YAMLError) as error:
         parser.error(str(error))
     if not runs:
-        parser.error(f"no finished runs (config.yaml with results.json) below {', '.join(args.folders)}")
+        parser.error(f"no finished runs (config.yaml with {args.results}) below {', '.join(args.folders)}")
     report = summarise(runs, args.baseline, args.rare)
     text = markdown(report)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -129,7 +129,7 @@ def test_rarest_classes_by_training_share_and_loss_option_pairing(tmp_path):
     report = summarise(find_runs([tmp_path]), rare=2)
     assert report.varying == ("loss.name", "loss.M")
     ce, hem100, hem500 = report.groups
-    assert ce.key == (("loss.name", "ce"), ("loss.M", 2000.0))
+    assert ce.key == (("loss.name", "ce"), ("loss.M", None))  # shown as "—"
     assert hem100.comparison.differences == pytest.approx((1.0, 2.0))
     assert hem500.comparison.differences == pytest.approx((3.0, 4.0))
     (rare,) = report.rare
@@ -193,3 +193,30 @@ def test_duplicate_seeds_are_flagged(runs_dir, caplog):
     # Pairing uses the seed's mean, so the copy does not count twice.
     hem = next(g for g in report.groups if (g.value("data.name"), g.value("loss.name")) == ("camvid", "hem+"))
     assert hem.comparison.seeds == (0, 1)
+
+
+def test_configs_are_read_through_the_current_schema(tmp_path):
+    # an older config without the HEM options, and CE runs whose unused count unit differs: one CE group,
+    # one HEM+ group with the defaults the old run had
+    write_run(tmp_path / "ce0", "synthetic", "resnet34", "ce", 0, 0.5, count_unit="pixels")
+    write_run(tmp_path / "ce1", "synthetic", "resnet34", "ce", 1, 0.6, count_unit="images")
+    write_run(tmp_path / "hem0", "synthetic", "resnet34", "hem+", 0, 0.7, count_unit="images")
+    write_run(
+        tmp_path / "hem1", "synthetic", "resnet34", "hem+", 1, 0.8, count_unit="images", margin_on="target"
+    )
+    report = summarise(find_runs([tmp_path]))
+    assert report.varying == ("loss.name", "loss.margin_on")  # not loss.M (one value) or count_unit
+    ce, competitor, target = report.groups
+    assert ce.key == (("loss.name", "ce"), ("loss.margin_on", None)) and ce.seeds == (0, 1)
+    assert competitor.key == (("loss.name", "hem+"), ("loss.margin_on", "competitor"))
+    assert target.seeds == (1,) and target.comparison.differences == pytest.approx((20.0,))
+    assert "| ce | — | 2 |" in markdown(report)
+
+
+def test_results_file_can_be_chosen(tmp_path):
+    write_run(tmp_path / "run", "synthetic", "resnet34", "ce", 0, 0.5)
+    (tmp_path / "run" / "test.json").write_text(json.dumps({"miou": 0.25, "per_class": []}))
+    (run,) = find_runs([tmp_path], "test.json")
+    assert run.miou == 0.25
+    with pytest.raises(SystemExit, match="2"):  # no run has the file: a usage error naming it
+        main([str(tmp_path), "--results", "missing.json", "--out", str(tmp_path / "r")])
