@@ -98,7 +98,7 @@ class MultiMarginLoss(_Loss):
 
 
 class HEMLoss(MultiMarginLoss):
-    """Hard-error-mining margin loss (``hem``): one margin (float) or per-class ``(C,)`` margins.
+    """High error margin loss (``hem``): one margin (float) or per-class ``(C,)`` margins.
 
     ``margin_on`` and ``mean_over`` are those of :func:`segloss.functional.hem_loss`; their defaults are
     the paper's formulation.
