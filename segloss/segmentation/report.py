@@ -5,7 +5,8 @@ baseline loss, and the IoU of the rarest classes.
 
 finds every segmentation run folder (``config.yaml`` + ``results.json``) below the given folders and groups
 the runs by every config key whose value differs between them, except the seed (``train.seed``) and
-bookkeeping keys (``BOOKKEEPING_KEYS``: output folder, device, progress bars, workers...). It writes
+bookkeeping keys (``segloss.runner.report.BOOKKEEPING_KEYS``: output folder, device, progress bars,
+workers...). It writes
 ``report.md``, ``report.csv`` (a row per group) and ``report.png`` (mIoU per group: the seeds as points,
 mean ± sd as error bars), and prints the tables.
 
@@ -20,7 +21,8 @@ the class counts a run stores in its checkpoint (runs of count-based losses: ``h
 when no run of the dataset has them, the classes with the lowest mean IoU under the baseline loss (all
 runs when there is none). The report says which.
 
-Runs of other tasks (classification) and unfinished runs are skipped with a note.
+Runs of other tasks and unfinished runs are skipped with a note (continual runs have their own report,
+``segloss.continual.report``, which ``segloss report`` picks when the folders hold continual runs).
 """
 
 from __future__ import annotations
@@ -40,26 +42,12 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ..registry import LOSS_NAMES
 from ..runner.config import flatten
+from ..runner.report import LOSS_KEY, SEED_KEY, value_order, varying_keys
 from ..runner.sweep import key_labels
 from .task import TASK as SEGMENTATION
 
 logger = logging.getLogger(__name__)
-
-SEED_KEY = "train.seed"
-LOSS_KEY = "loss.name"
-# Settings that do not change what a run learns (or that no one compares): never a grouping key.
-BOOKKEEPING_KEYS = frozenset(
-    {
-        "train.out_dir",
-        "train.progress",
-        "train.device",
-        "train.num_workers",
-        "train.channels_last",
-        "eval.num_overlays",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -250,27 +238,6 @@ def _fraction(value: float | None) -> float:
     return math.nan if value is None else float(value)
 
 
-def varying_keys(runs: Sequence[RunResult]) -> list[str]:
-    """The config keys whose value differs between ``runs`` (a key a run lacks counts as ``None``),
-    except the seed and ``BOOKKEEPING_KEYS``, in config order."""
-    keys = list(dict.fromkeys(key for run in runs for key in run.settings))
-    return [
-        key
-        for key in keys
-        if key != SEED_KEY
-        and key not in BOOKKEEPING_KEYS
-        and len({run.settings.get(key) for run in runs}) > 1
-    ]
-
-
-def _order(key: str, value: Any) -> tuple[int, float, str]:
-    if key == LOSS_KEY and value in LOSS_NAMES:
-        return (0, LOSS_NAMES.index(value), "")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return (0, float(value), "")
-    return (1, 0.0, str(value))
-
-
 def summarise(runs: Sequence[RunResult], baseline: str = "ce", rare: int = 5) -> Report:
     """Group ``runs`` by every varying key, compare each group with the baseline loss and find the rarest
     classes. A seed found twice in a group (a copied run folder?) is logged as a warning; both runs count.
@@ -283,12 +250,12 @@ def summarise(runs: Sequence[RunResult], baseline: str = "ce", rare: int = 5) ->
     Returns:
         The report's content.
     """
-    varying = varying_keys(runs)
+    varying = varying_keys([run.settings for run in runs])
     members: dict[tuple[tuple[str, Any], ...], list[RunResult]] = defaultdict(list)
     for run in runs:
         members[tuple((key, run.settings.get(key)) for key in varying)].append(run)
     groups = []
-    for key, found in sorted(members.items(), key=lambda item: [_order(k, v) for k, v in item[0]]):
+    for key, found in sorted(members.items(), key=lambda item: [value_order(k, v) for k, v in item[0]]):
         for seed, count in Counter(run.seed for run in found).items():
             if count > 1:
                 paths = ", ".join(str(run.path) for run in found if run.seed == seed)
