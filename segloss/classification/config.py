@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..runner.config import (
     ConfigError,
@@ -87,6 +88,21 @@ class ClassificationEvalConfig:
     corruptions_root: str | None = None
 
 
+def check_image_sections(config: Any) -> None:
+    """The checks of ``model.arch``, ``data.root`` (required but for the embedded digits) and
+    ``optim.milestones`` of a config with this task's ``data``, ``model`` and ``optim`` keys
+    (classification and continual learning)."""
+    try:
+        check_classifier_name(config.model.arch)
+    except ValueError as error:
+        raise ConfigError(f"model.arch: {error}") from None
+    if config.data.name != "digits" and not config.data.root:
+        raise ConfigError(f"data.root is required for data.name={config.data.name}")
+    milestones = config.optim.milestones
+    if milestones != sorted(set(milestones)) or any(m < 1 for m in milestones):
+        raise ConfigError(f"optim.milestones must be increasing positive epochs, got {milestones}")
+
+
 @dataclass
 class ClassificationConfig:
     """Image classification with unknown-class and adversarial rejection (docs/recipes.md)."""
@@ -111,17 +127,9 @@ class ClassificationConfig:
             },
             non_negative={"eval.attack_samples": self.eval.attack_samples},
         )
-        try:
-            check_classifier_name(self.model.arch)
-        except ValueError as error:
-            raise ConfigError(f"model.arch: {error}") from None
-        if self.data.name != "digits" and not self.data.root:
-            raise ConfigError(f"data.root is required for data.name={self.data.name}")
+        check_image_sections(self)
         if self.data.imbalance_ratio is not None and not self.data.imbalance_ratio >= 1:
             raise ConfigError(f"data.imbalance_ratio must be >= 1 (or null), got {self.data.imbalance_ratio}")
-        milestones = self.optim.milestones
-        if milestones != sorted(set(milestones)) or any(m < 1 for m in milestones):
-            raise ConfigError(f"optim.milestones must be increasing positive epochs, got {milestones}")
         valid_sets = (*SYNTHETIC_UNKNOWN_SETS, *IMAGE_DATASETS)
         bad_sets = [name for name in self.eval.unknown_sets if name not in valid_sets]
         if bad_sets:

@@ -3,6 +3,7 @@
     segloss train --config camvid loss.name=hem+ model.encoder=resnet34 train.seed=1 data.root=data/CamVid
     segloss evaluate --checkpoint RUN/checkpoint.pt --split test --out results.json
     segloss report runs/ --out report
+    segloss train --config cl_digits strategy.name=ewc loss.name=hem
     segloss stats --dataset camvid --root data/CamVid
     segloss demo
 
@@ -27,7 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("segloss.runner.cli:train_main", "train a model from a recipe config (--help-keys: every key)"),
     "evaluate": ("segloss.runner.cli:evaluate_main", "evaluate a checkpoint of a training run"),
     "sweep": ("segloss.runner.sweep:main", "the product of comma-separated overrides as resumable runs"),
-    "report": ("segloss.segmentation.report:main", "finished runs grouped by what varies, paired against CE"),
+    "report": (
+        "segloss.runner.report:main",
+        "finished runs grouped by what varies (mIoU; continual: accuracy)",
+    ),
     "stats": ("segloss.segmentation.data.stats:main", "class counts and HEM / HEM+ margins of a split"),
     "demo": ("segloss.segmentation.demo:main", "CE vs HEM+ on synthetic scenes (offline, CPU)"),
 }
@@ -37,18 +41,20 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # offline, bad data, no CUDA...) is one of these, told in one line.
 EXPECTED_ERRORS = (OSError, ValueError, RuntimeError)
 
-TRAIN_DESCRIPTION = """Train a segmentation model or an image classifier with any segloss loss.
+TRAIN_DESCRIPTION = """Train a segmentation model or an image classifier (also continually, on a stream of
+experiences) with any segloss loss.
 
-The config's ``task`` (segmentation or classification) picks the trainer. --config takes a packaged recipe
-by name (camvid, cityscapes, sbd, demo, cls_digits, ...) or a YAML file. Overrides are dotted key=value
-pairs (see --help-keys). The run directory train.out_dir gets config.yaml, checkpoint.pt (after every
-epoch), metrics.jsonl, train.log, results.json and plots. --resume continues a run from its checkpoint and
-does nothing for a finished run. Under torchrun every process runs this command (DDP, global loss).
+The config's ``task`` (segmentation, classification or continual) picks the trainer. --config takes a
+packaged recipe by name (camvid, cityscapes, sbd, demo, cls_digits, cl_digits, ...) or a YAML file.
+Overrides are dotted key=value pairs (see --help-keys). The run directory train.out_dir gets config.yaml,
+checkpoint.pt (after every epoch), metrics.jsonl, train.log, results.json and plots. --resume continues a
+run from its checkpoint and does nothing for a finished run. Under torchrun every process runs this command
+(DDP, global loss).
 """
 
 EVALUATE_DESCRIPTION = """Evaluate a trained checkpoint: per-class IoU, pixel accuracy and mIoU for
-segmentation (at full resolution), or the run's full evaluation for classification (accuracy, unknown-set
-AUROC, AutoAttack).
+segmentation (at full resolution), the run's full evaluation for classification (accuracy, unknown-set
+AUROC, AutoAttack), or the accuracy matrix with its last row re-tested for continual learning.
 
 --unknown-classes reports how well the per-pixel confidence (MSP, MLS) tells the pixels of those classes
 from the other classes' pixels (AUROC); by default for the classes the run held out of training

@@ -518,8 +518,8 @@ def run_training(run_class: type[TrainingRun], config: Any, *, resume: bool = Fa
             handler = add_log_file(run_dir / LOG_FILE)
             if state is not None:
                 write_metrics(run_dir / METRICS_FILE, state["history"])
-        if state is not None and state["epoch"] >= config.train.epochs:
-            if run_finished(state, run_dir, config.train.epochs):
+        if state is not None and state["epoch"] >= run_length(config):
+            if run_finished(state, run_dir, run_length(config)):
                 logger.info(
                     "%s finished %d epochs and its final evaluation already; nothing to do",
                     run_dir,
@@ -543,6 +543,20 @@ def run_training(run_class: type[TrainingRun], config: Any, *, resume: bool = Fa
             dist.destroy_process_group()
 
 
+def run_length(config: Any) -> int:
+    """How many steps a run of ``config`` checkpoints in all, the unit of a checkpoint's ``epoch``:
+    ``train.epochs``, or what the config's own ``run_length()`` says (a continual run counts experiences).
+
+    Args:
+        config: a checked config of any task.
+
+    Returns:
+        The ``epoch`` of the checkpoint of a run that has trained in full.
+    """
+    own = getattr(config, "run_length", None)
+    return own() if callable(own) else config.train.epochs
+
+
 def run_finished(state: dict[str, Any], run_dir: Path, epochs: int) -> bool:
     """Whether the run in ``run_dir`` with the checkpoint ``state`` is finished: it trained ``epochs``
     epochs and wrote ``results.json`` after its final evaluation (``train --resume`` does nothing then).
@@ -550,7 +564,7 @@ def run_finished(state: dict[str, Any], run_dir: Path, epochs: int) -> bool:
     Args:
         state: the run's checkpoint (``load_checkpoint``).
         run_dir: the run directory.
-        epochs: the epochs the run should train (``train.epochs``).
+        epochs: the epochs the run should train (``run_length(config)``: ``train.epochs`` for most tasks).
 
     Returns:
         True when resuming the run would have nothing to do.

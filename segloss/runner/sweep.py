@@ -186,7 +186,7 @@ def run_status(run: Run) -> str:
         was trained with other settings than the run's, beyond those a resume may change).
     """
     from .checkpoint import load_checkpoint
-    from .engine import run_finished
+    from .engine import run_finished, run_length
     from .files import CHECKPOINT_FILE
 
     checkpoint = run.run_dir / CHECKPOINT_FILE
@@ -202,7 +202,7 @@ def run_status(run: Run) -> str:
     except ConfigError as error:
         logger.warning("%s: %s", run.name, error)
         return "changed"
-    return "done" if run_finished(state, run.run_dir, run.config.train.epochs) else "partial"
+    return "done" if run_finished(state, run.run_dir, run_length(run.config)) else "partial"
 
 
 def status_table(runs: Sequence[Run], statuses: Sequence[str]) -> str:

@@ -7,7 +7,9 @@ A task module imports only the standard library at the top (``segloss --help`` i
 - ``train(config, resume: bool)``: train the run of ``config`` (``None`` when a resumed run had finished);
 - ``add_evaluate_arguments(group) -> list[str]``: its own ``segloss evaluate`` options (their ``dest``);
 - ``evaluate(args) -> str``: evaluate ``args.checkpoint`` (with ``args.out``, ``args.device``,
-  ``args.no_progress`` and its own options) and return the text to print.
+  ``args.no_progress`` and its own options) and return the text to print;
+- optionally ``report(argv, prog) -> int``: ``segloss report`` for finished runs of the task (chosen by
+  ``segloss.runner.report``); a task without one is left out of reports.
 
 Adding a task is one module and one line in ``TASK_MODULES`` (docs/extending.md).
 """
@@ -22,6 +24,7 @@ DEFAULT_TASK = "segmentation"
 TASK_MODULES = {
     "segmentation": "segloss.segmentation.task",
     "classification": "segloss.classification.task",
+    "continual": "segloss.continual.task",
 }
 
 

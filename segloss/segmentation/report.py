@@ -5,7 +5,8 @@ baseline loss, and the IoU of the rarest classes.
 
 finds every segmentation run folder (``config.yaml`` + ``results.json``) below the given folders and groups
 the runs by every config key whose value differs between them, except the seed (``train.seed``) and
-bookkeeping keys (``BOOKKEEPING_KEYS``: output folder, device, progress bars, workers...). It writes
+bookkeeping keys (``segloss.runner.report.BOOKKEEPING_KEYS``: output folder, device, progress bars,
+workers...). It writes
 ``report.md``, ``report.csv`` (a row per group) and ``report.png`` (mIoU per group: the seeds as points,
 mean ± sd as error bars), and prints the tables.
 
@@ -24,7 +25,9 @@ Each run's config is read through the current schema, so keys added since the ru
 defaults (the behaviour the run had), and ``loss.*`` keys the run's loss does not use (e.g.
 ``loss.count_unit`` for ``ce``) are shown as ``—`` instead of splitting groups. ``--results test.json``
 reports the files ``segloss evaluate --split test --out RUN/test.json`` wrote instead of the runs' own
-``results.json``. Runs of other tasks (classification) and unfinished runs are skipped with a note.
+``results.json``. Runs of other tasks and unfinished runs are skipped with a note (continual runs have
+their own report, ``segloss.continual.report``, which ``segloss report`` picks when the folders hold
+continual runs).
 """
 
 from __future__ import annotations
@@ -44,27 +47,14 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ..registry import LOSS_NAMES, LOSSES
-from ..runner.config import ConfigError, flatten, with_defaults
+from ..runner.config import ConfigError
+from ..runner.report import LOSS_KEY, SEED_KEY, used_settings, value_order, varying_keys
 from ..runner.sweep import key_labels
 from .task import TASK as SEGMENTATION
 
 logger = logging.getLogger(__name__)
 
 RESULTS_NAME = "results.json"
-SEED_KEY = "train.seed"
-LOSS_KEY = "loss.name"
-# Settings that do not change what a run learns (or that no one compares): never a grouping key.
-BOOKKEEPING_KEYS = frozenset(
-    {
-        "train.out_dir",
-        "train.progress",
-        "train.device",
-        "train.num_workers",
-        "train.channels_last",
-        "eval.num_overlays",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -260,46 +250,8 @@ def find_runs(folders: Iterable[str | Path], results_name: str = RESULTS_NAME) -
     return runs
 
 
-def used_settings(config: dict[str, Any]) -> dict[str, Any]:
-    """A run's saved config as flat dotted keys, completed with the current schema's defaults, with ``None``
-    for the ``loss.*`` hyper-parameters its loss does not take (and ``loss.count_unit`` unless the loss
-    derives something from class counts)."""
-    settings = flatten(with_defaults(config))
-    entry = LOSSES.get(settings[LOSS_KEY])
-    if entry is None:  # a loss registered by the user's code that is not imported here: keep everything
-        return settings
-    used = {f"loss.{name}" for name in entry.hyper_parameters} | {LOSS_KEY}
-    if entry.needs_counts:
-        used.add("loss.count_unit")
-    return {
-        key: None if key.startswith("loss.") and key not in used else value for key, value in settings.items()
-    }
-
-
 def _fraction(value: float | None) -> float:
     return math.nan if value is None else float(value)
-
-
-def varying_keys(runs: Sequence[RunResult]) -> list[str]:
-    """The config keys with more than one value among ``runs``, except the seed and ``BOOKKEEPING_KEYS``, in
-    config order. ``None`` (a key a run lacks, or a loss option its loss does not use) is not a value of
-    its own: ``loss.M`` with 2000 for HEM runs and ``None`` for CE runs does not vary."""
-    keys = list(dict.fromkeys(key for run in runs for key in run.settings))
-    return [
-        key
-        for key in keys
-        if key != SEED_KEY
-        and key not in BOOKKEEPING_KEYS
-        and len({run.settings.get(key) for run in runs} - {None}) > 1
-    ]
-
-
-def _order(key: str, value: Any) -> tuple[int, float, str]:
-    if key == LOSS_KEY and value in LOSS_NAMES:
-        return (0, LOSS_NAMES.index(value), "")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return (0, float(value), "")
-    return (1, 0.0, str(value))
 
 
 def summarise(runs: Sequence[RunResult], baseline: str = "ce", rare: int = 5) -> Report:
@@ -314,12 +266,12 @@ def summarise(runs: Sequence[RunResult], baseline: str = "ce", rare: int = 5) ->
     Returns:
         The report's content.
     """
-    varying = varying_keys(runs)
+    varying = varying_keys([run.settings for run in runs])
     members: dict[tuple[tuple[str, Any], ...], list[RunResult]] = defaultdict(list)
     for run in runs:
         members[tuple((key, run.settings.get(key)) for key in varying)].append(run)
     groups = []
-    for key, found in sorted(members.items(), key=lambda item: [_order(k, v) for k, v in item[0]]):
+    for key, found in sorted(members.items(), key=lambda item: [value_order(k, v) for k, v in item[0]]):
         for seed, count in Counter(run.seed for run in found).items():
             if count > 1:
                 paths = ", ".join(str(run.path) for run in found if run.seed == seed)

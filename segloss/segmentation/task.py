@@ -6,6 +6,7 @@ Only the standard library is imported here; the segmentation packages load when 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from typing import Any
 
 TASK = "segmentation"
@@ -62,3 +63,10 @@ def evaluate(args: argparse.Namespace) -> str:
         unknown_classes=args.unknown_classes,
     )
     return results.format_table(f"{args.checkpoint} ({args.split or 'eval split'})")
+
+
+def report(argv: Sequence[str], prog: str) -> int:
+    """``segloss report`` for segmentation runs; see ``segloss.segmentation.report``."""
+    from .report import main
+
+    return main(argv, prog=prog)

@@ -172,7 +172,7 @@ def test_resume_accepts_only_resumable_changes():
         resume_config(saved, config_from_dict({}, ["train.num_workers=0", "train.out_dir=run"]))
 
 
-@pytest.mark.parametrize("task", ["segmentation", "classification"])
+@pytest.mark.parametrize("task", ["segmentation", "classification", "continual"])
 def test_train_device_is_validated(task):
     for setting in ("auto", "cpu", "cuda", "cuda:1", "mps"):
         assert config_from_dict({"task": task}, [f"train.device={setting}"]).train.device == setting

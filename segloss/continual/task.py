@@ -1,0 +1,50 @@
+"""The ``continual`` task of ``segloss train`` / ``segloss evaluate`` / ``segloss report`` (see
+``segloss.runner.tasks``).
+
+Only the standard library is imported here; the continual packages load when a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any
+
+TASK = "continual"
+
+
+def schema() -> type:
+    """The config dataclass of the task."""
+    from .config import ContinualConfig
+
+    return ContinualConfig
+
+
+def train(config: Any, resume: bool = False) -> Any:
+    """Train (or continue) the run of ``config``; see ``segloss.continual.training.train``."""
+    from .training import train as train_run
+
+    return train_run(config, resume=resume)
+
+
+def add_evaluate_arguments(group: argparse._ArgumentGroup) -> list[str]:
+    """The continual evaluation takes only the common options (``--out``, ``--device``,
+    ``--no-progress``): it re-tests the checkpoint's model on every experience of its stream."""
+    return []
+
+
+def evaluate(args: argparse.Namespace) -> str:
+    """The checkpoint's accuracy matrix with its last row evaluated anew, as text."""
+    from .training import evaluate_checkpoint, format_results
+
+    results = evaluate_checkpoint(
+        args.checkpoint, out=args.out, device=args.device, progress=not args.no_progress
+    )
+    return f"{args.checkpoint} (test split of every experience)\n{format_results(results)}"
+
+
+def report(argv: Sequence[str], prog: str) -> int:
+    """``segloss report`` for continual runs; see ``segloss.continual.report``."""
+    from .report import main
+
+    return main(argv, prog=prog)

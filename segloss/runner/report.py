@@ -1,0 +1,136 @@
+"""``segloss report``: the report of the task whose finished runs lie below the folders given, and the
+task-free pieces of every report (the config keys that vary between runs, their order).
+
+    segloss report runs/paper --out report                # segmentation runs: mIoU paired against CE
+    segloss report runs/sweep/cl_digits --out cl_report   # continual runs: accuracy and forgetting
+
+A task reports through its module's ``report(argv, prog)`` (``segloss.runner.tasks``). ``--task NAME``
+picks it; without it, the task of the finished runs (``config.yaml`` next to ``results.json``) below the
+folders, among the tasks that have a report; the default task when there are none. Runs of several such
+tasks below the folders need ``--task``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..registry import LOSS_NAMES, LOSSES
+from . import tasks
+from .config import flatten, with_defaults
+from .files import CONFIG_FILE, RESULTS_FILE
+
+SEED_KEY = "train.seed"
+LOSS_KEY = "loss.name"
+# Settings that do not change what a run learns (or that no one compares): never a grouping key.
+BOOKKEEPING_KEYS = frozenset(
+    {
+        "train.out_dir",
+        "train.progress",
+        "train.device",
+        "train.num_workers",
+        "train.channels_last",
+        "eval.num_overlays",
+    }
+)
+
+
+def varying_keys(settings: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The config keys with more than one value among the runs, except the seed and ``BOOKKEEPING_KEYS``, in
+    config order. ``None`` (a key a run lacks, or a loss option its loss does not use: ``used_settings``)
+    is not a value of its own: ``loss.M`` with 2000 for HEM runs and ``None`` for CE runs does not vary.
+
+    Args:
+        settings: each run's config as flat dotted keys (``segloss.runner.config.flatten``).
+
+    Returns:
+        The keys to group the runs by.
+    """
+    keys = list(dict.fromkeys(key for run in settings for key in run))
+    return [
+        key
+        for key in keys
+        if key != SEED_KEY
+        and key not in BOOKKEEPING_KEYS
+        and len({run.get(key) for run in settings} - {None}) > 1
+    ]
+
+
+def used_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """A run's saved config as flat dotted keys, completed with the current schema's defaults, with ``None``
+    for the ``loss.*`` hyper-parameters its loss does not take (and ``loss.count_unit`` unless the loss
+    derives something from class counts)."""
+    settings = flatten(with_defaults(config))
+    entry = LOSSES.get(settings[LOSS_KEY])
+    if entry is None:  # a loss registered by the user's code that is not imported here: keep everything
+        return settings
+    used = {f"loss.{name}" for name in entry.hyper_parameters} | {LOSS_KEY}
+    if entry.needs_counts:
+        used.add("loss.count_unit")
+    return {
+        key: None if key.startswith("loss.") and key not in used else value for key, value in settings.items()
+    }
+
+
+def value_order(key: str, value: Any) -> tuple[int, float, str]:
+    """A sort key for a group's value of ``key``: losses in registry order, numbers by value, the rest
+    by text."""
+    if key == LOSS_KEY and value in LOSS_NAMES:
+        return (0, LOSS_NAMES.index(value), "")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, float(value), "")
+    return (1, 0.0, str(value))
+
+
+def reporting_tasks() -> list[str]:
+    """The tasks whose module has a ``report``."""
+    return [name for name in tasks.TASK_MODULES if hasattr(tasks.load_task(name), "report")]
+
+
+def run_tasks(folders: Iterable[str | Path]) -> set[str]:
+    """The tasks of the finished runs (``config.yaml`` next to ``results.json``) at or below ``folders``."""
+    import yaml
+
+    found = set()
+    for folder in folders:
+        for config_file in Path(folder).rglob(CONFIG_FILE):
+            if config_file.with_name(RESULTS_FILE).is_file():
+                config = yaml.safe_load(config_file.read_text()) or {}
+                found.add(config.get("task", tasks.DEFAULT_TASK))
+    return found
+
+
+def _folders(argv: Sequence[str]) -> list[str]:
+    """The arguments that name folders (not options, nor an option's value)."""
+    return [
+        arg
+        for previous, arg in zip([None, *argv], argv, strict=False)
+        if not arg.startswith("-") and not (previous or "").startswith("-") and Path(arg).is_dir()
+    ]
+
+
+def report_task(folders: Iterable[str | Path]) -> str:
+    """The task to report on for ``folders``: that of their finished runs among the tasks with a report
+    (the default task when there are none); ``ValueError`` when there are several."""
+    found = sorted(run_tasks(folders) & set(reporting_tasks()))
+    if len(found) > 1:
+        raise ValueError(
+            f"runs of several tasks ({', '.join(found)}) below the folders: choose one with --task"
+        )
+    return found[0] if found else tasks.DEFAULT_TASK
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "segloss report") -> int:
+    """Run the report of ``--task`` or of the task of the runs found; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog=prog, add_help=False)
+    parser.add_argument("--task", choices=reporting_tasks())
+    known, rest = parser.parse_known_args(argv)
+    try:
+        task = known.task or report_task(_folders(rest))
+    except ValueError as error:
+        parser.error(str(error))
+    return tasks.load_task(task).report(rest, prog)
