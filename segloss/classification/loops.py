@@ -9,9 +9,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
-from tqdm.auto import tqdm
 
 from ..runner.engine import autocast, train_one_epoch
+from ..runner.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def fit(
     device = torch.device(device)
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
     history = []
-    for epoch in tqdm(range(epochs), desc="training", unit="epoch", disable=not progress):
+    for epoch in progress_bar(range(epochs), progress=progress, desc="training", unit="epoch"):
         metrics = train_one_epoch(
             model,
             loss_fn,
@@ -85,7 +85,7 @@ def predict_logits(
     )
     model.eval()
     logits, targets = [], []
-    for batch in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress):
+    for batch in progress_bar(loader, progress=progress, desc=desc, unit="batch", leave=False):
         labelled = isinstance(batch, (list, tuple)) and len(batch) > 1
         images = batch[0] if isinstance(batch, (list, tuple)) else batch
         with autocast(device, dtype):

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
 from ..metrics import auroc, dar, mls, msp
+from ..runner.progress import progress_bar
 from .loops import predict_logits
 
 logger = logging.getLogger(__name__)
@@ -180,7 +180,9 @@ def adversarial_rejection(
     )
     clean_logits, adv_logits = [], []
     starts = range(0, images.shape[0], batch_size)
-    for start in tqdm(starts, desc=f"AutoAttack {norm} eps={eps:.4g}", disable=not progress, unit="batch"):
+    for start in progress_bar(
+        starts, progress=progress, desc=f"AutoAttack {norm} eps={eps:.4g}", unit="batch"
+    ):
         x = images[start : start + batch_size].to(device)
         y = labels[start : start + batch_size].to(device)
         adversarial = attack(x, y)
@@ -246,7 +248,7 @@ def corruption_accuracy(
     device = torch.device(device)
     model.eval()
     per_corruption: dict[str, list[float]] = {}
-    for path in tqdm(files, desc="corruptions", disable=not progress, unit="file"):
+    for path in progress_bar(files, progress=progress, desc="corruptions", unit="file"):
         images = np.load(path, mmap_mode="r")
         if images.ndim == 3:  # grayscale N×H×W
             images = images[..., None]

@@ -6,6 +6,8 @@
     segloss train --config cl_digits strategy.name=ewc loss.name=hem
     segloss stats --dataset camvid --root data/CamVid
     segloss demo
+    segloss export RUN --onnx model.onnx
+    segloss predict --model RUN --images DIR --out DIR
 
 Only the standard library is imported until a subcommand runs (``segloss --help`` needs no torch
 packages beyond ``import segloss``). A subcommand is a ``main(argv, prog) -> int`` function named by its
@@ -34,6 +36,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "stats": ("segloss.segmentation.data.stats:main", "class counts and HEM / HEM+ margins of a split"),
     "demo": ("segloss.segmentation.demo:main", "CE vs HEM+ on synthetic scenes (offline, CPU)"),
+    "export": (
+        "segloss.segmentation.export:main",
+        "a run's model for use without segloss (smp, ONNX)",
+    ),
+    "predict": ("segloss.segmentation.predict:main", "predict every image of a folder, any size"),
 }
 MISSING_EXTRA_HINT = "pip install 'segloss-hem[seg]' (segmentation) or 'segloss-hem[cls]' (classification)"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -32,7 +32,9 @@ from . import tasks
 # ``train.num_workers``: the augmentation is seeded per DataLoader worker, so the worker count is part of the
 # random stream. ``train.device`` may change, but a continuation on another kind of device (AMP,
 # channels_last, other kernels) is not bit-identical to an uninterrupted run; the engine warns.
-RESUMABLE_KEYS = frozenset({"train.epochs", "train.eval_every", "train.progress", "train.device"})
+RESUMABLE_KEYS = frozenset(
+    {"train.epochs", "train.eval_every", "train.progress", "train.device", "train.tensorboard"}
+)
 # ``train.device``: ``auto`` (the GPU when there is one), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
 
@@ -132,9 +134,12 @@ class TrainConfig:
     per task, dataset, model, loss and seed; ``eval_every`` = k > 0 also evaluates every k epochs (the last
     epoch is always evaluated); ``device`` is ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
 
-    A resumed run may change only ``epochs``, ``eval_every``, ``progress`` and ``device``
-    (``RESUMABLE_KEYS``). ``num_workers`` is fixed because each worker seeds its own augmentation stream;
-    a resume on another kind of device continues the run but not bit-identically (AMP, channels_last)."""
+    ``progress`` shows progress bars when the output is a terminal (log files get one line per epoch either
+    way); ``tensorboard`` also writes TensorBoard event files to ``RUN/tensorboard/`` (the ``tensorboard``
+    extra). A resumed run may change only ``epochs``, ``eval_every``, ``progress``, ``device`` and
+    ``tensorboard`` (``RESUMABLE_KEYS``). ``num_workers`` is fixed because each worker seeds its own
+    augmentation stream; a resume on another kind of device continues the run but not bit-identically (AMP,
+    channels_last)."""
 
     batch_size: int = 8
     epochs: int = 10
@@ -146,6 +151,7 @@ class TrainConfig:
     amp: str = choices("auto", "bf16", "fp16", "off", default="auto")
     channels_last: bool = True
     progress: bool = True
+    tensorboard: bool = False
 
 
 def check_shared_sections(config: Any) -> None:

@@ -12,7 +12,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,10 +20,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import ConfigError, check_device, config_to_dict, resume_config, save_config
+from .config import ConfigError, check_device, config_to_dict, flatten, resume_config, save_config
 from .files import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -33,7 +32,9 @@ from .files import (
     add_log_file,
     write_metrics,
 )
+from .progress import progress_bar
 from .randomness import rng_states, seed_everything, set_rng_states
+from .tensorboard import TENSORBOARD_DIR, TensorBoardWriter
 
 logger = logging.getLogger(__name__)
 
@@ -204,8 +205,11 @@ def train_one_epoch(
     dtype: torch.dtype | None = None,
     channels_last: bool = False,
     progress: bool = True,
+    on_step: Callable[[int, float, float], Any] | None = None,
 ) -> dict[str, float]:
     """One pass over ``loader``; returns the mean loss, images/s (all ranks), seconds and the last lr.
+    ``on_step(step, loss, lr)`` receives every step's index in the epoch (from 0), loss (the mean over
+    ranks) and learning rate.
 
     Raises ``NonFiniteLossError`` before the update when the loss is NaN or infinite (on any rank).
     """
@@ -214,7 +218,7 @@ def train_one_epoch(
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     total_loss, steps, images = 0.0, 0, 0
     start = time.perf_counter()
-    bar = tqdm(loader, desc=f"epoch {epoch}", unit="step", leave=False, disable=not progress)
+    bar = progress_bar(loader, progress=progress, desc=f"epoch {epoch}", unit="step", leave=False)
     for image, mask in bar:
         image = image.to(device, non_blocking=True).contiguous(memory_format=memory_format)
         mask = mask.to(device, non_blocking=True).long()
@@ -230,6 +234,7 @@ def train_one_epoch(
         if not math.isfinite(value):
             raise NonFiniteLossError(f"the loss is {value} at epoch {epoch}, step {steps + 1}")
 
+        lr = optimizer.param_groups[0]["lr"]
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -241,6 +246,8 @@ def train_one_epoch(
         if scheduler is not None:
             scheduler.step()
 
+        if on_step is not None:
+            on_step(steps, value, lr)
         total_loss += value
         steps += 1
         images += image.shape[0] * world_size
@@ -288,6 +295,7 @@ class TrainingRun:
         self.loss_fn: nn.Module
         self.optimizer: torch.optim.Optimizer
         self.scheduler: torch.optim.lr_scheduler.LRScheduler
+        self.tensorboard: TensorBoardWriter | None = None
 
     # The task's part ---------------------------------------------------------------------------
 
@@ -328,11 +336,41 @@ class TrainingRun:
     def plot_history(self, history: list[dict[str, Any]]) -> None:
         """Redraw the training curves from the epoch records (rank 0, after every epoch)."""
 
+    def log_evaluation(self, writer: TensorBoardWriter, epoch: int) -> None:
+        """Add the last evaluation's task-specific views (per-class scores, pictures) to TensorBoard at
+        ``epoch`` (rank 0, ``train.tensorboard=true``); the record's numbers are written already."""
+
     # The loop ---------------------------------------------------------------------------------
 
     def run(self, state: dict[str, Any] | None) -> Any:
         """Train from scratch, or from the checkpoint ``state`` of an unfinished run, then evaluate (only
         evaluate when the checkpoint's training is complete)."""
+        if self.config.train.tensorboard and self.world.is_main:
+            self.tensorboard = TensorBoardWriter(self.run_dir / TENSORBOARD_DIR)
+            self.tensorboard.text(
+                "config", "\n".join(f"    {k}: {v}" for k, v in self._flat_config().items())
+            )
+        try:
+            return self._run(state)
+        finally:
+            if self.tensorboard is not None:
+                self.tensorboard.close()
+
+    def _flat_config(self) -> dict[str, Any]:
+        return flatten(config_to_dict(self.config))
+
+    def _log_record(self, record: dict[str, Any], evaluation: dict[str, Any] | None) -> None:
+        """The epoch's record (and its evaluation, with the task's views) in TensorBoard."""
+        if self.tensorboard is None:
+            return
+        epoch = record["epoch"]
+        self.tensorboard.scalars({k: v for k, v in record.items() if k != "epoch"}, epoch, "epoch")
+        if evaluation is not None:
+            self.tensorboard.scalars(evaluation, epoch, "eval")
+            self.log_evaluation(self.tensorboard, epoch)
+        self.tensorboard.flush()
+
+    def _run(self, state: dict[str, Any] | None) -> Any:
         config = self.config
         seed_everything(config.train.seed)
         logger.info(
@@ -369,13 +407,13 @@ class TrainingRun:
                 )
 
         network = self._distributed_model()
-        epochs = tqdm(
+        epochs = progress_bar(
             range(start_epoch, config.train.epochs),
+            progress=self.progress,
             desc="training",
             unit="epoch",
             initial=start_epoch,
             total=config.train.epochs,
-            disable=not self.progress,
         )
         for epoch in epochs:
             record = {"epoch": epoch + 1, **self._train_epoch(network, epoch, history, scaler)}
@@ -383,8 +421,8 @@ class TrainingRun:
                 self.scheduler.step()
             every = config.train.eval_every
             evaluated = bool(every and (epoch + 1) % every == 0) and epoch + 1 < config.train.epochs
-            if evaluated:  # the last epoch gets the final evaluation below
-                record.update(self.evaluate(final=False))
+            evaluation = self.evaluate(final=False) if evaluated else None  # the last: final evaluation
+            record.update(evaluation or {})
             history.append(record)
             logger.info(
                 "epoch %d/%d: loss %.4f, %.1f images/s%s",
@@ -395,6 +433,7 @@ class TrainingRun:
                 self.describe_evaluation() if evaluated else "",
             )
             if self.world.is_main:
+                self._log_record(record, evaluation)
                 self._save_checkpoint(epoch + 1, history, scaler, rng_states(), finished=False)
                 with open(self.run_dir / METRICS_FILE, "a") as metrics:
                     metrics.write(json.dumps(record) + "\n")
@@ -405,13 +444,19 @@ class TrainingRun:
         """Evaluate the trained model in full, write the results, and mark the last checkpoint finished (with
         the RNG states of the end of training, whatever the evaluation drew)."""
         rng = rng_states()
-        history[-1].update(self.evaluate(final=True))
+        evaluation = self.evaluate(final=True)
+        history[-1].update(evaluation)
         logger.info("final evaluation after epoch %d%s", history[-1]["epoch"], self.describe_evaluation())
         if self.world.is_main:
             self.write_results()
             self._save_checkpoint(history[-1]["epoch"], history, scaler, rng, finished=True)
             write_metrics(self.run_dir / METRICS_FILE, history)
             self.plot_history(history)
+            self._log_record(history[-1], evaluation)
+            if self.tensorboard is not None:
+                self.tensorboard.hyper_parameters(
+                    self._flat_config(), {f"eval/{key}": value for key, value in evaluation.items()}
+                )
         logger.info("final evaluation:\n%s", self.summary())
         return self.result()
 
@@ -431,12 +476,20 @@ class TrainingRun:
         history: list[dict[str, Any]],
         scaler: torch.amp.GradScaler | None,
     ) -> dict[str, float]:
+        loader = self.train_loader(epoch)
+        on_step = None
+        if self.tensorboard is not None:
+            writer, first = self.tensorboard, epoch * len(loader)  # type: ignore[arg-type]
+
+            def on_step(step: int, loss: float, lr: float) -> None:
+                writer.step(first + step, loss, lr)
+
         try:
             return train_one_epoch(
                 network,
                 self.loss_fn,
                 self.optimizer,
-                self.train_loader(epoch),
+                loader,
                 self.device,
                 epoch=epoch + 1,
                 scheduler=self.scheduler if self.scheduler_interval == "step" else None,
@@ -444,6 +497,7 @@ class TrainingRun:
                 dtype=self.dtype,
                 channels_last=self.channels_last,
                 progress=self.progress,
+                on_step=on_step,
             )
         except NonFiniteLossError as error:
             kept = (

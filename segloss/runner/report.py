@@ -30,6 +30,7 @@ BOOKKEEPING_KEYS = frozenset(
     {
         "train.out_dir",
         "train.progress",
+        "train.tensorboard",
         "train.device",
         "train.num_workers",
         "train.channels_last",

@@ -20,11 +20,11 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Subset
-from tqdm.auto import tqdm
 
 from ..runner.checkpoint import load_checkpoint
 from ..runner.config import check_class_names, config_from_dict
 from ..runner.engine import Distributed, amp_dtype, autocast, distributed_initialized, resolve_device
+from ..runner.progress import progress_bar
 from .data import SegmentationDataset, presets
 from .data.registry import dataset_from_config
 from .iou import SegmentationResults, confusion_matrix
@@ -71,7 +71,7 @@ def confusion_matrix_over(
     model.eval()
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
     for index, (image, mask) in enumerate(
-        tqdm(loader, desc="evaluating", unit="batch", disable=not progress)
+        progress_bar(loader, progress=progress, desc="evaluating", unit="batch")
     ):
         logits = predict(model, image.to(device, non_blocking=True), dtype)
         mask = mask.to(device, non_blocking=True)

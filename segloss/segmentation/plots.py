@@ -63,8 +63,8 @@ def plot_overlays(
     for row, (image, truth, prediction) in enumerate(samples):
         panels = (
             image,
-            _blend(image, colorize(truth, palette, ignore_index)),
-            _blend(image, colorize(prediction, palette, ignore_index)),
+            blend(image, colorize(truth, palette, ignore_index)),
+            blend(image, colorize(prediction, palette, ignore_index)),
         )
         for ax, panel, title in zip(axes[row], panels, ("image", "ground truth", "prediction"), strict=True):
             ax.imshow(panel)
@@ -76,8 +76,29 @@ def plot_overlays(
     fig.savefig(path, dpi=100)
 
 
-def _blend(image: np.ndarray, colours: np.ndarray, alpha: float = 0.6) -> np.ndarray:
+def blend(image: np.ndarray, colours: np.ndarray, alpha: float = 0.6) -> np.ndarray:
+    """``colours`` (``H×W×3`` uint8) laid over ``image`` with opacity ``alpha``."""
     return (alpha * colours + (1 - alpha) * image).astype(np.uint8)
+
+
+def overlay_grid(
+    samples: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], palette: np.ndarray, ignore_index: int = 255
+) -> np.ndarray:
+    """One ``H×W×3`` uint8 picture: a row per ``(image, ground truth, prediction)`` with the image and both
+    masks blended over it (rows padded with black to the widest)."""
+    rows = [
+        np.concatenate(
+            [
+                image,
+                blend(image, colorize(truth, palette, ignore_index)),
+                blend(image, colorize(pred, palette)),
+            ],
+            axis=1,
+        )
+        for image, truth, pred in samples
+    ]
+    width = max(row.shape[1] for row in rows)
+    return np.concatenate([np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0))) for row in rows], axis=0)
 
 
 def plot_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike) -> None:

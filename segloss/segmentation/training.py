@@ -21,11 +21,13 @@ from ..runner.config import loss_hyper_parameters
 from ..runner.engine import Distributed, TrainingRun, run_training
 from ..runner.files import write_results_json
 from ..runner.randomness import derive_seed
+from ..runner.tensorboard import TensorBoardWriter
 from . import plots
 from .config import PATCH_SIZE, SegmentationConfig
 from .data import IGNORE_INDEX, SegmentationDataset, class_statistics, presets
 from .data.registry import dataset_from_config
 from .evaluation import eval_dataset, eval_loader, predict, score_model
+from .export import MODEL_DIR, dataset_info, save_model_dir
 from .iou import SegmentationResults
 from .models import model_from_config
 from .unknown_pixels import HeldOutClasses, KnownClassesLoss, class_indices, prediction_model
@@ -200,6 +202,12 @@ def write_results(
         plots.plot_overlays(overlays, dataset.palette, dataset.classes, run_dir / OVERLAYS_PLOT)
 
 
+def overlay_indices(count: int, dataset: SegmentationDataset) -> list[int]:
+    """``count`` sample indices evenly spaced over ``dataset``."""
+    count = min(count, len(dataset))
+    return np.linspace(0, len(dataset) - 1, count).round().astype(int).tolist() if count else []
+
+
 # ---------------------------------------------------------------------------------------------------
 # The run
 
@@ -285,6 +293,19 @@ class SegmentationRun(TrainingRun):
             self.device,
             self.dtype,
         )
+        # The model for use without segloss: smp.from_pretrained(RUN/model) (docs/deployment.md).
+        save_model_dir(self.model, self.run_dir / MODEL_DIR, dataset_info(self.eval_set, self.held_out))
+
+    def log_evaluation(self, writer: TensorBoardWriter, epoch: int) -> None:
+        """Per-class IoU (``iou/CLASS``) and ``eval.num_overlays`` prediction overlays (image | ground
+        truth | prediction per row)."""
+        writer.scalars(dict(zip(self.classes, self.results.iou.tolist(), strict=True)), epoch, "iou")
+        indices = overlay_indices(self.config.eval.num_overlays, self.eval_set)
+        if indices:
+            samples = predict_samples(
+                prediction_model(self.model, self.held_out), self.eval_set, indices, self.device, self.dtype
+            )
+            writer.image("predictions", plots.overlay_grid(samples, self.eval_set.palette), epoch)
 
     def summary(self) -> str:
         return self.results.format_table(f"{self.config.data.name} {self.config.eval.split}")

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ...runner.files import write_text_atomically
+from ...runner.progress import progress_bar
 from ._common import IGNORE_INDEX, SegmentationDataset
 
 logger = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def class_statistics(
     description = f"counting pixels of {type(dataset).__name__} {dataset.split}"
     with (
         ThreadPoolExecutor(threads) as pool,
-        tqdm(total=len(dataset), desc=description, unit="mask", disable=not progress) as bar,
+        progress_bar(progress=progress, total=len(dataset), desc=description, unit="mask") as bar,
     ):
         for counts in pool.map(histogram, range(len(dataset))):
             totals += counts
