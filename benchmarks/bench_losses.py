@@ -1,13 +1,19 @@
 """Forward+backward time and peak extra memory of every segloss loss against F.cross_entropy.
 
 All losses run on the same tensors in one process, interleaved round by round; the table shows medians
-and ratios to ``torch.nn.functional.cross_entropy``. Peak extra memory is the growth of the resident set
-(CPU, Linux: VmHWM after resetting it through /proc/self/clear_refs) or of CUDA's peak allocation, over
-what the inputs already hold; the gradient of the logits is included for every loss.
+and ratios to ``torch.nn.functional.cross_entropy``. Every loss is warmed up first; each measurement then
+runs at least ``--min-seconds`` and, in all rounds together, at least ``--min-calls`` calls (capped at
+``--max-seconds`` per measurement), so that the small shapes, where per-call overhead dominates, are
+timed over thousands of calls. The ``(torch.compile)`` rows compile the loss with ``fullgraph=True``
+(the fused losses run as the custom ops ``torch.ops.segloss.margin_forward``/``margin_backward``) and
+call ``backward()`` on its result. Peak extra memory is the growth of the resident set (CPU, Linux:
+VmHWM after resetting it through /proc/self/clear_refs) or of CUDA's peak allocation, over what the
+inputs already hold; the gradient of the logits is included for every loss.
 
     python benchmarks/bench_losses.py                       # the three shapes of the issue, CPU
     python benchmarks/bench_losses.py --shapes 4x19x512x1024 --repeats 9
     python benchmarks/bench_losses.py --device cuda
+    python benchmarks/bench_losses.py --shapes cifar100 --no-compile
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import math
 import os
 import statistics
 import time
@@ -47,7 +54,11 @@ def kernel_backend(name: str | None):
             os.environ["SEGLOSS_KERNEL"] = old
 
 
-def make_losses(num_classes: int, device: torch.device) -> dict:
+COMPILED = ("F.cross_entropy", "hem", "hem+", "mm")
+
+
+def make_losses(num_classes: int, device: torch.device, compiled: bool) -> dict:
+    """``{row name: (loss function, SEGLOSS_KERNEL setting or None)}``."""
     counts = torch.logspace(0, 3, num_classes) * 1000  # 1000× imbalance, like street scenes
     losses = {"F.cross_entropy": (lambda x, t: F.cross_entropy(x, t, ignore_index=IGNORE), None)}
     for name in segloss.LOSS_NAMES:
@@ -55,6 +66,10 @@ def make_losses(num_classes: int, device: torch.device) -> dict:
         losses[name] = (module, None)
     if device.type == "cpu":
         losses["hem+ (eager)"] = (losses["hem+"][0], "eager")
+    if compiled:
+        torch._dynamo.reset()  # a fresh cache for every shape
+        for name in COMPILED:
+            losses[f"{name} (torch.compile)"] = (torch.compile(losses[name][0], fullgraph=True), None)
     return losses
 
 
@@ -110,19 +125,41 @@ def measure_memory(loss, backend, logits, target) -> float | None:
         return rss_mb()[1] - base
 
 
-def bench_shape(shape: tuple[int, ...], device: torch.device, repeats: int, min_seconds: float) -> list[dict]:
+def calls_per_measurement(
+    loss, backend, logits, target, repeats: int, min_seconds: float, min_calls: int, max_seconds: float
+) -> int:
+    """Warm the loss up (first calls build kernels and compiled graphs), then size a measurement."""
+    for _ in range(3):
+        measure_time(loss, backend, logits, target, 1)
+    one = measure_time(loss, backend, logits, target, 3)
+    wanted = max(math.ceil(min_seconds / one), math.ceil(min_calls / repeats))
+    return max(1, min(wanted, int(max_seconds / one)))
+
+
+def bench_shape(
+    shape: tuple[int, ...],
+    device: torch.device,
+    repeats: int,
+    min_seconds: float,
+    *,
+    min_calls: int = 2000,
+    max_seconds: float = 5.0,
+    compiled: bool = True,
+) -> list[dict]:
     generator = torch.Generator().manual_seed(0)
     logits = torch.randn(shape, generator=generator).to(device)
     target = torch.randint(0, shape[1], (shape[0], *shape[2:]), generator=generator)
     target[torch.rand(target.shape, generator=generator) < 0.05] = IGNORE
     target = target.to(device)
-    losses = make_losses(shape[1], device)
+    losses = make_losses(shape[1], device, compiled)
     memory_ok = device.type == "cuda" or (can_measure_cpu_memory() and logits.numel() * 4 >= 16 * 2**20)
 
-    iterations = {}
-    for name, (loss, backend) in losses.items():  # warm-up, and enough iterations per measurement
-        one = measure_time(loss, backend, logits, target, 1)
-        iterations[name] = max(1, int(min_seconds / max(one, 1e-6)))
+    iterations = {
+        name: calls_per_measurement(
+            loss, backend, logits, target, repeats, min_seconds, min_calls, max_seconds
+        )
+        for name, (loss, backend) in losses.items()
+    }
     times = {name: [] for name in losses}
     memory = {name: [] for name in losses}
     for _ in range(repeats):
@@ -136,6 +173,7 @@ def bench_shape(shape: tuple[int, ...], device: torch.device, repeats: int, min_
     for name in losses:
         seconds = statistics.median(times[name])
         row = {"loss": name, "ms": seconds * 1e3, "time_ratio": seconds / base_time}
+        row["calls"] = iterations[name] * repeats
         if memory_ok:
             peak = statistics.median(memory[name])
             row.update(mib=peak, memory_ratio=peak / base_memory if base_memory > 0 else float("nan"))
@@ -145,10 +183,13 @@ def bench_shape(shape: tuple[int, ...], device: torch.device, repeats: int, min_
 
 def print_table(rows: list[dict]) -> None:
     has_memory = "mib" in rows[0]
-    print("| loss | fwd+bwd ms | × CE time |" + (" peak extra MiB | × CE memory |" if has_memory else ""))
-    print("|---|---:|---:|" + ("---:|---:|" if has_memory else ""))
+    print(
+        "| loss | fwd+bwd ms | × CE time | timed calls |"
+        + (" peak extra MiB | × CE memory |" if has_memory else "")
+    )
+    print("|---|---:|---:|---:|" + ("---:|---:|" if has_memory else ""))
     for row in rows:
-        line = f"| {row['loss']} | {row['ms']:.2f} | {row['time_ratio']:.2f} |"
+        line = f"| {row['loss']} | {row['ms']:.3f} | {row['time_ratio']:.2f} | {row['calls']} |"
         if has_memory:
             line += f" {row['mib']:.0f} | {row['memory_ratio']:.2f} |"
         print(line)
@@ -160,16 +201,34 @@ def main() -> None:
     )
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), help="names or NxCxHxW / NxC")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--min-seconds", type=float, default=0.05, help="time per measurement")
+    parser.add_argument("--repeats", type=int, default=7, help="interleaved rounds; medians are shown")
+    parser.add_argument("--min-seconds", type=float, default=0.05, help="least time per measurement")
+    parser.add_argument("--min-calls", type=int, default=2000, help="least timed calls per loss, all rounds")
+    parser.add_argument("--max-seconds", type=float, default=5.0, help="most time per measurement")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
     args = parser.parse_args()
     device = torch.device(args.device)
     kernel = "compiled C" if cpu_kernel.available() else "eager (no C compiler)"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {device}, CPU kernel: {kernel}")
     for spec in args.shapes:
         shape = tuple(int(v) for v in SHAPES.get(spec, spec).split("x"))
-        print(f"\n### {spec} {'×'.join(map(str, shape))}, median of {args.repeats}\n")
-        print_table(bench_shape(shape, device, args.repeats, args.min_seconds))
+        print(f"\n### {spec} {'×'.join(map(str, shape))}, median of {args.repeats}, {load()}\n")
+        rows = bench_shape(
+            shape,
+            device,
+            args.repeats,
+            args.min_seconds,
+            min_calls=args.min_calls,
+            max_seconds=args.max_seconds,
+            compiled=not args.no_compile,
+        )
+        print_table(rows)
+        print(f"\nafter: {load()}")
+
+
+def load() -> str:
+    """The 1-minute load average against the CPU count: timings taken under load are noisier."""
+    return f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""One prepared GPU session: CUDA correctness of the loss kernels (Triton vs eager vs CPU, AMP) and the
-GPU rows of the loss benchmark. Run on a machine with CUDA:
+"""One prepared GPU session: CUDA correctness of the loss kernels (Triton vs eager vs CPU, AMP), a
+compiled training step through the custom ops, and the GPU rows of the loss benchmark. Run on a machine
+with CUDA:
 
     python benchmarks/gpu_check.py            # exits non-zero on a mismatch
 """
@@ -58,6 +59,42 @@ def check_amp(device: torch.device) -> None:
     print("amp: bf16 and fp16 autocast give finite float32 losses and finite gradients")
 
 
+def check_compiled(device: torch.device) -> None:
+    """``torch.compile(fullgraph=True)`` of conv → loss → backward: one graph (dynamo's explain) and the
+    eager step's loss and gradients, for the three fused losses."""
+    counts = torch.logspace(0, 3, 12)
+    images = torch.randn(4, 3, 64, 96, device=device)
+    target = torch.randint(0, 12, (4, 64, 96), device=device)
+    target[:, :4] = 255
+    for name in ("hem", "hem+", "mm"):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(16, 12, 1)
+        ).to(device)
+        loss = segloss.build_loss(name, class_counts=counts, ignore_index=255)
+
+        def step(images, target, model=model, loss=loss):
+            value = loss(model(images), target)
+            value.backward()
+            return value.detach()
+
+        results = []
+        with torch._dynamo.config.patch(trace_autograd_ops=True):
+            torch._dynamo.reset()
+            explanation = torch._dynamo.explain(step)(images, target)
+            assert explanation.graph_break_count == 0, explanation.break_reasons
+            for function in (step, torch.compile(step, fullgraph=True)):
+                model.zero_grad(set_to_none=True)
+                value = function(images, target)
+                results.append((value, [p.grad.clone() for p in model.parameters()]))
+        (expected, expected_grads), (value, grads) = results
+        torch.testing.assert_close(value, expected, rtol=1e-5, atol=1e-6)
+        for grad, expected_grad in zip(grads, expected_grads, strict=True):
+            torch.testing.assert_close(grad, expected_grad, rtol=1e-4, atol=1e-6)
+    torch._dynamo.reset()
+    print("compiled: conv → hem/hem+/mm → backward is one graph and matches eager on", device)
+
+
 def main() -> None:
     if not torch.cuda.is_available():
         sys.exit("no CUDA device")
@@ -65,6 +102,7 @@ def main() -> None:
     print(torch.cuda.get_device_name(), torch.__version__)
     check_kernels(device)
     check_amp(device)
+    check_compiled(device)
     for name, spec in bench_losses.SHAPES.items():
         shape = tuple(int(v) for v in spec.split("x"))
         print(f"\n### {name} {spec} on {torch.cuda.get_device_name()}\n")

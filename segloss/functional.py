@@ -52,12 +52,17 @@ def _margin_loss(
     _check_choice("margin_on", margin_on, MARGIN_PLACEMENTS)
     _check_choice("mean_over", mean_over, MEAN_NORMALISATIONS)
     x = _prepare(logits, target, reduction)
+    if isinstance(margin, torch.Tensor) and margin.dim() == 0:  # one margin: no .item(), no graph break
+        margin = margin.expand(x.shape[1])
     margins = per_class_tensor(margin, x.shape[1], "margin", x).contiguous()
     x3, t2 = as_samples(x, target)
-    on_target, count_valid = margin_on == "target", mean_over == "valid"
-    out = MarginLossFunction.apply(
-        x3, t2, margins, hard, on_target, count_valid, ignore_index, reduction, sync
-    )
+    options = (hard, margin_on == "target", mean_over == "valid", ignore_index, reduction, sync)
+    if torch.compiler.is_compiling():  # custom ops dynamo can trace; imported only here (loads dynamo)
+        from ._kernels.ops import margin_loss
+
+        out = margin_loss(x3, t2, margins, *options)
+    else:
+        out = MarginLossFunction.apply(x3, t2, margins, *options)
     return out.reshape(target.shape) if reduction == "none" else out
 
 
@@ -72,8 +77,8 @@ def hem_loss(
     reduction: str = "mean",
     sync: bool = False,
 ) -> torch.Tensor:
-    """HEM (float ``margin``) or HEM+ (per-class ``(C,)`` margins): the mean of the errors at or above each
-    sample's mean error.
+    """HEM (one ``margin``: a float or a 0-dim tensor) or HEM+ (per-class ``(C,)`` margins): the mean of
+    the errors at or above each sample's mean error.
 
     ``margin_on="competitor"`` (the paper) gives errors ``max(0, y_i - y_l + mu_i)``, the margin of each
     competing class ``i``; ``"target"`` gives ``max(0, y_i - y_l + mu_l)``, the margin of the true class

@@ -85,13 +85,8 @@ class MultiMarginLoss(_Loss):
         self.register_buffer("margin", torch.as_tensor(margin, dtype=torch.float32).clone())
         self.margin_on = margin_on
 
-    def _margin(self) -> float | torch.Tensor:
-        return self.margin if self.margin.dim() else float(self.margin)
-
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.multi_margin_loss(
-            logits, target, self._margin(), margin_on=self.margin_on, **self._options()
-        )
+        return F.multi_margin_loss(logits, target, self.margin, margin_on=self.margin_on, **self._options())
 
     def extra_repr(self) -> str:
         return f"margin={self.margin.tolist()}, margin_on={self.margin_on!r}, {super().extra_repr()}"
@@ -128,7 +123,7 @@ class HEMLoss(MultiMarginLoss):
         return F.hem_loss(
             logits,
             target,
-            self._margin(),
+            self.margin,
             margin_on=self.margin_on,
             mean_over=self.mean_over,
             **self._options(),

@@ -4,6 +4,10 @@ Backends: ``cpu`` (compiled C, for float32/float64 CPU tensors when a C compiler
 ``triton`` (CUDA tensors, when Triton is installed) and ``eager`` (tensor ops, everywhere).
 ``SEGLOSS_KERNEL`` = ``auto`` (default), ``eager``, ``cpu`` or ``triton`` picks one; naming a compiled
 backend that cannot run is an error.
+
+Eager calls go through :class:`MarginLossFunction`; under ``torch.compile`` the losses run as the custom
+ops of :mod:`.ops` (imported only then, so that ``import segloss`` loads no compiler stack). Both call the
+same backends and :func:`reduction_scale`.
 """
 
 from __future__ import annotations
@@ -85,30 +89,47 @@ def as_samples(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor
     return x, t.to(torch.int64).contiguous()
 
 
+def forward_sums(
+    backend, x, target, margins, hard: bool, on_target: bool, count_valid: bool, ignore_index: int,
+    need_losses: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Margin losses of ``(N, C, S)`` logits ``x`` against ``(N, S)`` int64 ``target`` with ``(C,)``
+    ``margins``, by ``backend``: the per-sample losses ``(N, S)`` (when ``need_losses``), their sum and the
+    count a mean divides by. A target outside ``[0, C)`` that is not ``ignore_index`` is a ``ValueError``."""
+    if backend is not cpu:  # the compiled CPU kernel checks targets as it goes
+        check_target_values(target, x.shape[1], ignore_index)
+    return backend.margin_forward(
+        x, target, margins, hard, ignore_index, need_losses, on_target=on_target, count_valid=count_valid
+    )
+
+
+def reduction_scale(
+    count: torch.Tensor, reduction: str, sync: bool, like: torch.Tensor
+) -> torch.Tensor | None:
+    """The factor turning the loss sum into the ``sum``/``mean`` reduction (over all ranks when ``sync``;
+    an all-ignored batch gives 0, not NaN), or ``None`` for ``none``. Traceable by ``torch.compile``."""
+    if reduction == "none":
+        return None
+    world = _distributed.world_size(sync)
+    if reduction == "sum":
+        return torch.tensor(float(world), dtype=like.dtype, device=like.device)
+    count = _distributed.all_reduce_sum(count.to(like.device), sync)
+    return world / count.clamp(min=1).to(like.dtype)
+
+
 class MarginLossFunction(torch.autograd.Function):
     """Reduced margin loss of ``(N, C, S)`` logits; the gradient follows the HEM gradient rule of
-    docs/losses.md."""
+    docs/losses.md. The eager path; under ``torch.compile`` the custom ops of :mod:`.ops` take over."""
 
     @staticmethod
     def forward(ctx, x, target, margins, hard: bool, on_target: bool, count_valid: bool, ignore_index: int,
                 reduction: str, sync: bool):  # fmt: skip
         backend = select_backend(x)
-        if backend is not cpu:  # the compiled CPU kernel checks targets as it goes
-            check_target_values(target, x.shape[1], ignore_index)
-        losses, total, count = backend.margin_forward(
-            x, target, margins, hard, ignore_index, reduction == "none", on_target=on_target,
-            count_valid=count_valid,
-        )  # fmt: skip
-        world = _distributed.world_size(sync)
-        if reduction == "none":
-            out, scale = losses, None
-        elif reduction == "sum":
-            scale = torch.tensor(float(world), dtype=x.dtype, device=x.device)
-            out = total.to(x.device) * scale
-        else:
-            count = _distributed.all_reduce_sum(count.to(x.device), sync)
-            scale = world / count.clamp(min=1).to(x.dtype)
-            out = total.to(x.device) * scale
+        losses, total, count = forward_sums(
+            backend, x, target, margins, hard, on_target, count_valid, ignore_index, reduction == "none"
+        )
+        scale = reduction_scale(count, reduction, sync, x)
+        out = losses if scale is None else total.to(x.device) * scale
         ctx.save_for_backward(x, target, margins, scale)
         ctx.options = backend, hard, on_target, ignore_index
         return out

@@ -1,7 +1,8 @@
 """The Triton (CUDA) kernels, run in Triton's CPU interpreter against the eager backend.
 
 The interpreter executes the same kernel source on CPU tensors, so the CUDA maths is checked here
-without a GPU; the GPU itself is exercised by benchmarks/gpu_check.py when one is available.
+without a GPU, both the kernels and what the custom ops' implementation makes of them; the GPU itself
+(and a compiled step through the ops) is exercised by benchmarks/gpu_check.py when one is available.
 """
 
 import os
@@ -17,7 +18,7 @@ SCRIPT = textwrap.dedent(
     """
     import itertools
     import torch
-    from segloss._kernels import as_samples, eager, triton_gpu
+    from segloss._kernels import as_samples, eager, ops, triton_gpu
 
     torch.manual_seed(0)
     cases = [((3, 5, 6, 7), torch.float32), ((2, 19, 33), torch.float32), ((9, 4), torch.float64),
@@ -52,6 +53,28 @@ SCRIPT = textwrap.dedent(
         torch.testing.assert_close(got, eager.margin_forward(x, t, torch.full((5,), 0.5), hard, 255, True)[0],
                                    equal_nan=True)
     print("checked", checked)
+    # the ops' implementation around the Triton backend gives the outputs the fake registrations promise
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    logits = torch.randn(2, 6, 3, 5).to(memory_format=torch.channels_last)
+    x, t = as_samples(logits, torch.randint(0, 6, (2, 3, 5)))
+    margins = torch.full((6,), 0.4)
+    for need_losses in (True, False):
+        args = (x, t, margins, True, False, False, 255, need_losses)
+        got = [(v.shape, v.dtype) for v in ops._forward(triton_gpu, *args)]
+        with FakeTensorMode() as mode:
+            fake_args = (mode.from_tensor(x), mode.from_tensor(t), mode.from_tensor(margins), *args[3:])
+            fake = [(v.shape, v.dtype) for v in ops.margin_forward(*fake_args)]
+        assert got == fake, (got, fake)
+    grad = ops._backward(triton_gpu, x, t, margins, torch.tensor(0.5), True, False, 255)
+    assert grad.stride() == x.stride()
+    try:
+        ops._forward(triton_gpu, x, torch.full_like(t, 9), margins, True, False, False, 255, False)
+    except ValueError as error:
+        assert "target value 9" in str(error)
+    else:
+        raise AssertionError("a bad target passed")
+    print("ops ok")
     """
 )
 
@@ -63,3 +86,4 @@ def test_triton_kernels_match_eager_in_interpreter():
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "checked 80" in result.stdout
+    assert "ops ok" in result.stdout
