@@ -55,14 +55,12 @@ def _margin_loss(
     if isinstance(margin, torch.Tensor) and margin.dim() == 0:  # one margin: no .item(), no graph break
         margin = margin.expand(x.shape[1])
     margins = per_class_tensor(margin, x.shape[1], "margin", x).contiguous()
-    x3, t2 = as_samples(x, target)
     options = (hard, margin_on == "target", mean_over == "valid", ignore_index, reduction, sync)
-    if torch.compiler.is_compiling():  # custom ops dynamo can trace; imported only here (loads dynamo)
-        from ._kernels.ops import margin_loss
+    if not torch.compiler.is_compiling():
+        return MarginLossFunction.apply(x, target, margins, *options)
+    from ._kernels.ops import margin_loss  # custom ops dynamo can trace; importing them loads dynamo
 
-        out = margin_loss(x3, t2, margins, *options)
-    else:
-        out = MarginLossFunction.apply(x3, t2, margins, *options)
+    out = margin_loss(*as_samples(x, target), margins, *options)
     return out.reshape(target.shape) if reduction == "none" else out
 
 

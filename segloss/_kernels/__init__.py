@@ -104,13 +104,17 @@ def forward_sums(
 
 
 def reduction_scale(
-    count: torch.Tensor, reduction: str, sync: bool, like: torch.Tensor
-) -> torch.Tensor | None:
+    count: torch.Tensor | int, reduction: str, sync: bool, like: torch.Tensor
+) -> torch.Tensor | float | None:
     """The factor turning the loss sum into the ``sum``/``mean`` reduction (over all ranks when ``sync``;
-    an all-ignored batch gives 0, not NaN), or ``None`` for ``none``. Traceable by ``torch.compile``."""
+    an all-ignored batch gives 0, not NaN), or ``None`` for ``none``. Traceable by ``torch.compile``.
+    An ``int`` count on one rank (the CPU kernel's) gives a ``float``: no tensor work at all."""
     if reduction == "none":
         return None
     world = _distributed.world_size(sync)
+    if isinstance(count, int) and world == 1:
+        return 1.0 if reduction == "sum" else 1.0 / max(count, 1)
+    count = torch.as_tensor(count)
     if reduction == "sum":
         return torch.tensor(float(world), dtype=like.dtype, device=like.device)
     count = _distributed.all_reduce_sum(count.to(like.device), sync)
@@ -118,29 +122,40 @@ def reduction_scale(
 
 
 class MarginLossFunction(torch.autograd.Function):
-    """Reduced margin loss of ``(N, C, S)`` logits; the gradient follows the HEM gradient rule of
+    """Reduced margin loss of ``(N, C, d1, ...)`` logits ``x`` (viewed as samples by :func:`as_samples`
+    inside, so that autograd records one node); the gradient follows the HEM gradient rule of
     docs/losses.md. The eager path; under ``torch.compile`` the custom ops of :mod:`.ops` take over."""
 
     @staticmethod
     def forward(ctx, x, target, margins, hard: bool, on_target: bool, count_valid: bool, ignore_index: int,
                 reduction: str, sync: bool):  # fmt: skip
-        backend = select_backend(x)
+        x3, t2 = as_samples(x, target)
+        backend = select_backend(x3)
         losses, total, count = forward_sums(
-            backend, x, target, margins, hard, on_target, count_valid, ignore_index, reduction == "none"
+            backend, x3, t2, margins, hard, on_target, count_valid, ignore_index, reduction == "none"
         )
-        scale = reduction_scale(count, reduction, sync, x)
-        out = losses if scale is None else total.to(x.device) * scale
-        ctx.save_for_backward(x, target, margins, scale)
-        ctx.options = backend, hard, on_target, ignore_index
+        scale = reduction_scale(count, reduction, sync, x3)
+        if scale is None:
+            out = losses.view(target.shape)
+        elif isinstance(scale, float):
+            out = torch.tensor(total * scale, dtype=x.dtype)
+        else:
+            out = torch.as_tensor(total, dtype=x.dtype, device=x.device) * scale
+        ctx.save_for_backward(x3, t2, margins)
+        ctx.options = backend, hard, on_target, ignore_index, scale, x.shape
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output):
-        x, target, margins, scale = ctx.saved_tensors
-        backend, hard, on_target, ignore_index = ctx.options
-        weight = grad_output if scale is None else grad_output * scale
-        grad = backend.margin_backward(
-            x, target, margins, hard, ignore_index, weight.to(x.dtype), on_target=on_target
-        )
+        x3, t2, margins = ctx.saved_tensors
+        backend, hard, on_target, ignore_index, scale, shape = ctx.options
+        if scale is None:
+            weight = grad_output.reshape(t2.shape)
+        elif isinstance(scale, float):  # the CPU kernel's: a plain number, no tensor
+            weight = grad_output.item() * scale
+        else:
+            weight = grad_output * scale
+        grad = backend.margin_backward(x3, t2, margins, hard, ignore_index, weight, on_target=on_target)
+        grad = grad[0].t() if len(shape) == 2 else grad.view(shape)  # undo as_samples
         return grad, None, None, None, None, None, None, None, None

@@ -28,6 +28,7 @@ SOURCE = Path(__file__).with_name("margin_cpu.c")
 CFLAGS = ("-O3", "-std=c99", "-fPIC", "-shared", "-fno-math-errno")
 MIN_SAMPLES_PER_THREAD = 16384
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+_C_TYPE = {torch.float32: ctypes.c_float, torch.float64: ctypes.c_double}
 _I64 = ctypes.c_int64
 _PTR = ctypes.c_void_p
 _INT = ctypes.c_int
@@ -125,14 +126,24 @@ def available() -> bool:
     return library() is not None
 
 
+def _kernel(direction: str, dtype: torch.dtype):
+    """The loaded ``margin_{direction}`` kernel for ``dtype`` (float32 or float64)."""
+    return getattr(library(), f"margin_{direction}_{_SUFFIX[dtype]}")
+
+
 def _ranges(total: int) -> list[tuple[int, int]]:
     parts = max(1, min(torch.get_num_threads(), total // MIN_SAMPLES_PER_THREAD))
     bounds = [total * i // parts for i in range(parts + 1)]
     return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
-def _map(function, ranges):
+def _map(function, total: int) -> list:
+    """``function(start, stop)`` over ``[0, total)``, split across threads when large enough; results in
+    order."""
     global _pool, _pool_size
+    if total < 2 * MIN_SAMPLES_PER_THREAD:  # the common small case, without any bookkeeping
+        return [function(0, total)]
+    ranges = _ranges(total)
     if len(ranges) == 1:
         return [function(*ranges[0])]
     with _lock:
@@ -145,50 +156,51 @@ def _map(function, ranges):
     return list(pool.map(lambda bounds: function(*bounds), ranges))
 
 
-def _layout(x: torch.Tensor) -> tuple[int, int, int, int, int]:
+def _arguments(x, target, margins, hard: bool, ignore_index: int, on_target: bool) -> tuple:
+    """The kernels' leading arguments: logits, their (C, S, sn, sc, ss) layout, target, margins, flags."""
     _, num_classes, size = x.shape
-    return num_classes, size, *x.stride()
+    return (x.data_ptr(), num_classes, size, *x.stride(), target.data_ptr(), ignore_index, margins.data_ptr(),
+            int(hard), int(on_target))  # fmt: skip
 
 
 def margin_forward(x, target, margins, hard: bool, ignore_index: int, need_losses: bool, *,
                    on_target: bool = False, count_valid: bool = False):  # fmt: skip
-    """Per-sample losses ``(N, S)`` (or ``None``), their sum and the count a mean divides by: the samples
-    with a loss above zero for HEM, unless ``count_valid``, and the valid samples for MM."""
-    kernel = getattr(library(), f"margin_forward_{_SUFFIX[x.dtype]}")
+    """Per-sample losses ``(N, S)`` (or ``None``), their sum (a float) and the count a mean divides by (an
+    int): the samples with a loss above zero for HEM, unless ``count_valid``, and the valid samples for MM.
+    Plain numbers, not tensors: at small sizes every tensor created costs as much as the kernel."""
+    kernel = _kernel("forward", x.dtype)
     losses = torch.empty(target.shape, dtype=x.dtype) if need_losses else None
-    layout = _layout(x)
-    x_ptr, t_ptr, m_ptr = x.data_ptr(), target.data_ptr(), margins.data_ptr()
+    head = (*_arguments(x, target, margins, hard, ignore_index, on_target), int(count_valid))
     l_ptr = losses.data_ptr() if need_losses else None
 
     def run(start: int, stop: int) -> tuple[float, int]:
         total, count = ctypes.c_double(), ctypes.c_int64()
-        bad = kernel(x_ptr, *layout, t_ptr, ignore_index, m_ptr, int(hard), int(on_target), int(count_valid),
-                     start, stop, l_ptr, ctypes.byref(total), ctypes.byref(count))  # fmt: skip
+        bad = kernel(*head, start, stop, l_ptr, ctypes.byref(total), ctypes.byref(count))
         if bad:
             raise_bad_target(int(target.view(-1)[bad - 1]), x.shape[1], ignore_index)
         return total.value, count.value
 
-    results = _map(run, _ranges(target.numel()))
-    total = torch.tensor(sum(r[0] for r in results), dtype=x.dtype)
-    return losses, total, torch.tensor(sum(r[1] for r in results))
+    results = _map(run, target.numel())
+    if len(results) == 1:
+        return losses, *results[0]
+    return losses, sum(r[0] for r in results), sum(r[1] for r in results)
 
 
-def margin_backward(x, target, margins, hard: bool, ignore_index: int, weight: torch.Tensor, *,
+def margin_backward(x, target, margins, hard: bool, ignore_index: int, weight: torch.Tensor | float, *,
                     on_target: bool = False):  # fmt: skip
-    """Gradient of ``sum(weight * losses)`` w.r.t. ``x``; ``weight`` is ``(N, S)`` or a single value."""
-    kernel = getattr(library(), f"margin_backward_{_SUFFIX[x.dtype]}")
+    """Gradient of ``sum(weight * losses)`` w.r.t. ``x``; ``weight`` is ``(N, S)``, a single value or a
+    float."""
+    kernel = _kernel("backward", x.dtype)
     grad = torch.empty_like(x)
-    weight = weight.to(x.dtype).contiguous()
-    step = 0 if weight.numel() == 1 else 1
-    layout = _layout(x)
-    pointers = x.data_ptr(), target.data_ptr(), margins.data_ptr(), weight.data_ptr(), grad.data_ptr()
-
-    def run(start: int, stop: int) -> None:
-        x_ptr, t_ptr, m_ptr, w_ptr, g_ptr = pointers
-        flags = int(hard), int(on_target)
-        kernel(x_ptr, *layout, t_ptr, ignore_index, m_ptr, *flags, start, stop, w_ptr, step, g_ptr)
-
-    _map(run, _ranges(target.numel()))
+    if isinstance(weight, float):
+        weight_value = _C_TYPE[x.dtype](weight)
+        w_ptr, step = ctypes.addressof(weight_value), 0
+    else:
+        weight = weight.to(x.dtype).contiguous()
+        w_ptr, step = weight.data_ptr(), 0 if weight.numel() == 1 else 1
+    head = _arguments(x, target, margins, hard, ignore_index, on_target)
+    g_ptr = grad.data_ptr()
+    _map(lambda start, stop: kernel(*head, start, stop, w_ptr, step, g_ptr), target.numel())
     return grad
 
 
@@ -203,4 +215,4 @@ def count_valid_targets(target: torch.Tensor, num_classes: int, ignore_index: in
             raise_bad_target(int(target.view(-1)[-count - 1]), num_classes, ignore_index)
         return count
 
-    return torch.tensor(sum(_map(run, _ranges(target.numel()))))
+    return torch.tensor(sum(_map(run, target.numel())))

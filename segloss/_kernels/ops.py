@@ -35,7 +35,8 @@ def _forward(
     losses, total, count = forward_sums(
         backend, x, target, margins, hard, on_target, count_valid, ignore_index, need_losses
     )
-    return losses if need_losses else x.new_empty(0), total.to(x.device), count.to(x.device)
+    total = torch.as_tensor(total, dtype=x.dtype, device=x.device)
+    return losses if need_losses else x.new_empty(0), total, torch.as_tensor(count, device=x.device)
 
 
 def _backward(
