@@ -500,26 +500,34 @@ def write_csv(report: Report, path: Path) -> None:
 
 
 def plot_groups(report: Report, path: Path) -> None:
-    """mIoU (%) per group: every run as a point, mean ± sd as an error bar; baseline groups in grey."""
+    """mIoU (%) per group, one row each (top to bottom in table order): every run as a point, mean ± sd as
+    an error bar; baseline groups in grey, with a dashed line at their mean."""
     from matplotlib.figure import Figure
 
     labels = key_labels(report.varying)
-    fig = Figure(figsize=(max(6.0, 0.9 * len(report.groups) + 2), 4.5))
+    fig = Figure(figsize=(8.0, 1.2 + 0.42 * len(report.groups)))
     ax = fig.subplots()
     rng = np.random.default_rng(0)  # jitter only
-    for position, group in enumerate(report.groups):
+    for row, group in enumerate(report.groups):
         is_baseline = LOSS_KEY in report.varying and group.value(LOSS_KEY) == report.baseline
         color = "0.45" if is_baseline else "C0"
         values = group.values
-        ax.scatter(
-            position - 0.12 + rng.uniform(-0.06, 0.06, len(values)), values, s=14, color=color, alpha=0.6
-        )
+        ax.scatter(values, row + 0.15 + rng.uniform(-0.06, 0.06, len(values)), s=14, color=color, alpha=0.6)
         std = 0.0 if math.isnan(group.std) else group.std
-        ax.errorbar(position + 0.08, group.mean, yerr=std, fmt="_", markersize=14, capsize=4, color=color)
-    names = ["\n".join(f"{labels[k]}={_text(v)}" for k, v in group.key) or "all" for group in report.groups]
-    ax.set_xticks(range(len(report.groups)), names, fontsize=7)
-    ax.set_ylabel("mIoU (%)")
-    ax.grid(axis="y", alpha=0.3)
+        ax.errorbar(group.mean, row - 0.1, xerr=std, fmt="|", markersize=12, capsize=4, color=color)
+        if is_baseline:
+            ax.axvline(group.mean, color=color, linestyle="--", linewidth=0.8)
+    names = [
+        " · ".join(
+            _text(v) if k == LOSS_KEY else f"{labels[k]}={_text(v)}" for k, v in group.key if v is not None
+        )
+        or "all"
+        for group in report.groups
+    ]
+    ax.set_yticks(range(len(report.groups)), names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("mIoU (%)")
+    ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
