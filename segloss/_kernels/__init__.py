@@ -138,7 +138,7 @@ class MarginLossFunction(torch.autograd.Function):
         if scale is None:
             out = losses.view(target.shape)
         elif isinstance(scale, float):
-            out = torch.tensor(total * scale, dtype=x.dtype)
+            out = torch.scalar_tensor(total * scale, dtype=x.dtype)
         else:
             out = torch.as_tensor(total, dtype=x.dtype, device=x.device) * scale
         ctx.save_for_backward(x3, t2, margins)
