@@ -380,12 +380,24 @@ def config_from_dict(data: dict[str, Any], overrides: Iterable[str] = ()) -> Any
     return config
 
 
+#: Keys whose default changed after configs were saved without them, with the value such a config meant
+#: (what the code did before the key existed). ``with_defaults`` fills these instead of the new default.
+VALUES_BEFORE_KEY_EXISTED = {"loss.count_unit": "pixels", "loss.margin_on": "competitor"}
+
+
 def with_defaults(data: dict[str, Any]) -> dict[str, Any]:
     """A saved config (e.g. a run's ``config.yaml``) completed with the current schema's defaults for the
-    keys it lacks (keys added since it was written: their defaults keep the behaviour it had); types are
-    checked, values are not validated. ``ConfigError`` for a key the schema no longer has."""
+    keys it lacks (keys added since it was written: their defaults keep the behaviour it had, or, for a
+    default that changed since, ``VALUES_BEFORE_KEY_EXISTED``); types are checked, values are not
+    validated. ``ConfigError`` for a key the schema no longer has."""
     schema = task_schema(data.get("task", tasks.DEFAULT_TASK))
-    return config_to_dict(_build(schema, copy.deepcopy(data), "", schema))
+    data = copy.deepcopy(data)
+    known = {key for key, _, _ in schema_keys(schema)}
+    present = flatten(data)
+    for key, value in VALUES_BEFORE_KEY_EXISTED.items():
+        if key in known and key not in present:
+            _apply_override(data, key, value)
+    return config_to_dict(_build(schema, data, "", schema))
 
 
 def packaged_configs() -> list[str]:

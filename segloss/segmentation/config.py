@@ -18,6 +18,7 @@ from ..runner.config import (
     dynamic_choices,
     run_folder_name,
 )
+from ..functional import MARGIN_PLACEMENTS
 from .data.registry import DATASETS
 from .task import TASK
 
@@ -59,9 +60,12 @@ PATCH_SIZE = 32
 class SegmentationLossConfig(LossConfig):
     """The shared loss section; ``count_unit`` is what a class count counts for the count-based losses:
     labelled ``pixels``, ``patches`` of ``PATCH_SIZE`` × ``PATCH_SIZE`` pixels, or ``images``
-    (image-equivalents: pixels ÷ pixels per image; docs/margins.md)."""
+    (image-equivalents: pixels ÷ pixels per image; docs/margins.md). Dense defaults from the margin study
+    (README, "Choosing margins for segmentation"): ``images`` and HEM+ margins on the ``target`` class;
+    the paper's formulation is ``count_unit=pixels margin_on=competitor``."""
 
-    count_unit: str = choices(*COUNT_UNITS, default="pixels")
+    count_unit: str = choices(*COUNT_UNITS, default="images")
+    margin_on: str = choices(*MARGIN_PLACEMENTS, default="target")
 
 
 @dataclass

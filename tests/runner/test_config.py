@@ -210,9 +210,13 @@ def test_resume_of_a_run_saved_before_new_loss_keys_existed():
     saved = config_to_dict(config_from_dict({}, ["loss.name=hem+", "train.out_dir=run"]))
     for key in ("margin_on", "mean_over"):  # a config.yaml written before these options
         del saved["loss"][key]
-    resumed = resume_config(saved, config_from_dict({}, ["loss.name=hem+", "train.out_dir=run"]))
+    # margin_on's segmentation default changed to target since; such a run meant competitor
+    same = config_from_dict({}, ["loss.name=hem+", "loss.margin_on=competitor", "train.out_dir=run"])
+    resumed = resume_config(saved, same)
     assert (resumed.loss.margin_on, resumed.loss.mean_over) == ("competitor", "nonzero")
     with pytest.raises(ConfigError, match=r"loss.margin_on: 'competitor' -> 'target'"):
-        resume_config(
-            saved, config_from_dict({}, ["loss.name=hem+", "loss.margin_on=target", "train.out_dir=run"])
-        )
+        resume_config(saved, config_from_dict({}, ["loss.name=hem+", "train.out_dir=run"]))
+    del saved["loss"]["count_unit"]  # older still: margins from pixel counts
+    paper = config_from_dict({}, ["loss.name=hem+", "loss.margin_on=competitor", "loss.count_unit=pixels"])
+    paper.train.out_dir = "run"
+    assert resume_config(saved, paper).loss.count_unit == "pixels"

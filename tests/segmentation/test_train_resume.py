@@ -201,11 +201,13 @@ def test_count_units_divide_pixels_by_patch_or_image_size(tmp_path, monkeypatch)
         loss_fn, used = training.loss_from_config(config, dataset, progress=False)
         assert used == pytest.approx(counts)
         assert loss_fn.margin.tolist() == pytest.approx(np.sqrt(3 / (3 * counts)).tolist())
-    options = "loss.margin_on=target", "loss.mean_over=valid"
+    default, _ = training.loss_from_config(_folder_config(tmp_path, "loss.name=hem+"), dataset)
+    assert (default.margin_on, default.mean_over) == ("target", "nonzero")  # the margin study's choice
+    options = "loss.margin_on=competitor", "loss.mean_over=valid"
     loss_fn, _ = training.loss_from_config(_folder_config(tmp_path, "loss.name=hem+", *options), dataset)
-    assert (loss_fn.margin_on, loss_fn.mean_over) == ("target", "valid")
+    assert (loss_fn.margin_on, loss_fn.mean_over) == ("competitor", "valid")
     hem, _ = training.loss_from_config(_folder_config(tmp_path, "loss.name=hem", "loss.M=7"), dataset)
-    assert float(hem.margin) == pytest.approx(np.sqrt(7 / 28))
+    assert float(hem.margin) == pytest.approx(np.sqrt(7 / (28 / per_image)))  # default unit: images
     mm, _ = training.loss_from_config(_folder_config(tmp_path, "loss.name=mm", "loss.margin=0.3"), dataset)
     assert float(mm.margin) == pytest.approx(0.3)
     ln, _ = training.loss_from_config(_folder_config(tmp_path, "loss.name=ln", "loss.tau=0.5"), dataset)
