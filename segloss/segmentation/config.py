@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..functional import MARGIN_PLACEMENTS
 from ..runner.config import (
     ConfigError,
     LossConfig,
@@ -18,7 +19,6 @@ from ..runner.config import (
     dynamic_choices,
     run_folder_name,
 )
-from ..functional import MARGIN_PLACEMENTS
 from .data.registry import DATASETS
 from .task import TASK
 
