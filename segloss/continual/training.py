@@ -29,6 +29,7 @@ from ..runner.engine import (
     TrainingRun,
     amp_dtype,
     autocast,
+    optimizer_step,
     resolve_device,
     run_training,
 )
@@ -135,14 +136,7 @@ def train_experience(
                     f"the loss is {loss.item()} in experience {experience.index + 1}, epoch {epoch + 1}: "
                     f"try a lower optim.lr (now {optim.lr}) or smaller strategy weights"
                 )
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:  # the step unscales the gradients that after_step reads
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
+            optimizer_step(loss, optimizer, scaler)  # the step unscales the gradients after_step reads
             strategy.after_step(model)
             sums += torch.stack([task_loss.detach(), penalty.detach()]).double().cpu()
             steps += 1

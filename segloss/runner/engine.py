@@ -192,6 +192,21 @@ def resolve_device(setting: str, local_rank: int = 0) -> torch.device:
     return device
 
 
+def optimizer_step(
+    loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None
+) -> None:
+    """One step on ``loss``: zero the gradients, backward, step; through ``scaler`` (fp16 AMP) if given,
+    which unscales the gradients before the step."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+
+
 def train_one_epoch(
     model: nn.Module,
     loss_fn: nn.Module,
@@ -235,14 +250,7 @@ def train_one_epoch(
             raise NonFiniteLossError(f"the loss is {value} at epoch {epoch}, step {steps + 1}")
 
         lr = optimizer.param_groups[0]["lr"]
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+        optimizer_step(loss, optimizer, scaler)
         if scheduler is not None:
             scheduler.step()
 
