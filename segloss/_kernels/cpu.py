@@ -141,8 +141,6 @@ def _map(function, total: int) -> list:
     """``function(start, stop)`` over ``[0, total)``, split across threads when large enough; results in
     order."""
     global _pool, _pool_size
-    if total < 2 * MIN_SAMPLES_PER_THREAD:  # the common small case, without any bookkeeping
-        return [function(0, total)]
     ranges = _ranges(total)
     if len(ranges) == 1:
         return [function(*ranges[0])]
@@ -181,8 +179,6 @@ def margin_forward(x, target, margins, hard: bool, ignore_index: int, need_losse
         return total.value, count.value
 
     results = _map(run, target.numel())
-    if len(results) == 1:
-        return losses, *results[0]
     return losses, sum(r[0] for r in results), sum(r[1] for r in results)
 
 
