@@ -17,7 +17,6 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from ..classification import recipe
 from ..classification.loops import predict_logits
@@ -34,6 +33,7 @@ from ..runner.engine import (
     run_training,
 )
 from ..runner.files import CHECKPOINT_FILE, METRICS_FILE, write_results_json
+from ..runner.progress import progress_bar
 from ..runner.randomness import derive_seed, rng_states, seed_everything, set_rng_states
 from .benchmarks import Experience, Stream, build_stream
 from .config import TASK, ContinualConfig
@@ -105,11 +105,8 @@ def train_experience(
     scheduler = build_lr_scheduler(optimizer, optim.milestones, optim.gamma)
     start = time.perf_counter()
     record: dict[str, float] = {}
-    for epoch in tqdm(
-        range(train.epochs),
-        desc=f"experience {experience.index + 1}",
-        leave=False,
-        disable=not train.progress,
+    for epoch in progress_bar(
+        range(train.epochs), progress=train.progress, desc=f"experience {experience.index + 1}", leave=False
     ):
         loader = DataLoader(
             experience.train,
