@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import logging
 import sys
 from collections import defaultdict
@@ -27,8 +26,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ..runner.files import CONFIG_FILE, RESULTS_FILE
-from ..runner.report import SEED_KEY, used_settings, value_order, varying_keys
+from ..runner.report import SEED_KEY, finished_runs, value_order, varying_keys
 from ..runner.sweep import key_labels
 from .task import TASK
 
@@ -65,24 +63,11 @@ def find_runs(folders: Iterable[str | Path]) -> list[ContinualResult]:
         FileNotFoundError: a folder does not exist.
     """
     runs = []
-    for folder in map(Path, folders):
-        if not folder.is_dir():
-            raise FileNotFoundError(f"run folder not found: {folder}")
-        for config_file in sorted(folder.rglob(CONFIG_FILE)):
-            results_file = config_file.with_name(RESULTS_FILE)
-            if not results_file.is_file():
-                logger.warning("skipping %s: no results.json (the run has not finished)", config_file.parent)
-                continue
-            config = yaml.safe_load(config_file.read_text()) or {}
-            if config.get("task") != TASK:
-                logger.info("skipping %s: a %s run", config_file.parent, config.get("task", "segmentation"))
-                continue
-            results = json.loads(results_file.read_text())
-            if any(metric not in results for metric in METRICS):
-                logger.warning("skipping %s: its results.json has no final metrics", config_file.parent)
-                continue
-            settings = {k: tuple(v) if isinstance(v, list) else v for k, v in used_settings(config).items()}
-            runs.append(ContinualResult(config_file.parent, settings, settings[SEED_KEY], results))
+    for run_dir, settings, results in finished_runs(folders, TASK):
+        if any(metric not in results for metric in METRICS):
+            logger.warning("skipping %s: its results.json has no final metrics", run_dir)
+            continue
+        runs.append(ContinualResult(run_dir, settings, settings[SEED_KEY], results))
     return runs
 
 

@@ -13,15 +13,19 @@ tasks below the folders need ``--task``.
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..registry import LOSS_NAMES, LOSSES
 from . import tasks
-from .config import flatten, with_defaults
+from .config import ConfigError, flatten, with_defaults
 from .files import CONFIG_FILE, RESULTS_FILE
+
+logger = logging.getLogger(__name__)
 
 SEED_KEY = "train.seed"
 LOSS_KEY = "loss.name"
@@ -102,6 +106,52 @@ def run_tasks(folders: Iterable[str | Path]) -> set[str]:
                 config = yaml.safe_load(config_file.read_text()) or {}
                 found.add(config.get("task", tasks.DEFAULT_TASK))
     return found
+
+
+def finished_runs(
+    folders: Iterable[str | Path], task: str, results_name: str = RESULTS_FILE
+) -> Iterator[tuple[Path, dict[str, Any], dict[str, Any]]]:
+    """Every finished run of ``task`` (``config.yaml`` next to ``results_name``) at or below ``folders``.
+
+    Args:
+        folders: run folders or folders holding runs.
+        task: the runs' ``task``; runs of other tasks are skipped with a logged note.
+        results_name: the results file to read in each run folder.
+
+    Yields:
+        The run folder, its settings (``used_settings``, lists as tuples so that runs can be grouped by
+        them) and its results. Unfinished runs and configs that no longer fit the schema are skipped with
+        a logged warning.
+
+    Raises:
+        FileNotFoundError: a folder does not exist.
+    """
+    import yaml
+
+    for folder in map(Path, folders):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"run folder not found: {folder}")
+        for config_file in sorted(folder.rglob(CONFIG_FILE)):
+            run_dir = config_file.parent
+            results_file = config_file.with_name(results_name)
+            if not results_file.is_file():
+                logger.warning("skipping %s: no %s (the run has not finished)", run_dir, results_name)
+                continue
+            config = yaml.safe_load(config_file.read_text()) or {}
+            run_task = config.get("task", tasks.DEFAULT_TASK)
+            if run_task != task:
+                logger.info("skipping %s: a %s run (this report is for %s runs)", run_dir, run_task, task)
+                continue
+            try:
+                settings = {key: _hashable(value) for key, value in used_settings(config).items()}
+            except ConfigError as error:
+                logger.warning("skipping %s: its config.yaml does not fit this version (%s)", run_dir, error)
+                continue
+            yield run_dir, settings, json.loads(results_file.read_text())
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(_hashable(item) for item in value) if isinstance(value, list) else value
 
 
 def _folders(argv: Sequence[str]) -> list[str]:

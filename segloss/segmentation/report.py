@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import logging
 import math
 import sys
@@ -47,8 +46,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ..runner.config import ConfigError
-from ..runner.report import LOSS_KEY, SEED_KEY, used_settings, value_order, varying_keys
+from ..runner.report import LOSS_KEY, SEED_KEY, finished_runs, value_order, varying_keys
 from ..runner.sweep import key_labels
 from .task import TASK as SEGMENTATION
 
@@ -191,10 +189,6 @@ def dataset_label(name: str, holdout_classes: Sequence[str] = ()) -> str:
     return f"{name} without {', '.join(holdout_classes)}" if holdout_classes else name
 
 
-def _hashable(value: Any) -> Any:
-    return tuple(_hashable(item) for item in value) if isinstance(value, list) else value
-
-
 def find_runs(folders: Iterable[str | Path], results_name: str = RESULTS_NAME) -> list[RunResult]:
     """Every finished segmentation run (``config.yaml`` next to ``results.json``) at or below ``folders``.
 
@@ -209,44 +203,12 @@ def find_runs(folders: Iterable[str | Path], results_name: str = RESULTS_NAME) -
         FileNotFoundError: a folder does not exist.
     """
     runs = []
-    for folder in folders:
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"run folder not found: {folder}")
-        for config_file in sorted(folder.rglob("config.yaml")):
-            results_file = config_file.with_name(results_name)
-            if not results_file.is_file():
-                logger.warning(
-                    "skipping %s: no %s (the run has not finished)", config_file.parent, results_name
-                )
-                continue
-            config = yaml.safe_load(config_file.read_text())
-            task = config.get("task", SEGMENTATION)
-            if task != SEGMENTATION:
-                logger.info(
-                    "skipping %s: a %s run (this report compares segmentation mIoU)", config_file.parent, task
-                )
-                continue
-            results = json.loads(results_file.read_text())
-            if "miou" not in results:
-                logger.warning("skipping %s: its results.json has no miou", config_file.parent)
-                continue
-            try:
-                settings = {key: _hashable(value) for key, value in used_settings(config).items()}
-            except ConfigError as error:
-                logger.warning(
-                    "skipping %s: its config.yaml does not fit this version (%s)", config_file.parent, error
-                )
-                continue
-            runs.append(
-                RunResult(
-                    config_file.parent,
-                    settings,
-                    settings[SEED_KEY],
-                    _fraction(results["miou"]),
-                    {row["class"]: _fraction(row["iou"]) for row in results.get("per_class", [])},
-                )
-            )
+    for run_dir, settings, results in finished_runs(folders, SEGMENTATION, results_name):
+        if "miou" not in results:
+            logger.warning("skipping %s: its %s has no miou", run_dir, results_name)
+            continue
+        per_class = {row["class"]: _fraction(row["iou"]) for row in results.get("per_class", [])}
+        runs.append(RunResult(run_dir, settings, settings[SEED_KEY], _fraction(results["miou"]), per_class))
     return runs
 
 

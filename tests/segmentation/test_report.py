@@ -155,7 +155,7 @@ def test_classification_runs_are_skipped_with_a_note(runs_dir, caplog):
               "loss": {"name": "ce"}, "train": {"seed": 0}}  # fmt: skip
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
     (folder / "results.json").write_text(json.dumps({"accuracy": 0.95, "num_test": 450}))
-    with caplog.at_level(logging.INFO, logger="segloss.segmentation.report"):
+    with caplog.at_level(logging.INFO, logger="segloss.runner.report"):
         runs = find_runs([runs_dir])
     assert sorted((run.dataset, run.loss, run.seed) for run in runs) == sorted(
         (dataset, loss, seed) for dataset, _, loss, seed in RUNS
