@@ -60,12 +60,18 @@ COMPILED = ("F.cross_entropy", "hem", "hem+", "mm")
 def make_losses(num_classes: int, device: torch.device, compiled: bool) -> dict:
     """``{row name: (loss function, SEGLOSS_KERNEL setting or None)}``."""
     counts = torch.logspace(0, 3, num_classes) * 1000  # 1000× imbalance, like street scenes
+    presence = counts * 4  # each class in about a quarter of the pixels of the images that hold it
     losses = {"F.cross_entropy": (lambda x, t: F.cross_entropy(x, t, ignore_index=IGNORE), None)}
-    for name in segloss.LOSS_NAMES:
-        module = segloss.build_loss(name, class_counts=counts, ignore_index=IGNORE).to(device)
-        losses[name] = (module, None)
+    for name in (*segloss.LOSS_NAMES, "ce+dice"):
+        module = segloss.build_loss(name, class_counts=counts, presence_counts=presence, ignore_index=IGNORE)
+        losses[name] = (module.to(device), None)
     if device.type == "cpu":
         losses["hem+ (eager)"] = (losses["hem+"][0], "eager")
+    with contextlib.suppress(ImportError):  # the reference implementations, where smp is installed
+        import segmentation_models_pytorch as smp
+
+        lovasz = smp.losses.LovaszLoss("multiclass", per_image=False, ignore_index=IGNORE)
+        losses["smp LovaszLoss"] = (lovasz, None)
     if compiled:
         torch._dynamo.reset()  # a fresh cache for every shape
         for name in COMPILED:
@@ -145,6 +151,7 @@ def bench_shape(
     min_calls: int = 2000,
     max_seconds: float = 5.0,
     compiled: bool = True,
+    only: list[str] | None = None,
 ) -> list[dict]:
     generator = torch.Generator().manual_seed(0)
     logits = torch.randn(shape, generator=generator).to(device)
@@ -152,6 +159,8 @@ def bench_shape(
     target[torch.rand(target.shape, generator=generator) < 0.05] = IGNORE
     target = target.to(device)
     losses = make_losses(shape[1], device, compiled)
+    if only:
+        losses = {name: loss for name, loss in losses.items() if name == "F.cross_entropy" or name in only}
     memory_ok = device.type == "cuda" or (can_measure_cpu_memory() and logits.numel() * 4 >= 16 * 2**20)
 
     iterations = {
@@ -206,6 +215,7 @@ def main() -> None:
     parser.add_argument("--min-calls", type=int, default=2000, help="least timed calls per loss, all rounds")
     parser.add_argument("--max-seconds", type=float, default=5.0, help="most time per measurement")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
+    parser.add_argument("--losses", nargs="+", help="only these rows (and F.cross_entropy)")
     args = parser.parse_args()
     device = torch.device(args.device)
     kernel = "compiled C" if cpu_kernel.available() else "eager (no C compiler)"
@@ -221,6 +231,7 @@ def main() -> None:
             min_calls=args.min_calls,
             max_seconds=args.max_seconds,
             compiled=not args.no_compile,
+            only=args.losses,
         )
         print_table(rows)
         print(f"\nafter: {load()}")

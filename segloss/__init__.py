@@ -6,16 +6,21 @@ torch alone; the run machinery (``segloss.runner``) and the applications (``segl
 ``segloss.classification``) live in subpackages with optional dependencies.
 """
 
-from . import functional, metrics
+from . import comparison, functional, metrics
 from .margins import hem_margin, hem_plus_margins
 from .modules import (
     CrossEntropyLoss,
     DiceLoss,
+    FocalLoss,
     HEMLoss,
     HEMPlusLoss,
     LogitAdjustedLoss,
     LogitNormLoss,
+    LovaszSoftmaxLoss,
     MultiMarginLoss,
+    OHEMCrossEntropyLoss,
+    WeightedCrossEntropyLoss,
+    WeightedSumLoss,
 )
 from .registry import LOSS_NAMES, LOSSES, LossEntry, build_loss, register_loss
 
@@ -26,13 +31,19 @@ __all__ = [
     "LOSS_NAMES",
     "CrossEntropyLoss",
     "DiceLoss",
+    "FocalLoss",
     "HEMLoss",
     "HEMPlusLoss",
     "LogitAdjustedLoss",
     "LogitNormLoss",
     "LossEntry",
+    "LovaszSoftmaxLoss",
     "MultiMarginLoss",
+    "OHEMCrossEntropyLoss",
+    "WeightedCrossEntropyLoss",
+    "WeightedSumLoss",
     "build_loss",
+    "comparison",
     "functional",
     "metrics",
     "hem_margin",

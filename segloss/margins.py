@@ -90,3 +90,65 @@ def class_priors(counts, *, class_names: Sequence[str] | None = None) -> torch.T
     """
     counts = check_class_counts(counts, class_names)
     return counts / counts.sum()
+
+
+CLASS_WEIGHTINGS = ("median_frequency", "inverse", "effective_number")
+
+
+def class_weights(
+    counts,
+    weighting: str = "median_frequency",
+    *,
+    beta: float = 0.9999,
+    presence_counts=None,
+    class_names: Sequence[str] | None = None,
+) -> torch.Tensor:
+    """Class weights for the weighted cross-entropy from per-class training counts ``n_c``.
+
+    - ``median_frequency`` (Eigen & Fergus 2015, SegNet's CamVid weights): ``w_c = median_k(g_k) / g_c``
+      with ``g_c = n_c / P_c``, ``P_c`` the size of the training images that contain class ``c``
+      (``presence_counts``, in the unit of ``counts``).
+    - ``inverse``: ``w_c ∝ 1 / n_c``.
+    - ``effective_number`` (Cui et al. 2019, https://arxiv.org/abs/1901.05555):
+      ``w_c ∝ (1 − β) / (1 − β^n_c)``.
+
+    ``inverse`` and ``effective_number`` are normalised to ``Σ_c w_c = C``.
+
+    Args:
+        counts: per-class training counts ``n_c``, all positive.
+        weighting: one of ``CLASS_WEIGHTINGS``.
+        beta: the effective-number β in (0, 1).
+        presence_counts: ``P_c`` (needed by ``median_frequency``): per class, the size of the training
+            images that contain it, at least ``n_c``.
+        class_names: names for the error message about a non-positive count.
+
+    Shape:
+        counts, presence_counts: ``(C,)``. Output: ``(C,)``.
+
+    Returns:
+        The weights as a float64 tensor.
+    """
+    counts = check_class_counts(counts, class_names)
+    if weighting == "median_frequency":
+        if presence_counts is None:
+            raise ValueError(
+                "median_frequency weights need presence_counts: per class, the size of the training images "
+                "that contain it (segmentation runs take them from the class statistics)"
+            )
+        presence = check_class_counts(presence_counts, class_names)
+        if presence.shape != counts.shape or bool((presence < counts).any()):
+            raise ValueError(
+                f"presence_counts must be ({counts.numel()},) and at least the class counts, got "
+                f"{presence.tolist()} for counts {counts.tolist()}"
+            )
+        frequency = counts / presence
+        return torch.quantile(frequency, 0.5) / frequency
+    if weighting == "inverse":
+        weights = 1 / counts
+    elif weighting == "effective_number":
+        if not 0 < beta < 1:
+            raise ValueError(f"beta must be in (0, 1), got {beta}")
+        weights = (1 - beta) / -torch.expm1(counts * torch.log(torch.tensor(beta, dtype=torch.float64)))
+    else:
+        raise ValueError(f"weighting must be one of {CLASS_WEIGHTINGS}, got {weighting!r}")
+    return weights * (counts.numel() / weights.sum())

@@ -7,9 +7,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from . import comparison
 from . import functional as F
 from ._checks import DEFAULT_IGNORE_INDEX, check_reduction
-from .margins import DEFAULT_M, class_priors, hem_margin, hem_plus_margins
+from .margins import DEFAULT_M, class_priors, class_weights, hem_margin, hem_plus_margins
 
 
 class _Loss(nn.Module):
@@ -65,6 +66,10 @@ class LogitAdjustedLoss(_Loss):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.logit_adjusted_loss(logits, target, self.class_priors, **self._options())
+
+    def per_class_values(self) -> tuple[str, torch.Tensor]:
+        """What the loss derived from the class counts: ``("prior", (C,) priors)``."""
+        return "prior", self.class_priors
 
 
 class DiceLoss(_Loss):
@@ -134,6 +139,10 @@ class HEMLoss(MultiMarginLoss):
             **self._options(),
         )
 
+    def per_class_values(self) -> tuple[str, torch.Tensor]:
+        """What the loss derived from the class counts: ``("margin", the margin or (C,) margins)``."""
+        return "margin", self.margin
+
     def extra_repr(self) -> str:
         margin = f"margin={self.margin.tolist()}, margin_on={self.margin_on!r}"
         return f"{margin}, mean_over={self.mean_over!r}, {_Loss.extra_repr(self)}"
@@ -168,3 +177,102 @@ class HEMPlusLoss(HEMLoss):
         tracks), trained 8–9 points below cross-entropy there.
         """
         return cls(hem_plus_margins(counts, M, class_names=class_names), **kw)
+
+
+class WeightedCrossEntropyLoss(_Loss):
+    """Class-weighted cross-entropy (``wce``), :func:`segloss.comparison.weighted_cross_entropy`."""
+
+    def __init__(self, class_weights: Sequence[float] | torch.Tensor, **kw):
+        super().__init__(**kw)
+        self.register_buffer("class_weights", torch.as_tensor(class_weights, dtype=torch.float32).clone())
+
+    @classmethod
+    def from_class_counts(
+        cls,
+        counts,
+        weighting: str = "median_frequency",
+        beta: float = 0.9999,
+        *,
+        presence_counts=None,
+        class_names: Sequence[str] | None = None,
+        **kw,
+    ) -> WeightedCrossEntropyLoss:
+        """Weights from training counts by :func:`segloss.margins.class_weights` (``median_frequency``
+        needs ``presence_counts``, the size of the training images that contain each class)."""
+        weights = class_weights(
+            counts, weighting, beta=beta, presence_counts=presence_counts, class_names=class_names
+        )
+        return cls(weights, **kw)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return comparison.weighted_cross_entropy(logits, target, self.class_weights, **self._options())
+
+    def per_class_values(self) -> tuple[str, torch.Tensor]:
+        """What the loss derived from the class counts: ``("weight", (C,) weights)``."""
+        return "weight", self.class_weights
+
+
+class FocalLoss(_Loss):
+    """Softmax focal loss (``focal``), :func:`segloss.comparison.focal_loss`."""
+
+    def __init__(self, gamma: float = 2.0, **kw):
+        super().__init__(**kw)
+        self.gamma = gamma
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return comparison.focal_loss(logits, target, self.gamma, **self._options())
+
+    def extra_repr(self) -> str:
+        return f"gamma={self.gamma}, {super().extra_repr()}"
+
+
+class LovaszSoftmaxLoss(_Loss):
+    """Lovász-softmax over the batch (``lovasz``), :func:`segloss.comparison.lovasz_softmax`."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return comparison.lovasz_softmax(logits, target, **self._options())
+
+
+class OHEMCrossEntropyLoss(_Loss):
+    """OHEM cross-entropy (``ohem``), :func:`segloss.comparison.ohem_cross_entropy`."""
+
+    def __init__(self, thresh: float = 0.7, min_kept: int = 100_000, **kw):
+        super().__init__(**kw)
+        self.thresh = thresh
+        self.min_kept = min_kept
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return comparison.ohem_cross_entropy(logits, target, self.thresh, self.min_kept, **self._options())
+
+    def extra_repr(self) -> str:
+        return f"thresh={self.thresh}, min_kept={self.min_kept}, {super().extra_repr()}"
+
+
+class WeightedSumLoss(nn.Module):
+    """``Σ_k w_k · loss_k(logits, target)`` of loss modules (``ce+dice``, ``hem+ + 0.5*dice``), as
+    MMSegmentation's list of decode losses. Each term reduces as it was built; with ``reduction="none"``
+    the terms must give outputs of one shape."""
+
+    def __init__(self, terms: Sequence[nn.Module], weights: Sequence[float]):
+        super().__init__()
+        if len(terms) != len(weights) or not terms:
+            raise ValueError(f"need one weight per term, got {len(terms)} terms and {len(weights)} weights")
+        self.terms = nn.ModuleList(terms)
+        self.weights = [float(weight) for weight in weights]
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        outputs = [term(logits, target) for term in self.terms]
+        shapes = {tuple(output.shape) for output in outputs}
+        if len(shapes) > 1:
+            raise ValueError(f"the terms of a loss sum give outputs of different shapes {sorted(shapes)}")
+        return sum(weight * output for weight, output in zip(self.weights, outputs, strict=True))
+
+    def per_class_values(self) -> tuple[str, torch.Tensor] | None:
+        """The per-class values of the first term derived from class counts, if any."""
+        for term in self.terms:
+            if hasattr(term, "per_class_values"):
+                return term.per_class_values()
+        return None
+
+    def extra_repr(self) -> str:
+        return f"weights={self.weights}"

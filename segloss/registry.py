@@ -8,6 +8,7 @@ default and bound) plus its name in the ``hyper_parameters`` tuple of each loss 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,15 +17,20 @@ from torch import nn
 
 from ._checks import DEFAULT_IGNORE_INDEX
 from .functional import MARGIN_PLACEMENTS, MEAN_NORMALISATIONS
-from .margins import DEFAULT_M
+from .margins import CLASS_WEIGHTINGS, DEFAULT_M
 from .modules import (
     CrossEntropyLoss,
     DiceLoss,
+    FocalLoss,
     HEMLoss,
     HEMPlusLoss,
     LogitAdjustedLoss,
     LogitNormLoss,
+    LovaszSoftmaxLoss,
     MultiMarginLoss,
+    OHEMCrossEntropyLoss,
+    WeightedCrossEntropyLoss,
+    WeightedSumLoss,
 )
 
 __all__ = [
@@ -34,6 +40,9 @@ __all__ = [
     "HyperParameter",
     "LossEntry",
     "build_loss",
+    "loss_hyper_parameter_names",
+    "loss_needs_counts",
+    "loss_terms",
     "register_loss",
 ]
 
@@ -76,6 +85,15 @@ HYPER_PARAMETERS: dict[str, HyperParameter] = {
         "HEM/HEM+ batch mean over samples with loss > 0 (the paper) or all valid ones",
         choices=MEAN_NORMALISATIONS,
     ),
+    "weighting": HyperParameter(
+        str, "median_frequency", "weighted CE: class weights from the counts", choices=CLASS_WEIGHTINGS
+    ),
+    "beta": HyperParameter(float, 0.9999, "weighted CE: effective-number beta in (0, 1)", "positive"),
+    "gamma": HyperParameter(float, 2.0, "focal loss exponent (0: cross-entropy)", "non_negative"),
+    "thresh": HyperParameter(
+        float, 0.7, "OHEM: true-class probability below which a pixel is always kept", "non_negative"
+    ),
+    "min_kept": HyperParameter(int, 100_000, "OHEM: pixels kept at least per batch", "non_negative"),
 }
 
 
@@ -88,7 +106,9 @@ class LossEntry:
         module: the ``nn.Module`` class. It takes ``ignore_index``, ``reduction`` and ``sync`` keywords.
         hyper_parameters: the keys of ``HYPER_PARAMETERS`` the module takes as keywords.
         needs_counts: built with ``module.from_class_counts(counts, class_names=..., ...)`` from per-class
-            training counts (margins or priors), instead of ``module(...)``.
+            training counts (margins, priors or weights), instead of ``module(...)``.
+        takes_presence_counts: ``from_class_counts`` also takes ``presence_counts`` (per class, the size of
+            the training images that contain it).
         summary: one line for tables.
     """
 
@@ -96,6 +116,7 @@ class LossEntry:
     module: type[nn.Module]
     hyper_parameters: tuple[str, ...] = ()
     needs_counts: bool = False
+    takes_presence_counts: bool = False
     summary: str = ""
 
 
@@ -133,14 +154,71 @@ register_loss(
     )
 )
 
+register_loss(
+    LossEntry(
+        "wce",
+        WeightedCrossEntropyLoss,
+        ("weighting", "beta"),
+        needs_counts=True,
+        takes_presence_counts=True,
+        summary="class-weighted cross-entropy",
+    )
+)
+register_loss(LossEntry("focal", FocalLoss, ("gamma",), summary="softmax focal loss"))
+register_loss(LossEntry("lovasz", LovaszSoftmaxLoss, summary="Lovász-softmax"))
+register_loss(LossEntry("ohem", OHEMCrossEntropyLoss, ("thresh", "min_kept"), summary="OHEM cross-entropy"))
+
 #: The built-in losses (``LOSSES`` also holds any registered later).
 LOSS_NAMES = tuple(LOSSES)
+
+_WEIGHT = re.compile(r"(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\*")
+
+
+def loss_terms(name: str) -> list[tuple[float, str]]:
+    """The ``(weight, registered name)`` terms of a loss name: ``"hem+"`` → ``[(1.0, "hem+")]``,
+    ``"ce+dice"`` → ``[(1.0, "ce"), (1.0, "dice")]``, ``"hem+ + 0.5*dice"`` → ``[(1.0, "hem+"),
+    (0.5, "dice")]``. ``ValueError`` naming the registered losses for anything else."""
+
+    def parse(text: str) -> list[tuple[float, str]] | None:
+        weight, match = 1.0, _WEIGHT.match(text)
+        if match:
+            weight, text = float(match.group()[:-1]), text[match.end() :]
+        for registered in sorted(LOSSES, key=len, reverse=True):  # "hem+" before "hem"
+            if not text.startswith(registered):
+                continue
+            rest = text[len(registered) :]
+            if not rest:
+                return [(weight, registered)]
+            tail = parse(rest[1:]) if rest.startswith("+") else None
+            if tail is not None:
+                return [(weight, registered), *tail]
+        return None
+
+    terms = parse("".join(str(name).split()))
+    if terms is None:
+        raise ValueError(
+            f"unknown loss {name!r}; valid names: {', '.join(LOSSES)}, or a sum of them such as "
+            f"'ce+dice' or 'hem+ + 0.5*dice'"
+        )
+    return terms
+
+
+def loss_hyper_parameter_names(name: str) -> tuple[str, ...]:
+    """The hyper-parameters the loss ``name`` (or every term of a sum) takes, in table order."""
+    taken = {key for _, term in loss_terms(name) for key in LOSSES[term].hyper_parameters}
+    return tuple(key for key in HYPER_PARAMETERS if key in taken)
+
+
+def loss_needs_counts(name: str) -> bool:
+    """Whether the loss ``name`` (or a term of a sum) is built from per-class training counts."""
+    return any(LOSSES[term].needs_counts for _, term in loss_terms(name))
 
 
 def build_loss(
     name: str,
     *,
     class_counts: Sequence[float] | Any = None,
+    presence_counts: Sequence[float] | Any = None,
     ignore_index: int = DEFAULT_IGNORE_INDEX,
     reduction: str = "mean",
     sync: bool = False,
@@ -150,14 +228,19 @@ def build_loss(
     """The registered loss ``name`` as a module, a drop-in for ``nn.CrossEntropyLoss``.
 
     Args:
-        name: a key of ``LOSSES`` (``ce``, ``ln``, ``la``, ``dice``, ``mm``, ``hem``, ``hem+`` built in).
+        name: a key of ``LOSSES`` (``ce``, ``ln``, ``la``, ``dice``, ``mm``, ``hem``, ``hem+``, ``wce``,
+            ``focal``, ``lovasz``, ``ohem`` built in), or a weighted sum of them (``"ce+dice"``,
+            ``"hem+ + 0.5*dice"``; :func:`loss_terms`).
         class_counts: per-class training counts ``(C,)``; required by the losses with ``needs_counts``
-            (``la``, ``hem``, ``hem+``), ignored by the others.
+            (``la``, ``hem``, ``hem+``, ``wce``), ignored by the others.
+        presence_counts: per class, the size of the training images that contain it ``(C,)``, in the unit
+            of ``class_counts``; needed by ``wce``'s median-frequency weights, ignored by the others.
         ignore_index: target value that contributes no loss.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
-        sync: global batch means under DDP (docs/losses.md).
+        sync: global batch statistics under DDP (docs/losses.md).
         class_names: names for error messages about ``class_counts``.
-        **hyper_parameters: the loss's ``hyper_parameters`` (e.g. ``M=2000`` for ``hem+``).
+        **hyper_parameters: the loss's ``hyper_parameters`` (e.g. ``M=2000`` for ``hem+``); a sum passes
+            each term the ones it takes.
 
     Returns:
         The loss module; it maps logits ``(N, C)`` or ``(N, C, d1, ...)`` and targets ``(N)`` or
@@ -167,18 +250,24 @@ def build_loss(
         ValueError: an unknown name, or missing class counts.
         TypeError: a hyper-parameter the loss does not take.
     """
-    if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; valid names: {', '.join(LOSSES)}")
-    entry = LOSSES[name]
-    unexpected = sorted(set(hyper_parameters) - set(entry.hyper_parameters))
+    terms = loss_terms(name)
+    unexpected = sorted(set(hyper_parameters) - set(loss_hyper_parameter_names(name)))
     if unexpected:
-        accepted = ", ".join(entry.hyper_parameters) or "none"
+        accepted = ", ".join(loss_hyper_parameter_names(name)) or "none"
         raise TypeError(f"loss {name!r} got unexpected hyper-parameters {unexpected}; it accepts: {accepted}")
-    options = {"ignore_index": ignore_index, "reduction": reduction, "sync": sync}
-    if not entry.needs_counts:
-        return entry.module(**hyper_parameters, **options)
-    if class_counts is None:
+    if loss_needs_counts(name) and class_counts is None:
         raise ValueError(f"loss {name!r} needs class_counts (per-class training counts)")
-    return entry.module.from_class_counts(
-        class_counts, **hyper_parameters, class_names=class_names, **options
-    )
+    options = {"ignore_index": ignore_index, "reduction": reduction, "sync": sync}
+    counts = {"presence_counts": presence_counts, "class_names": class_names}
+    modules = []
+    for _, term in terms:
+        entry = LOSSES[term]
+        taken = {key: value for key, value in hyper_parameters.items() if key in entry.hyper_parameters}
+        if not entry.needs_counts:
+            modules.append(entry.module(**taken, **options))
+            continue
+        extra = counts if entry.takes_presence_counts else {"class_names": class_names}
+        modules.append(entry.module.from_class_counts(class_counts, **taken, **extra, **options))
+    if len(terms) == 1 and terms[0][0] == 1.0:
+        return modules[0]
+    return WeightedSumLoss(modules, [weight for weight, _ in terms])

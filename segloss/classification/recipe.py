@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..registry import LOSSES, build_loss
+from ..registry import build_loss, loss_needs_counts
 from ..runner.config import ConfigError, loss_hyper_parameters
 from ..runner.randomness import derive_seed
 from .config import ClassificationConfig
@@ -55,12 +55,17 @@ def model_from_config(config: ClassificationConfig, data: ImageData) -> nn.Modul
 
 
 def loss_from_config(config: ClassificationConfig, data: ImageData) -> nn.Module:
-    """The loss of ``config.loss``; ``la``, ``hem`` and ``hem+`` use the training split's class counts."""
+    """The loss of ``config.loss``; the count-based losses use the training split's class counts (an image
+    holds one class, so ``wce``'s median-frequency weights are all 1 here)."""
     name = config.loss.name
     loss = build_loss(
-        name, class_counts=data.class_counts, class_names=data.classes, **loss_hyper_parameters(config.loss)
+        name,
+        class_counts=data.class_counts,
+        presence_counts=data.class_counts,
+        class_names=data.classes,
+        **loss_hyper_parameters(config.loss),
     )
-    if LOSSES[name].needs_counts:
+    if loss_needs_counts(name):
         logger.info("loss %s from class counts %s", loss, data.class_counts.tolist())
     return loss
 

@@ -25,7 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..registry import HYPER_PARAMETERS, LOSSES
+from ..registry import HYPER_PARAMETERS, LOSSES, loss_hyper_parameter_names, loss_terms
 from . import tasks
 
 # Keys a resumed run may change; any other difference from the checkpoint's config is an error. Not
@@ -94,8 +94,16 @@ def _allowed_values(f: dataclasses.Field) -> tuple[Any, ...] | None:
 # The sections every task shares
 
 
+def _is_loss_name(name: Any) -> bool:
+    try:
+        return len(loss_terms(name)) > 0
+    except ValueError:
+        return False
+
+
 def _loss_fields() -> list[tuple[str, type, Any]]:
-    fields: list[tuple[str, type, Any]] = [("name", str, dynamic_choices(lambda: LOSSES, default="ce"))]
+    name = field(default="ce", metadata={"choices": lambda: LOSSES, "also_accepts": _is_loss_name})
+    fields: list[tuple[str, type, Any]] = [("name", str, name)]
     for key, parameter in HYPER_PARAMETERS.items():
         metadata = {"choices": parameter.choices} if parameter.choices else {}
         fields.append((key, parameter.type, field(default=parameter.default, metadata=metadata)))
@@ -106,7 +114,8 @@ LossConfig = dataclasses.make_dataclass(
     "LossConfig",
     _loss_fields(),
     namespace={
-        "__doc__": "A loss of ``segloss.registry.LOSSES`` by ``name`` and one key per hyper-parameter of "
+        "__doc__": "A loss of ``segloss.registry.LOSSES`` (or a weighted sum of them, ``ce+dice``) by "
+        "``name`` and one key per hyper-parameter of "
         "``segloss.registry.HYPER_PARAMETERS`` (each loss uses its own; docs/losses.md)."
     },
 )
@@ -116,7 +125,7 @@ LossConfig.__module__ = __name__
 def loss_hyper_parameters(loss: Any) -> dict[str, Any]:
     """The hyper-parameters of ``loss.name`` (its registry entry's) with their values in the section
     ``loss``, as keywords for ``segloss.build_loss``."""
-    return {key: getattr(loss, key) for key in LOSSES[loss.name].hyper_parameters}
+    return {key: getattr(loss, key) for key in loss_hyper_parameter_names(loss.name)}
 
 
 @dataclass
@@ -227,6 +236,8 @@ def schema_keys(cls: type, prefix: str = "") -> list[tuple[str, str, Any]]:
         allowed = _allowed_values(f)
         if allowed is not None:
             described = "|".join(str(c) for c in allowed)
+            if "also_accepts" in f.metadata:
+                described += " or a sum such as ce+0.5*dice"
         keys.append((f"{prefix}{name}", described, _default(f)))
     return keys
 
@@ -306,7 +317,8 @@ def _build(cls: type, data: Any, prefix: str, root_cls: type) -> Any:
                 f"valid keys:\n{valid_keys_text(root_cls)}"
             ) from None
         allowed = _allowed_values(f)
-        if allowed is not None and values[name] not in allowed:
+        also_accepted = f.metadata.get("also_accepts", lambda value: False)
+        if allowed is not None and values[name] not in allowed and not also_accepted(values[name]):
             raise ConfigError(f"{key} must be one of {'|'.join(map(str, allowed))}, got {value!r}")
     return cls(**values)
 

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..registry import LOSS_NAMES, LOSSES
+from ..registry import LOSS_NAMES, loss_hyper_parameter_names, loss_needs_counts
 from . import tasks
 from .config import ConfigError, flatten, with_defaults
 from .files import CONFIG_FILE, RESULTS_FILE
@@ -69,11 +69,12 @@ def used_settings(config: dict[str, Any]) -> dict[str, Any]:
     for the ``loss.*`` hyper-parameters its loss does not take (and ``loss.count_unit`` unless the loss
     derives something from class counts)."""
     settings = flatten(with_defaults(config))
-    entry = LOSSES.get(settings[LOSS_KEY])
-    if entry is None:  # a loss registered by the user's code that is not imported here: keep everything
+    try:
+        parameters = loss_hyper_parameter_names(settings[LOSS_KEY])
+    except ValueError:  # a loss registered by the user's code that is not imported here: keep everything
         return settings
-    used = {f"loss.{name}" for name in entry.hyper_parameters} | {LOSS_KEY}
-    if entry.needs_counts:
+    used = {f"loss.{name}" for name in parameters} | {LOSS_KEY}
+    if loss_needs_counts(settings[LOSS_KEY]):
         used.add("loss.count_unit")
     return {
         key: None if key.startswith("loss.") and key not in used else value for key, value in settings.items()

@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, RandomSampler
 from torch.utils.data.distributed import DistributedSampler
 
-from ..registry import LOSSES, build_loss
+from ..registry import build_loss, loss_needs_counts
 from ..runner.config import loss_hyper_parameters
 from ..runner.engine import Distributed, TrainingRun, run_training
 from ..runner.files import write_results_json
@@ -61,18 +61,17 @@ def loss_from_config(
     classes = tuple(train_set.classes)
     held_out = class_indices(classes, config.data.holdout_classes)
     known = [index for index in range(len(classes)) if index not in held_out]
-    counts = None
-    if LOSSES[name].needs_counts:
+    counts = presence = None
+    if loss_needs_counts(name):
         stats = class_statistics(train_set, progress=progress)
-        counts = stats.counts.astype(np.float64)
-        if config.loss.count_unit == "images":
-            counts = counts / stats.pixels_per_image
-        elif config.loss.count_unit == "patches":
-            counts = counts / PATCH_SIZE**2
+        unit = {"images": stats.pixels_per_image, "patches": PATCH_SIZE**2}.get(config.loss.count_unit, 1)
+        counts = stats.counts.astype(np.float64) / unit
+        presence = stats.presence.astype(np.float64) / unit
     try:
         loss = build_loss(
             name,
             class_counts=None if counts is None else counts[known],
+            presence_counts=None if presence is None else presence[known],
             ignore_index=IGNORE_INDEX,
             sync=sync,
             class_names=[classes[index] for index in known],
@@ -100,7 +99,7 @@ def describe_loss(
         header += f"; held out of training: {', '.join(held_out)}"
     if counts is None:
         return header
-    label, values = ("prior", inner.class_priors) if name == "la" else ("margin", inner.margin)
+    label, values = inner.per_class_values()
     known = [class_name for class_name in classes if class_name not in held_out]
     per_class = dict(zip(known, values.expand(len(known)).tolist(), strict=True))
     unit = config.loss.count_unit

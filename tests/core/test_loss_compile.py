@@ -18,6 +18,7 @@ from segloss import _kernels
 from segloss._kernels import ops
 
 COUNTS = torch.tensor([500.0, 200.0, 80.0, 20.0, 5.0])
+PRESENCE = [1000.0] * 5
 NAMES = ("hem", "hem+", "mm")
 
 
@@ -62,7 +63,9 @@ def trace_backward():
 @pytest.mark.parametrize("name, sync", [(name, False) for name in NAMES] + [("hem+", True)])
 def test_compiled_step_has_no_graph_breaks(trace_backward, one_thread, name, sync):
     model = _model()
-    loss = segloss.build_loss(name, class_counts=COUNTS, ignore_index=255, sync=sync)
+    loss = segloss.build_loss(
+        name, class_counts=COUNTS, presence_counts=PRESENCE, ignore_index=255, sync=sync
+    )
     explanation = torch._dynamo.explain(_step(model, loss))(*_batch())
     assert explanation.graph_break_count == 0, explanation.break_reasons
     assert explanation.graph_count == 1
@@ -78,7 +81,9 @@ def test_compiled_step_has_no_graph_breaks(trace_backward, one_thread, name, syn
 )
 def test_compiled_step_matches_eager(trace_backward, one_thread, backend, name, options):
     model = _model()
-    loss = segloss.build_loss(name, class_counts=COUNTS, ignore_index=255, **options)
+    loss = segloss.build_loss(
+        name, class_counts=COUNTS, presence_counts=PRESENCE, ignore_index=255, **options
+    )
     images, target = _batch()
     expected, expected_grads = _run(_step(model, loss), model, images, target)
     compiled = torch.compile(_step(model, loss), fullgraph=True, backend="aot_eager")

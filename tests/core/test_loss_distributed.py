@@ -11,6 +11,7 @@ from torch.nn.parallel import DistributedDataParallel
 import segloss
 
 COUNTS = [50.0, 20.0, 10.0, 5.0]
+PRESENCE = [80.0, 60.0, 40.0, 30.0]
 # the margin options change what a synced mean divides by (valid samples) and which margins apply
 VARIANTS = {
     "hem+ on target": ("hem+", {"margin_on": "target"}),
@@ -37,8 +38,16 @@ def loss_for(name, reduction, sync):
     name, options = VARIANTS.get(name, (name, {}))
     if name.startswith("hem"):
         options = {"M": 5.0, **options}
+    if name == "ohem":
+        options = {"min_kept": 20}  # fewer than the valid pixels: the threshold is a quantile
     return segloss.build_loss(
-        name, class_counts=COUNTS, ignore_index=255, reduction=reduction, sync=sync, **options
+        name,
+        class_counts=COUNTS,
+        presence_counts=PRESENCE,
+        ignore_index=255,
+        reduction=reduction,
+        sync=sync,
+        **options,
     )
 
 

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import segloss
+from segloss import comparison
 from segloss import functional as F
 
 ALL_FUNCTIONS = {
@@ -13,6 +14,10 @@ ALL_FUNCTIONS = {
     "dice": lambda y, t, **kw: F.dice_loss(y, t, **kw),
     "mm": lambda y, t, **kw: F.multi_margin_loss(y, t, **kw),
     "hem": lambda y, t, **kw: F.hem_loss(y, t, 0.3, **kw),
+    "wce": lambda y, t, **kw: comparison.weighted_cross_entropy(y, t, torch.ones(y.shape[1]), **kw),
+    "focal": lambda y, t, **kw: comparison.focal_loss(y, t, **kw),
+    "lovasz": lambda y, t, **kw: comparison.lovasz_softmax(y, t, **kw),
+    "ohem": lambda y, t, **kw: comparison.ohem_cross_entropy(y, t, **kw),
 }
 
 

@@ -12,7 +12,13 @@ COUNTS = [40.0, 10.0, 5.0, 25.0, 20.0]
 
 
 def build(name, reduction="mean"):
-    return segloss.build_loss(name, class_counts=COUNTS, ignore_index=255, reduction=reduction)
+    return segloss.build_loss(
+        name,
+        class_counts=COUNTS,
+        presence_counts=[sum(COUNTS)] * len(COUNTS),
+        ignore_index=255,
+        reduction=reduction,
+    )
 
 
 def random_batch(shape=(2, 5, 4, 3), dtype=torch.float64, ignored=0.2):

@@ -89,7 +89,9 @@ def test_dice_by_hand():
 def test_all_ignored_gives_exact_zero_and_zero_gradients(backend, name, reduction):
     y = torch.randn(2, 4, 3, 3, requires_grad=True)
     t = torch.full((2, 3, 3), 255)
-    loss = segloss.build_loss(name, class_counts=[1, 2, 3, 4], ignore_index=255, reduction=reduction)
+    loss = segloss.build_loss(
+        name, class_counts=[1, 2, 3, 4], presence_counts=[10] * 4, ignore_index=255, reduction=reduction
+    )
     out = loss(y, t)
     out.sum().backward()
     assert torch.all(out == 0)
@@ -153,7 +155,9 @@ def test_mm_equals_torch_multi_margin_loss(backend):
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 def test_nan_logits_give_a_nan_loss_unless_ignored(backend, name, reduction):
     """A diverged model must not look like a perfect one: NaN propagates, as in cross-entropy."""
-    loss = segloss.build_loss(name, class_counts=[1, 2, 3, 4], ignore_index=255, reduction=reduction)
+    loss = segloss.build_loss(
+        name, class_counts=[1, 2, 3, 4], presence_counts=[10] * 4, ignore_index=255, reduction=reduction
+    )
     y = torch.randn(2, 4, 3, 3)
     t = torch.randint(0, 4, (2, 3, 3))
     for position in [(0, 2, 1, 1), (1, 0, 0, 2)]:  # a competing logit, then the true-class logit

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import segloss
+from segloss import comparison
 from segloss import functional as F
 
 
@@ -50,17 +51,30 @@ def test_registry_builds_every_loss_and_matches_functional():
         "mm": F.multi_margin_loss(y, t, 0.5),
         "hem": F.hem_loss(y, t, math.sqrt(20 / 100)),
         "hem+": F.hem_loss(y, t, torch.sqrt(20 / (3 * counts))),
+        "wce": comparison.weighted_cross_entropy(y, t, [2.0, 1.0, 1.0]),  # g = [0.1, 0.2, 0.2]
+        "focal": comparison.focal_loss(y, t, 1.0),
+        "lovasz": comparison.lovasz_softmax(y, t),
+        "ohem": comparison.ohem_cross_entropy(y, t, 0.5, 30),
     }
-    options = {"ln": {"tau": 0.1}, "mm": {"margin": 0.5}, "hem": {"M": 20}, "hem+": {"M": 20}}
+    options = {
+        "ln": {"tau": 0.1},
+        "mm": {"margin": 0.5},
+        "hem": {"M": 20},
+        "hem+": {"M": 20},
+        "focal": {"gamma": 1.0},
+        "ohem": {"thresh": 0.5, "min_kept": 30},
+    }
     for name in segloss.LOSS_NAMES:
-        loss = segloss.build_loss(name, class_counts=counts, **options.get(name, {}))
+        loss = segloss.build_loss(
+            name, class_counts=counts, presence_counts=[100.0, 150.0, 300.0], **options.get(name, {})
+        )
         assert isinstance(loss, torch.nn.Module)
         assert loss(y, t).item() == pytest.approx(expected[name].item()), name
 
 
 def test_registry_errors():
-    with pytest.raises(ValueError, match="unknown loss 'focal'.*ce, ln, la, dice, mm, hem, hem\\+"):
-        segloss.build_loss("focal")
+    with pytest.raises(ValueError, match="unknown loss 'nope'.*ce, ln, la, dice, mm, hem, hem\\+, wce"):
+        segloss.build_loss("nope")
     with pytest.raises(ValueError, match="'hem\\+' needs class_counts"):
         segloss.build_loss("hem+")
     with pytest.raises(TypeError, match="'ce' got unexpected hyper-parameters \\['M'\\]"):
@@ -77,7 +91,8 @@ def test_margins_follow_the_module_to_a_device_and_into_state_dict():
     # float32 buffers: every device takes them (MPS has no float64); float64 logits still compute in float64
     for name in segloss.LOSS_NAMES:
         assert all(
-            b.dtype == torch.float32 for b in segloss.build_loss(name, class_counts=[1, 2, 3]).buffers()
+            b.dtype == torch.float32
+            for b in segloss.build_loss(name, class_counts=[1, 2, 3], presence_counts=[4, 4, 4]).buffers()
         )
     assert loss(torch.randn(2, 3, dtype=torch.float64), torch.tensor([0, 2])).dtype == torch.float64
     assert "HEMPlusLoss(margin=" in repr(loss)

@@ -76,7 +76,7 @@ def test_a_registered_loss_trains_through_the_command(toy_loss, tmp_path, monkey
     assert cli.main(["train", "--config", "demo", *overrides]) == 0  # 4 images, batch 4: one step
     record = json.loads((run_dir / "metrics.jsonl").read_text())
     assert record["epoch"] == 1 and record["loss"] > 0
-    assert "loss.name              ce|ln|la|dice|mm|hem|hem+|toy" in _help_keys(capsys)
+    assert "loss.name              ce|ln|la|dice|mm|hem|hem+|wce|focal|lovasz|ohem|toy" in _help_keys(capsys)
     assert (run_dir / "results.json").is_file()
 
 

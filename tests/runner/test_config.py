@@ -76,7 +76,7 @@ def test_unknown_key_lists_valid_keys_and_suggests():
         ("optim.lr=fast", r"optim.lr must be float, got 'fast'"),
         ("train.crop_size=[352, big]", r"train.crop_size must be int \| list\[int\]"),
         ("train.progress=maybe", r"train.progress must be bool"),
-        ("loss.name=focal", r"loss.name must be one of ce\|ln\|la\|dice\|mm\|hem\|hem\+, got 'focal'"),
+        ("loss.name=nope", r"loss.name must be one of ce\|ln\|la\|dice\|mm\|hem\|hem\+\|wce.*, got 'nope'"),
         ("loss.count_unit=voxels", r"loss.count_unit must be one of pixels\|patches\|images"),
         ("loss.margin_on=both", r"loss.margin_on must be one of competitor\|target"),
         ("data.name=coco", r"data.name must be one of camvid\|cityscapes\|sbd\|folder\|synthetic"),

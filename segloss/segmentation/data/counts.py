@@ -19,19 +19,21 @@ from ._common import IGNORE_INDEX, SegmentationDataset
 logger = logging.getLogger(__name__)
 
 # Bump when the counting or the cache file changes, so that old cache entries are not reused.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 CACHE_ENV = "SEGLOSS_CACHE"
 
 
 @dataclass(frozen=True)
 class ClassStatistics:
     """Pixel statistics of one split: ``counts`` (``(C,)`` int64 labelled pixels per class), ``ignored``
-    pixels and ``num_images``."""
+    pixels, ``num_images`` and ``presence`` (``(C,)`` int64: per class, the pixels, labelled and ignored, of
+    the images that contain it; the denominator of median-frequency weights)."""
 
     classes: tuple[str, ...]
     counts: np.ndarray
     ignored: int
     num_images: int
+    presence: np.ndarray
 
     @property
     def pixels_per_image(self) -> float:
@@ -60,6 +62,7 @@ def _load_cached(path: Path, classes: tuple[str, ...]) -> ClassStatistics | None
             np.array(cached["counts"], dtype=np.int64),
             cached["ignored"],
             cached["num_images"],
+            np.array(cached["presence"], dtype=np.int64),
         )
     except FileNotFoundError:
         return None
@@ -77,6 +80,7 @@ def _save_cached(path: Path, stats: ClassStatistics, dataset: SegmentationDatase
         "counts": stats.counts.tolist(),
         "ignored": stats.ignored,
         "num_images": stats.num_images,
+        "presence": stats.presence.tolist(),
     }
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -110,6 +114,7 @@ def class_statistics(
         return np.bincount(dataset.load_mask(index).ravel(), minlength=256)
 
     totals = np.zeros(256, dtype=np.int64)
+    presence = np.zeros(256, dtype=np.int64)
     threads = num_threads or min(4, os.cpu_count() or 1)
     description = f"counting pixels of {type(dataset).__name__} {dataset.split}"
     with (
@@ -118,10 +123,17 @@ def class_statistics(
     ):
         for counts in pool.map(histogram, range(len(dataset))):
             totals += counts
+            presence += (counts > 0) * counts.sum()
             bar.update()
     if totals[len(classes) : IGNORE_INDEX].any():
         raise RuntimeError(f"masks of {dataset!r} hold train ids >= {len(classes)} besides {IGNORE_INDEX}")
-    stats = ClassStatistics(classes, totals[: len(classes)].copy(), int(totals[IGNORE_INDEX]), len(dataset))
+    stats = ClassStatistics(
+        classes,
+        totals[: len(classes)].copy(),
+        int(totals[IGNORE_INDEX]),
+        len(dataset),
+        presence[: len(classes)].copy(),
+    )
     _save_cached(cache_file, stats, dataset)
     logger.info("class counts of %r saved to %s", dataset, cache_file)
     return stats
