@@ -39,7 +39,8 @@ def check_shapes(logits: torch.Tensor, target: torch.Tensor) -> None:
 
 
 def check_target_values(target: torch.Tensor, num_classes: int, ignore_index: int) -> None:
-    """Every target is in ``[0, num_classes)`` or equals ``ignore_index``."""
+    """Every target is in ``[0, num_classes)`` or equals ``ignore_index``: a ``ValueError`` naming the first
+    bad value, at once (reads the target on the host: the CPU path)."""
     if target.numel() == 0:
         return
     low, high = torch.aminmax(target)
@@ -48,6 +49,18 @@ def check_target_values(target: torch.Tensor, num_classes: int, ignore_index: in
     bad = target[(target != ignore_index) & ((target < 0) | (target >= num_classes))]
     if bad.numel():
         raise_bad_target(int(bad[0]), num_classes, ignore_index)
+
+
+def assert_target_values_on_device(target: torch.Tensor, num_classes: int, ignore_index: int) -> None:
+    """The same check queued on the target's device (``torch._assert_async``), without a host
+    synchronisation: the CUDA path. A bad target fails the next synchronising call with this message (on
+    CUDA a device-side assertion, which ends the process's CUDA context, as an out-of-range index in
+    ``F.cross_entropy`` does)."""
+    valid = (target == ignore_index) | ((target >= 0) & (target < num_classes))
+    torch._assert_async(
+        valid.all(),
+        f"segloss: a target value is outside [0, {num_classes}) and is not ignore_index ({ignore_index})",
+    )
 
 
 def raise_bad_target(value: int, num_classes: int, ignore_index: int) -> None:

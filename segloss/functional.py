@@ -19,7 +19,7 @@ from ._checks import (
     compute_dtype,
     per_class_tensor,
 )
-from ._kernels import MarginLossFunction, as_samples, count_valid_targets
+from ._kernels import MarginLossFunction, as_samples, count_valid_targets, on_device_path
 
 Margin = float | Sequence[float] | torch.Tensor
 MARGIN_PLACEMENTS = ("competitor", "target")
@@ -151,8 +151,11 @@ def logit_adjusted_loss(
     """Logit-adjusted cross-entropy: cross-entropy of ``logits + log(class_priors)``."""
     x = _prepare(logits, target, reduction)
     priors = per_class_tensor(class_priors, x.shape[1], "class_priors", x)
-    if not bool((priors > 0).all()):
-        raise ValueError(f"class_priors must all be positive, got {priors.tolist()}")
+    if not on_device_path(priors):
+        if not bool((priors > 0).all()):
+            raise ValueError(f"class_priors must all be positive, got {priors.tolist()}")
+    else:
+        torch._assert_async((priors > 0).all(), "segloss: class_priors must all be positive")
     shape = (1, -1) + (1,) * (x.dim() - 2)
     adjusted = x + priors.log().view(shape)
     return cross_entropy(adjusted, target, ignore_index=ignore_index, reduction=reduction, sync=sync)

@@ -3,7 +3,9 @@
 Backends: ``cpu`` (compiled C, for float32/float64 CPU tensors when a C compiler is available),
 ``triton`` (CUDA tensors, when Triton is installed) and ``eager`` (tensor ops, everywhere).
 ``SEGLOSS_KERNEL`` = ``auto`` (default), ``eager``, ``cpu`` or ``triton`` picks one; naming a compiled
-backend that cannot run is an error.
+backend that cannot run is an error. ``SEGLOSS_KERNEL=triton`` with ``TRITON_INTERPRET=1`` runs the whole
+CUDA path (Triton kernels, checks queued on the device, no host synchronisation) on CPU tensors, in
+Triton's interpreter: how the tests check it without a GPU.
 
 Eager calls go through :class:`MarginLossFunction`; under ``torch.compile`` the losses run as the custom
 ops of :mod:`.ops` (imported only then, so that ``import segloss`` loads no compiler stack). Both call the
@@ -21,7 +23,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from .. import _distributed
-from .._checks import check_target_values
+from .._checks import assert_target_values_on_device, check_target_values
 from . import cpu, eager
 
 BACKENDS = ("auto", "eager", "cpu", "triton")
@@ -43,6 +45,25 @@ def _setting() -> str:
     return choice
 
 
+def interpreting_triton() -> bool:
+    """``SEGLOSS_KERNEL=triton`` and ``TRITON_INTERPRET=1``: CPU tensors take the CUDA path."""
+    return _setting() == "triton" and os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def on_device_path(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor`` takes the path that never synchronises with the host (CUDA, MPS, or the CUDA
+    path interpreted on the CPU)."""
+    return tensor.device.type != "cpu" or interpreting_triton()
+
+
+def check_targets(target: torch.Tensor, num_classes: int, ignore_index: int) -> None:
+    """The target check: an immediate ``ValueError`` on the CPU, a check queued on the device otherwise."""
+    if on_device_path(target):
+        assert_target_values_on_device(target, num_classes, ignore_index)
+    else:
+        check_target_values(target, num_classes, ignore_index)
+
+
 def select_backend(x: torch.Tensor):
     """The backend module for logits ``x`` under the ``SEGLOSS_KERNEL`` setting."""
     choice = _setting()
@@ -51,7 +72,7 @@ def select_backend(x: torch.Tensor):
     candidates = {}
     if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and cpu.available():
         candidates["cpu"] = cpu
-    triton_gpu = _triton_backend() if x.is_cuda else None
+    triton_gpu = _triton_backend() if x.is_cuda or interpreting_triton() else None
     if triton_gpu is not None and triton_gpu.supports(x):
         candidates["triton"] = triton_gpu
     if choice == "auto":
@@ -66,10 +87,8 @@ def select_backend(x: torch.Tensor):
 
 def count_valid_targets(target: torch.Tensor, num_classes: int, ignore_index: int) -> torch.Tensor:
     """The number of targets that are not ``ignore_index`` (a tensor on ``target``'s device), after
-    checking that every other target is in ``[0, num_classes)``."""
-    if target.device.type == "cpu" and _setting() != "eager" and cpu.available():
-        return cpu.count_valid_targets(target, num_classes, ignore_index)
-    check_target_values(target, num_classes, ignore_index)
+    checking that every other target is in ``[0, num_classes)`` (:func:`check_targets`)."""
+    check_targets(target, num_classes, ignore_index)
     return (target != ignore_index).sum()
 
 
@@ -97,7 +116,7 @@ def forward_sums(
     ``margins``, by ``backend``: the per-sample losses ``(N, S)`` (when ``need_losses``), their sum and the
     count a mean divides by. A target outside ``[0, C)`` that is not ``ignore_index`` is a ``ValueError``."""
     if backend is not cpu:  # the compiled CPU kernel checks targets as it goes
-        check_target_values(target, x.shape[1], ignore_index)
+        check_targets(target, x.shape[1], ignore_index)
     return backend.margin_forward(
         x, target, margins, hard, ignore_index, need_losses, on_target=on_target, count_valid=count_valid
     )
@@ -116,7 +135,7 @@ def reduction_scale(
         return 1.0 if reduction == "sum" else 1.0 / max(count, 1)
     count = torch.as_tensor(count)
     if reduction == "sum":
-        return torch.tensor(float(world), dtype=like.dtype, device=like.device)
+        return like.new_full((), float(world))  # a fill on the device, no host-to-device copy
     count = _distributed.all_reduce_sum(count.to(like.device), sync)
     return world / count.clamp(min=1).to(like.dtype)
 

@@ -86,8 +86,6 @@ def _build(compiler: str) -> Path:
 
 
 def _declare(lib: ctypes.CDLL) -> None:
-    lib.count_valid_targets.restype = _I64
-    lib.count_valid_targets.argtypes = [_PTR, _I64, _I64, _I64, _I64]
     for suffix in _SUFFIX.values():
         forward = getattr(lib, f"margin_forward_{suffix}")
         forward.restype = _I64
@@ -198,17 +196,3 @@ def margin_backward(x, target, margins, hard: bool, ignore_index: int, weight: t
     g_ptr = grad.data_ptr()
     _map(lambda start, stop: kernel(*head, start, stop, w_ptr, step, g_ptr), target.numel())
     return grad
-
-
-def count_valid_targets(target: torch.Tensor, num_classes: int, ignore_index: int) -> torch.Tensor:
-    """The number of targets that are not ``ignore_index``; ``ValueError`` for one outside the classes."""
-    target = target.to(torch.int64).contiguous()
-    pointer = target.data_ptr()
-
-    def run(start: int, stop: int) -> int:
-        count = library().count_valid_targets(pointer, num_classes, ignore_index, start, stop)
-        if count < 0:
-            raise_bad_target(int(target.view(-1)[-count - 1]), num_classes, ignore_index)
-        return count
-
-    return torch.tensor(sum(_map(run, target.numel())))

@@ -32,21 +32,6 @@
 #define SUFFIX f64
 #include __FILE__
 
-/* Number of targets in [p0, p1) that are not `ignore`, or -(1 + position) of the first one outside
- * [0, C) that is not `ignore`: the target check of every loss in one vectorised pass. */
-int64_t count_valid_targets(const int64_t *target, int64_t C, int64_t ignore, int64_t p0, int64_t p1) {
-    int64_t count = 0, bad = 0;
-    for (int64_t p = p0; p < p1; p++) {
-        const int64_t valid = target[p] != ignore;
-        count += valid;
-        bad |= valid & ((uint64_t)target[p] >= (uint64_t)C);
-    }
-    if (!bad) return count;
-    for (int64_t p = p0; p < p1; p++)
-        if (target[p] != ignore && (target[p] < 0 || target[p] >= C)) return -(1 + p);
-    return count;
-}
-
 #else
 /* Load a block's targets (-1 when ignored) and true-class logits, sum its errors and, for HEM, count
  * and sum the errors at or above the mean. Returns 0, or 1 + the position of a target out of range. */

@@ -68,3 +68,20 @@ def test_unknown_backend_setting(monkeypatch):
     monkeypatch.setenv("SEGLOSS_KERNEL", "gpu")
     with pytest.raises(ValueError, match="SEGLOSS_KERNEL must be one of"):
         F.hem_loss(torch.randn(2, 3), torch.tensor([0, 1]), 0.5)
+
+
+@pytest.mark.parametrize("name", ["ce", "dice", "wce", "focal", "lovasz", "ohem"])
+def test_non_margin_losses_check_targets_without_the_c_kernel(monkeypatch, name):
+    """A drop-in cross-entropy never starts a C compiler: its checks are plain torch on the CPU."""
+    from segloss._kernels import cpu
+
+    def no_compiler(*args, **kwargs):
+        raise AssertionError("the C kernel was used")
+
+    monkeypatch.setattr(cpu, "library", no_compiler)
+    monkeypatch.setattr(cpu, "available", no_compiler)
+    y, t = torch.randn(2, 4, 3, 3), torch.randint(0, 4, (2, 3, 3))
+    assert torch.isfinite(ALL_FUNCTIONS[name](y, t, ignore_index=255))
+    t[1, 1, 1] = 9
+    with pytest.raises(ValueError, match=r"target value 9 is outside \[0, 4\)"):
+        ALL_FUNCTIONS[name](y, t, ignore_index=255)
