@@ -1,7 +1,7 @@
 """Training-step throughput (images/s) of FPN with CE and with HEM+, interleaved in one process.
 
 Each loss trains its own copy of the same model (same initial weights) with the project's training loop
-(``segloss.runner.engine.train_one_epoch``: forward, loss, NaN check, backward, SGD step) on a CamVid-sized
+(``segloss.runner.loop.train_one_epoch``: forward, loss, backward, SGD step) on a CamVid-sized
 batch; rounds alternate between the losses and the table shows medians and the ratio to CE. HEM+ uses
 margins from CamVid's training pixel shares (docs/datasets.md). Target: HEM+ within 2 % of CE.
 
@@ -19,7 +19,9 @@ import numpy as np
 import torch
 
 import segloss
-from segloss.runner.engine import amp_dtype, resolve_device, train_one_epoch
+from segloss.runner.distributed import amp_dtype, resolve_device
+from segloss.runner.loop import train_one_epoch
+from segloss.runner.optim import TrainingStep
 from segloss.segmentation.models import build_model
 
 # CamVid train pixel shares (%) of the 11 classes (docs/datasets.md); void (3.95 %) is ignored.
@@ -70,13 +72,13 @@ def main() -> None:
         if channels_last:
             copy_ = copy_.to(memory_format=torch.channels_last)
         optimizer = torch.optim.SGD(copy_.parameters(), lr=1e-3, momentum=0.9)
-        scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-        runs[name] = (copy_, loss.to(device), optimizer, scaler)
+        step = TrainingStep(optimizer, lambda update: 1.0, fp16=dtype == torch.float16)
+        runs[name] = (copy_, loss.to(device), step)
 
     def timed(name: str, steps: int) -> float:
-        network, loss, optimizer, scaler = runs[name]
+        network, loss, step = runs[name]
         stats = train_one_epoch(
-            network, loss, optimizer, [(image, mask)] * steps, device, epoch=1, scaler=scaler, dtype=dtype,
+            network, loss, step, [(image, mask)] * steps, device, epoch=1, dtype=dtype,
             channels_last=channels_last, progress=False,
         )  # fmt: skip
         if device.type == "cuda":

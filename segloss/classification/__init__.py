@@ -7,7 +7,6 @@ from .data import IMAGE_DATASETS, ImageData, build_image_data, count_labels, loa
 from .evaluation import ClassificationReport, evaluate_classifier
 from .loops import accuracy, fit, predict_logits
 from .models import CLASSIFIERS, build_classifier
-from .optim import build_lr_scheduler, build_optimizer
 from .rejection import (
     AttackResult,
     CorruptionResult,
@@ -36,8 +35,6 @@ __all__ = [
     "attack_budget",
     "build_classifier",
     "build_image_data",
-    "build_lr_scheduler",
-    "build_optimizer",
     "build_unknown_sets",
     "count_labels",
     "corruption_accuracy",

@@ -20,9 +20,9 @@ from ..runner.config import (
     choices,
     run_folder_name,
 )
+from ..runner.optim import SCHEDULES
 from .data import IMAGE_DATASETS
 from .models import check_classifier_name
-from .optim import OPTIMIZERS
 from .rejection import ATTACK_NORMS
 from .unknown import DEFAULT_UNKNOWN_SAMPLES, SYNTHETIC_UNKNOWN_SETS
 
@@ -51,13 +51,10 @@ class ClassificationModelConfig:
 
 @dataclass
 class ClassificationOptimConfig(OptimConfig):
-    """SGD or Adam (``momentum`` unused); the learning rate is multiplied by ``gamma`` at each epoch of
-    ``milestones``."""
+    """The shared optimizer keys; the published recipes' step schedule (``multistep``) by default."""
 
     lr: float = 0.1
-    name: str = choices(*OPTIMIZERS, default="sgd")
-    milestones: list[int] = field(default_factory=list)
-    gamma: float = 0.1
+    schedule: str = choices(*SCHEDULES, default="multistep")
 
 
 @dataclass
@@ -89,18 +86,14 @@ class ClassificationEvalConfig:
 
 
 def check_image_sections(config: Any) -> None:
-    """The checks of ``model.arch``, ``data.root`` (required but for the embedded digits) and
-    ``optim.milestones`` of a config with this task's ``data``, ``model`` and ``optim`` keys
-    (classification and continual learning)."""
+    """The checks of ``model.arch`` and ``data.root`` (required but for the embedded digits) of a config
+    with this task's ``data`` and ``model`` keys (classification and continual learning)."""
     try:
         check_classifier_name(config.model.arch)
     except ValueError as error:
         raise ConfigError(f"model.arch: {error}") from None
     if config.data.name != "digits" and not config.data.root:
         raise ConfigError(f"data.root is required for data.name={config.data.name}")
-    milestones = config.optim.milestones
-    if milestones != sorted(set(milestones)) or any(m < 1 for m in milestones):
-        raise ConfigError(f"optim.milestones must be increasing positive epochs, got {milestones}")
 
 
 @dataclass
@@ -120,7 +113,6 @@ class ClassificationConfig:
         check_shared_sections(self)
         check_bounds(
             positive={
-                "optim.gamma": self.optim.gamma,
                 "eval.batch_size": self.eval.batch_size,
                 "eval.unknown_samples": self.eval.unknown_samples,
                 "eval.attack_batch_size": self.eval.attack_batch_size,

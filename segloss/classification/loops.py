@@ -1,5 +1,5 @@
 """The loops of image classification: ``fit`` (epochs of the shared
-``segloss.runner.engine.train_one_epoch``), the logits of whole datasets, and top-1 accuracy."""
+``segloss.runner.loop.train_one_epoch``), the logits of whole datasets, and top-1 accuracy."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from ..runner.engine import autocast, train_one_epoch
+from ..runner.distributed import autocast
+from ..runner.loop import train_one_epoch
+from ..runner.optim import TrainingStep
 from ..runner.progress import progress_bar
 
 logger = logging.getLogger(__name__)
@@ -24,36 +26,31 @@ def fit(
     model: nn.Module,
     loader: DataLoader,
     loss_fn: LossFunction,
-    optimizer: torch.optim.Optimizer,
+    step: TrainingStep,
     epochs: int,
     device: torch.device | str,
     *,
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     dtype: torch.dtype | None = None,
     channels_last: bool = False,
     progress: bool = True,
 ) -> list[dict[str, float]]:
-    """``epochs`` passes of the shared training loop, stepping the per-epoch ``scheduler`` after each;
-    ``dtype`` autocasts (float16 with a gradient scaler). Returns the per-epoch metrics (``loss``,
-    ``images_per_s``, ``seconds``, ``lr``)."""
+    """``epochs`` passes of the shared training loop with the update ``step`` (optimizer, per-update schedule,
+    scaler); ``dtype`` autocasts. Returns the per-epoch metrics (``loss``, ``images_per_s``, ``seconds``,
+    ``lr``)."""
     device = torch.device(device)
-    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
     history = []
     for epoch in progress_bar(range(epochs), progress=progress, desc="training", unit="epoch"):
         metrics = train_one_epoch(
             model,
             loss_fn,
-            optimizer,
+            step,
             loader,
             device,
             epoch=epoch,
-            scaler=scaler,
             dtype=dtype,
             channels_last=channels_last,
             progress=progress,
         )
-        if scheduler is not None:
-            scheduler.step()
         logger.info("epoch %d: loss %.4f, lr %.3g", epoch, metrics["loss"], metrics["lr"])
         history.append(metrics)
     return history

@@ -16,7 +16,6 @@ from .config import ClassificationConfig
 from .data import ImageData, build_image_data, stack_images
 from .evaluation import ClassificationReport, evaluate_classifier
 from .models import build_classifier
-from .optim import build_lr_scheduler, build_optimizer
 from .rejection import check_corruptions_root, import_torchattacks
 from .unknown import build_unknown_sets, check_unknown_sets
 
@@ -28,7 +27,6 @@ __all__ = [
     "report_from_config",
     "loss_from_config",
     "model_from_config",
-    "optimizer_from_config",
     "train_loader_from_config",
     "unknown_sets_from_config",
 ]
@@ -68,15 +66,6 @@ def loss_from_config(config: ClassificationConfig, data: ImageData) -> nn.Module
     if loss_needs_counts(name):
         logger.info("loss %s from class counts %s", loss, data.class_counts.tolist())
     return loss
-
-
-def optimizer_from_config(
-    config: ClassificationConfig, model: nn.Module
-) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.MultiStepLR]:
-    """The optimizer of ``config.optim`` and its per-epoch step schedule."""
-    optim = config.optim
-    optimizer = build_optimizer(model.parameters(), optim.name, optim.lr, optim.momentum, optim.weight_decay)
-    return optimizer, build_lr_scheduler(optimizer, optim.milestones, optim.gamma)
 
 
 def train_loader_from_config(config: ClassificationConfig, data: ImageData, epoch: int = 0) -> DataLoader:

@@ -1,6 +1,6 @@
 """A classification training run (docs/recipes.md) on the shared run machinery of
-``segloss.runner.engine.TrainingRun`` (run directory, checkpoints, resume, the epoch loop): the recipe's
-optimizer with its per-epoch LR schedule, and at the end the full evaluation (accuracy, unknown-set AUROC,
+``segloss.runner.engine.TrainingRun`` (run directory, checkpoints, resume, the epoch loop, the shared
+training step), and at the end the full evaluation (accuracy, unknown-set AUROC,
 AutoAttack, corruptions) in ``results.json`` with confidence histograms. ``segloss train`` and
 ``segloss evaluate`` are the command lines."""
 
@@ -17,7 +17,8 @@ from torch.utils.data import DataLoader
 
 from ..runner.checkpoint import load_checkpoint
 from ..runner.config import config_from_dict
-from ..runner.engine import TrainingRun, amp_dtype, resolve_device, run_training
+from ..runner.distributed import amp_dtype, resolve_device
+from ..runner.engine import TrainingRun, run_training
 from ..runner.files import write_results_json
 from . import recipe
 from .config import TASK, ClassificationConfig
@@ -53,8 +54,6 @@ class ClassificationRun(TrainingRun):
     """A classification run: test accuracy every ``train.eval_every`` epochs, the full evaluation of
     ``recipe.report_from_config`` after the last one. One process (no DDP)."""
 
-    scheduler_interval = "epoch"
-
     def setup(self, resuming: bool) -> None:
         if self.world.world_size > 1:
             raise ValueError("classification runs use one process: start train.py without torchrun")
@@ -63,7 +62,7 @@ class ClassificationRun(TrainingRun):
         recipe.check_evaluation_inputs(config, self.data)
         self.model = recipe.model_from_config(config, self.data).to(self.device)
         self.loss_fn = recipe.loss_from_config(config, self.data).to(self.device)
-        self.optimizer, self.scheduler = recipe.optimizer_from_config(config, self.model)
+        self.step = self.training_step(len(recipe.train_loader_from_config(config, self.data)))
         self.report: ClassificationReport | None = None
         self.accuracy = math.nan
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from ..classification.config import ClassificationOptimConfig, check_image_sections
 from ..classification.data import IMAGE_DATASETS
-from ..classification.optim import OPTIMIZERS
 from ..runner.config import (
     ConfigError,
     LossConfig,
@@ -23,6 +22,7 @@ from ..runner.config import (
     choices,
     run_folder_name,
 )
+from ..runner.optim import OPTIMIZERS
 from .benchmarks import SCENARIOS
 from .strategies import STRATEGY_NAMES
 
@@ -122,7 +122,6 @@ class ContinualConfig:
         check_bounds(
             positive={
                 "data.experiences": self.data.experiences,
-                "optim.gamma": self.optim.gamma,
                 "eval.batch_size": self.eval.batch_size,
                 "strategy.memory_size": strategy.memory_size,
                 "strategy.fisher_batch_size": strategy.fisher_batch_size,

@@ -20,19 +20,13 @@ from torch.utils.data import DataLoader
 
 from ..classification import recipe
 from ..classification.loops import predict_logits
-from ..classification.optim import build_lr_scheduler, build_optimizer
 from ..runner.checkpoint import load_checkpoint, save_checkpoint
 from ..runner.config import config_from_dict, config_to_dict
-from ..runner.engine import (
-    NonFiniteLossError,
-    TrainingRun,
-    amp_dtype,
-    autocast,
-    optimizer_step,
-    resolve_device,
-    run_training,
-)
+from ..runner.distributed import amp_dtype, autocast, resolve_device
+from ..runner.engine import TrainingRun, run_training
 from ..runner.files import CHECKPOINT_FILE, METRICS_FILE, write_results_json
+from ..runner.loop import NonFiniteLossError
+from ..runner.optim import TrainingStep
 from ..runner.progress import progress_bar
 from ..runner.randomness import derive_seed, rng_states, seed_everything, set_rng_states
 from .benchmarks import Experience, Stream, build_stream
@@ -78,8 +72,9 @@ def train_experience(
     device: torch.device,
     dtype: torch.dtype | None = None,
 ) -> dict[str, float]:
-    """``train.epochs`` epochs on ``experience`` with a fresh optimizer and LR schedule: task loss plus the
-    strategy's penalty.
+    """``train.epochs`` epochs on ``experience`` with a fresh ``TrainingStep`` (optimizer, LR schedule,
+    scaler, clipping): task loss plus the strategy's penalty, its ``after_step`` after every update. The
+    losses are summed on the device and read once an epoch.
 
     Args:
         model: the classifier (on ``device``).
@@ -97,12 +92,10 @@ def train_experience(
         NonFiniteLossError: the loss became NaN or infinite.
     """
     train = config.train
-    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     strategy.before_experience(model, experience)
-    optim = config.optim
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = build_optimizer(trainable, optim.name, optim.lr, optim.momentum, optim.weight_decay)
-    scheduler = build_lr_scheduler(optimizer, optim.milestones, optim.gamma)
+    steps_per_epoch = -(-len(experience.train) // train.batch_size)
+    step = TrainingStep.from_config(trainable, config, steps_per_epoch, fp16=dtype == torch.float16)
     start = time.perf_counter()
     record: dict[str, float] = {}
     for epoch in progress_bar(
@@ -116,7 +109,7 @@ def train_experience(
             generator=torch.Generator().manual_seed(derive_seed(train.seed, experience.index, epoch)),
         )
         model.train()
-        sums = torch.zeros(2, dtype=torch.float64)
+        sums = torch.zeros(2, dtype=torch.float64, device=device)
         steps = 0
         for images, targets in strategy.training_batches(
             loader, derive_seed(train.seed, experience.index, epoch, 1)
@@ -127,18 +120,15 @@ def train_experience(
                 penalty = strategy.penalty(model, images, logits)
             task_loss = loss_fn(logits, targets.long())
             penalty = torch.zeros((), device=device) if penalty is None else penalty
-            loss = task_loss + penalty
-            if not torch.isfinite(loss.detach()):
-                raise NonFiniteLossError(
-                    f"the loss is {loss.item()} in experience {experience.index + 1}, epoch {epoch + 1}: "
-                    f"try a lower optim.lr (now {optim.lr}) or smaller strategy weights"
-                )
-            optimizer_step(loss, optimizer, scaler)  # the step unscales the gradients after_step reads
-            strategy.after_step(model)
-            sums += torch.stack([task_loss.detach(), penalty.detach()]).double().cpu()
+            step(task_loss + penalty, after_update=lambda: strategy.after_step(model))  # unscaled gradients
+            sums += torch.stack([task_loss.detach(), penalty.detach()]).double()
             steps += 1
-        scheduler.step()
         task_mean, penalty_mean = (sums / max(steps, 1)).tolist()
+        if not np.isfinite([task_mean, penalty_mean]).all():
+            raise NonFiniteLossError(
+                f"the loss is {task_mean + penalty_mean} in experience {experience.index + 1}, epoch "
+                f"{epoch + 1}: try a lower optim.lr (now {config.optim.lr}) or smaller strategy weights"
+            )
         record = {"loss": task_mean, "penalty": penalty_mean}
     record["seconds"] = time.perf_counter() - start
     return record
@@ -280,6 +270,7 @@ class ContinualRun(TrainingRun):
                     "rng": rng_states(),
                     "config": config_to_dict(config),
                     "device": device.type,
+                    "finished": experience.index + 1 == total,  # results.json follows at once
                     "classes": list(stream.classes),
                 },
                 run_dir / CHECKPOINT_FILE,

@@ -27,13 +27,21 @@ from typing import Any
 
 from ..registry import HYPER_PARAMETERS, LOSSES, loss_hyper_parameter_names, loss_terms
 from . import tasks
+from .optim import OPTIMIZERS, SCHEDULES
 
 # Keys a resumed run may change; any other difference from the checkpoint's config is an error. Not
 # ``train.num_workers``: the augmentation is seeded per DataLoader worker, so the worker count is part of the
 # random stream. ``train.device`` may change, but a continuation on another kind of device (AMP,
 # channels_last, other kernels) is not bit-identical to an uninterrupted run; the engine warns.
 RESUMABLE_KEYS = frozenset(
-    {"train.epochs", "train.eval_every", "train.progress", "train.device", "train.tensorboard"}
+    {
+        "train.epochs",
+        "train.eval_every",
+        "train.progress",
+        "train.device",
+        "train.tensorboard",
+        "train.log_every",
+    }
 )
 # ``train.device``: ``auto`` (the GPU when there is one), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
@@ -130,11 +138,20 @@ def loss_hyper_parameters(loss: Any) -> dict[str, Any]:
 
 @dataclass
 class OptimConfig:
-    """The optimizer's learning rate, momentum and weight decay (L2); tasks add the rest."""
+    """The optimizer and its per-update schedule (``segloss.runner.optim``): ``name`` SGD (with
+    ``momentum``), Adam or AdamW; ``schedule`` ``constant``, ``poly`` (exponent ``power``), ``cosine`` or
+    ``multistep`` (× ``gamma`` at each epoch of ``milestones``), after a linear warm-up of
+    ``warmup_epochs``."""
 
+    name: str = choices(*OPTIMIZERS, default="sgd")
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 0.0
+    schedule: str = choices(*SCHEDULES, default="constant")
+    power: float = 0.9
+    milestones: list[int] = field(default_factory=list)
+    gamma: float = 0.1
+    warmup_epochs: float = 0.0
 
 
 @dataclass
@@ -148,7 +165,9 @@ class TrainConfig:
     extra). A resumed run may change only ``epochs``, ``eval_every``, ``progress``, ``device`` and
     ``tensorboard`` (``RESUMABLE_KEYS``). ``num_workers`` is fixed because each worker seeds its own
     augmentation stream; a resume on another kind of device continues the run but not bit-identically (AMP,
-    channels_last)."""
+    channels_last). ``clip_grad_norm`` > 0 clips the global gradient norm (``segloss.runner.optim``).
+    ``log_every``: the loss is summed on the device and read (logged, checked for NaN) every that many
+    updates and at the end of an epoch, never synchronising with the host in between."""
 
     batch_size: int = 8
     epochs: int = 10
@@ -161,6 +180,8 @@ class TrainConfig:
     channels_last: bool = True
     progress: bool = True
     tensorboard: bool = False
+    clip_grad_norm: float = 0.0
+    log_every: int = 50
 
 
 def check_shared_sections(config: Any) -> None:
@@ -168,7 +189,10 @@ def check_shared_sections(config: Any) -> None:
     positive: dict[str, float] = {
         "train.batch_size": config.train.batch_size,
         "train.epochs": config.train.epochs,
+        "train.log_every": config.train.log_every,
         "optim.lr": config.optim.lr,
+        "optim.power": config.optim.power,
+        "optim.gamma": config.optim.gamma,
     }
     non_negative: dict[str, float] = {
         "train.seed": config.train.seed,
@@ -176,6 +200,8 @@ def check_shared_sections(config: Any) -> None:
         "train.eval_every": config.train.eval_every,
         "optim.momentum": config.optim.momentum,
         "optim.weight_decay": config.optim.weight_decay,
+        "optim.warmup_epochs": config.optim.warmup_epochs,
+        "train.clip_grad_norm": config.train.clip_grad_norm,
     }
     for key, parameter in HYPER_PARAMETERS.items():
         bounds = {"positive": positive, "non_negative": non_negative}.get(parameter.bound or "")
@@ -183,6 +209,9 @@ def check_shared_sections(config: Any) -> None:
             bounds[f"loss.{key}"] = getattr(config.loss, key)
     check_bounds(positive=positive, non_negative=non_negative)
     check_device("train.device", config.train.device)
+    milestones = config.optim.milestones
+    if milestones != sorted(set(milestones)) or any(m < 1 for m in milestones):
+        raise ConfigError(f"optim.milestones must be increasing positive epochs, got {milestones}")
 
 
 def run_folder_name(loss_name: str, seed: int) -> Path:

@@ -1,19 +1,13 @@
-"""The task-independent run engine: devices, AMP and DDP, the loop of one training epoch, and
-``TrainingRun`` / ``run_training``: a training run in its run folder (checkpoints, resume, the epoch loop,
-the final evaluation). A task subclasses ``TrainingRun`` (``segloss.segmentation.training``,
-``segloss.classification.training``)."""
+"""A training run in its run folder: ``TrainingRun`` (checkpoints, resume, the epoch loop, the final
+evaluation) and ``run_training``. A task subclasses ``TrainingRun`` (``segloss.segmentation.training``,
+``segloss.classification.training``); the loop of one epoch is ``segloss.runner.loop``, devices and DDP
+``segloss.runner.distributed``, the update ``segloss.runner.optim``."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import math
-import os
-import re
-import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +16,8 @@ import torch.distributed as dist
 from torch import nn
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import ConfigError, check_device, config_to_dict, flatten, resume_config, save_config
+from .config import config_to_dict, flatten, resume_config, save_config
+from .distributed import Distributed, amp_dtype, init_distributed, resolve_device
 from .files import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -32,6 +27,8 @@ from .files import (
     add_log_file,
     write_metrics,
 )
+from .loop import NonFiniteLossError, train_one_epoch
+from .optim import TrainingStep
 from .progress import progress_bar
 from .randomness import rng_states, seed_everything, set_rng_states
 from .tensorboard import TENSORBOARD_DIR, TensorBoardWriter
@@ -39,234 +36,8 @@ from .tensorboard import TENSORBOARD_DIR, TensorBoardWriter
 logger = logging.getLogger(__name__)
 
 
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite."""
-
-
 class RunExistsError(RuntimeError):
     """The run directory already holds a checkpoint and ``resume`` was not asked for."""
-
-
-def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of ``train.amp``: ``auto`` = bf16 on CUDA where supported, else fp16; CPU: none."""
-    if device.type != "cuda" or setting == "off":
-        return None
-    if setting == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}[setting]
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    """Mixed precision for ``dtype``, or nothing when ``dtype`` is None."""
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
-
-
-def distributed_initialized() -> bool:
-    """Whether a torch.distributed process group is running."""
-    return dist.is_available() and dist.is_initialized()
-
-
-@dataclass(frozen=True)
-class Distributed:
-    """This process's place in a ``torchrun`` job (rank 0 of 1 without one)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-# torchrun's process variables; SLURM's are read only when none of these is set.
-TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
-SLURM_FIX = (
-    "start one task per process with srun (e.g. srun --ntasks-per-node=4 python train.py ...), or unset "
-    "the SLURM_* variables and use torchrun"
-)
-
-
-def slurm_process_variables(environ: Mapping[str, str]) -> dict[str, str]:
-    """torchrun's variables (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``)
-    for a process that ``srun`` started as one of several tasks, so that the tasks form one process group
-    instead of each being a run of its own.
-
-    ``MASTER_ADDR`` is the first host of ``SLURM_STEP_NODELIST`` (or ``SLURM_JOB_NODELIST``/
-    ``SLURM_NODELIST``; compressed lists such as ``gpu[01-04,07]`` are read without ``scontrol``) and
-    ``MASTER_PORT`` is derived from ``SLURM_JOB_ID``; both are kept when already set.
-
-    Args:
-        environ: the process environment.
-
-    Returns:
-        The variables to set; empty when torchrun's variables are present or fewer than two tasks run.
-
-    Raises:
-        RuntimeError: the SLURM variables contradict each other (the message names the fix).
-    """
-    tasks = environ.get("SLURM_STEP_NUM_TASKS") or environ.get("SLURM_NTASKS", "1")
-    if any(name in environ for name in TORCHRUN_VARIABLES) or tasks == "1":
-        return {}
-    rank, local_rank = environ.get("SLURM_PROCID", ""), environ.get("SLURM_LOCALID", "")
-    names = ("SLURM_STEP_NODELIST", "SLURM_JOB_NODELIST", "SLURM_NODELIST")
-    nodes = next((environ[name] for name in names if environ.get(name)), None)
-    if not (tasks.isdigit() and rank.isdigit() and local_rank.isdigit()):
-        raise RuntimeError(
-            f"SLURM describes {tasks} tasks, but SLURM_PROCID={rank} and SLURM_LOCALID={local_rank} do not "
-            f"place this process among them: {SLURM_FIX}"
-        )
-    if int(rank) >= int(tasks):
-        raise RuntimeError(f"SLURM_PROCID={rank} is not below the number of tasks ({tasks}): {SLURM_FIX}")
-    variables = {"RANK": rank, "WORLD_SIZE": tasks, "LOCAL_RANK": local_rank}
-    if "MASTER_ADDR" not in environ:
-        if nodes is None:
-            raise RuntimeError(f"SLURM runs {tasks} tasks but names no nodes (SLURM_NODELIST): {SLURM_FIX}")
-        first = re.split(r",(?![^\[]*\])", nodes)[0]  # commas inside brackets separate numbers
-        variables["MASTER_ADDR"] = re.sub(r"\[([^\]]*)\]", lambda m: re.split("[,-]", m.group(1))[0], first)
-    if "MASTER_PORT" not in environ:
-        job = environ.get("SLURM_JOB_ID", "")
-        variables["MASTER_PORT"] = str(15000 + (int(job) % 20000 if job.isdigit() else 0))
-    return variables
-
-
-def init_distributed(device_setting: str) -> Distributed:
-    """Join the process group ``torchrun``, or ``srun`` with several tasks, describes in the environment
-    (NCCL on CUDA, else gloo).
-
-    Args:
-        device_setting: ``train.device``.
-
-    Returns:
-        This process's place in the group (rank 0 of 1 without one).
-    """
-    slurm = slurm_process_variables(os.environ)
-    if slurm:
-        os.environ.update(slurm)
-        logger.info(
-            "forming one process group of the %s SLURM tasks (this is rank %s; master %s:%s)",
-            slurm["WORLD_SIZE"],
-            slurm["RANK"],
-            os.environ["MASTER_ADDR"],
-            os.environ["MASTER_PORT"],
-        )
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
-        return Distributed()
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = device_setting != "cpu" and torch.cuda.is_available()
-    if not dist.is_initialized():
-        if use_cuda:
-            torch.cuda.set_device(local_rank)
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-    return Distributed(dist.get_rank(), dist.get_world_size(), local_rank)
-
-
-def resolve_device(setting: str, local_rank: int = 0) -> torch.device:
-    """``auto`` → this process's GPU when there is one, else the CPU; ``cuda`` takes the local rank's GPU.
-
-    Raises ``ConfigError`` for a malformed setting or a device this machine does not have.
-    """
-    check_device("train.device", setting)
-    if setting == "auto":
-        setting = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(setting)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                f"train.device={setting}, but CUDA is not available on this machine (torch "
-                f"{torch.__version__}, CUDA build: {torch.version.cuda or 'none'}); use train.device=cpu or "
-                f"train.device=auto"
-            )
-        if device.index is None:
-            device = torch.device("cuda", local_rank)
-        if device.index >= torch.cuda.device_count():
-            raise ConfigError(
-                f"train.device={setting} asks for GPU {device.index}, but this machine has "
-                f"{torch.cuda.device_count()} (indices from 0); use train.device=cuda or auto"
-            )
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"train.device={setting}, but MPS is not available; use train.device=cpu or auto")
-    return device
-
-
-def optimizer_step(
-    loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None
-) -> None:
-    """One step on ``loss``: zero the gradients, backward, step; through ``scaler`` (fp16 AMP) if given,
-    which unscales the gradients before the step."""
-    optimizer.zero_grad(set_to_none=True)
-    if scaler is not None:
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        loss.backward()
-        optimizer.step()
-
-
-def train_one_epoch(
-    model: nn.Module,
-    loss_fn: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    device: torch.device,
-    *,
-    epoch: int,
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-    scaler: torch.amp.GradScaler | None = None,
-    dtype: torch.dtype | None = None,
-    channels_last: bool = False,
-    progress: bool = True,
-    on_step: Callable[[int, float, float], Any] | None = None,
-) -> dict[str, float]:
-    """One pass over ``loader``; returns the mean loss, images/s (all ranks), seconds and the last lr.
-    ``on_step(step, loss, lr)`` receives every step's index in the epoch (from 0), loss (the mean over
-    ranks) and learning rate.
-
-    Raises ``NonFiniteLossError`` before the update when the loss is NaN or infinite (on any rank).
-    """
-    model.train()
-    world_size = dist.get_world_size() if distributed_initialized() else 1
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    total_loss, steps, images = 0.0, 0, 0
-    start = time.perf_counter()
-    bar = progress_bar(loader, progress=progress, desc=f"epoch {epoch}", unit="step", leave=False)
-    for image, mask in bar:
-        image = image.to(device, non_blocking=True).contiguous(memory_format=memory_format)
-        mask = mask.to(device, non_blocking=True).long()
-        with autocast(device, dtype):
-            logits = model(image)
-        loss = loss_fn(logits, mask)  # outside autocast: segloss computes half-precision logits in float32
-
-        reported = loss.detach().clone()
-        if world_size > 1:
-            dist.all_reduce(reported)
-            reported /= world_size
-        value = reported.item()
-        if not math.isfinite(value):
-            raise NonFiniteLossError(f"the loss is {value} at epoch {epoch}, step {steps + 1}")
-
-        lr = optimizer.param_groups[0]["lr"]
-        optimizer_step(loss, optimizer, scaler)
-        if scheduler is not None:
-            scheduler.step()
-
-        if on_step is not None:
-            on_step(steps, value, lr)
-        total_loss += value
-        steps += 1
-        images += image.shape[0] * world_size
-        bar.set_postfix(loss=f"{value:.4f}", img_s=f"{images / (time.perf_counter() - start):.1f}")
-    seconds = time.perf_counter() - start
-    return {
-        "loss": total_loss / max(steps, 1),
-        "images_per_s": images / seconds,
-        "seconds": seconds,
-        "lr": optimizer.param_groups[0]["lr"],
-    }
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -276,20 +47,19 @@ def train_one_epoch(
 class TrainingRun:
     """The task-independent part of a training run in ``config.train.out_dir``.
 
-    It writes ``config.yaml``, an atomic ``checkpoint.pt`` after every epoch (model, optimizer, LR scheduler,
-    gradient scaler, epoch, history, RNG states, config, device type and the task's ``checkpoint_extras``),
-    ``metrics.jsonl`` (one record per epoch) and ``train.log``; continues exactly from the checkpoint; shows
-    progress bars; stops on a NaN or infinite loss keeping the last good checkpoint; wraps the model for DDP.
+    It writes ``config.yaml``, an atomic ``checkpoint.pt`` after every epoch (model, the training step's
+    optimizer, schedule and gradient scaler, epoch, history, RNG states, config, device type and the task's
+    ``checkpoint_extras``), ``metrics.jsonl`` (one record per epoch) and ``train.log``; continues exactly
+    from the checkpoint; shows progress bars; stops on a NaN or infinite loss keeping the last good
+    checkpoint; wraps the model for DDP.
     The last epoch's checkpoint is written before the final evaluation and rewritten, marked ``finished``,
     after its results: a run whose final evaluation failed resumes with that evaluation, not with training.
 
-    A task subclasses it: ``setup`` builds ``model`` (on ``device``), ``loss_fn``, ``optimizer`` and
-    ``scheduler``; ``train_loader``, ``evaluate``, ``write_results``, ``summary`` and ``result`` supply the
-    data and the outputs. ``run_training`` creates and runs it.
+    A task subclasses it: ``setup`` builds ``model`` (on ``device``), ``loss_fn`` and ``step`` (a
+    ``TrainingStep``: ``self.training_step(steps_per_epoch)``); ``train_loader``, ``evaluate``,
+    ``write_results``, ``summary`` and ``result`` supply the data and the outputs. ``run_training`` creates
+    and runs it.
     """
-
-    #: When the LR scheduler steps: after every optimizer ``"step"``, or after every ``"epoch"``.
-    scheduler_interval = "step"
 
     def __init__(self, config: Any, world: Distributed, device: torch.device, run_dir: Path):
         self.config = config
@@ -301,16 +71,21 @@ class TrainingRun:
         self.channels_last = config.train.channels_last and device.type == "cuda"
         self.model: nn.Module
         self.loss_fn: nn.Module
-        self.optimizer: torch.optim.Optimizer
-        self.scheduler: torch.optim.lr_scheduler.LRScheduler
+        self.step: TrainingStep
         self.tensorboard: TensorBoardWriter | None = None
 
     # The task's part ---------------------------------------------------------------------------
 
     def setup(self, resuming: bool) -> None:
-        """Build the data, ``model`` (on ``device``), ``loss_fn``, ``optimizer`` and ``scheduler``. When
-        ``resuming``, the weights are about to be replaced by the checkpoint's (skip pretrained ones)."""
+        """Build the data, ``model`` (on ``device``), ``loss_fn`` and ``step``. When ``resuming``, the weights
+        are about to be replaced by the checkpoint's (skip pretrained ones)."""
         raise NotImplementedError
+
+    def training_step(self, steps_per_epoch: int) -> TrainingStep:
+        """The ``TrainingStep`` of the config for the model's trainable parameters."""
+        parameters = [p for p in self.model.parameters() if p.requires_grad]
+        fp16 = self.dtype == torch.float16
+        return TrainingStep.from_config(parameters, self.config, steps_per_epoch, fp16=fp16)
 
     def train_loader(self, epoch: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
         """The batches of ``epoch`` (0-based): the same whether or not the run was resumed before it."""
@@ -392,15 +167,11 @@ class TrainingRun:
         self.setup(resuming=state is not None)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)  # in place: the optimizer keeps its parameters
-        scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
         history: list[dict[str, Any]] = []
         start_epoch = 0
         if state is not None:
             self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.scheduler.load_state_dict(state["scheduler"])
-            if scaler is not None and state.get("scaler"):
-                scaler.load_state_dict(state["scaler"])
+            self.step.load_state_dict(state["step"])
             set_rng_states(state["rng"])
             history, start_epoch = list(state["history"]), state["epoch"]
             logger.info("resumed from %s after epoch %d", self.run_dir / CHECKPOINT_FILE, start_epoch)
@@ -424,9 +195,7 @@ class TrainingRun:
             total=config.train.epochs,
         )
         for epoch in epochs:
-            record = {"epoch": epoch + 1, **self._train_epoch(network, epoch, history, scaler)}
-            if self.scheduler_interval == "epoch":
-                self.scheduler.step()
+            record = {"epoch": epoch + 1, **self._train_epoch(network, epoch, history)}
             every = config.train.eval_every
             evaluated = bool(every and (epoch + 1) % every == 0) and epoch + 1 < config.train.epochs
             evaluation = self.evaluate(final=False) if evaluated else None  # the last: final evaluation
@@ -442,13 +211,13 @@ class TrainingRun:
             )
             if self.world.is_main:
                 self._log_record(record, evaluation)
-                self._save_checkpoint(epoch + 1, history, scaler, rng_states(), finished=False)
+                self._save_checkpoint(epoch + 1, history, rng_states(), finished=False)
                 with open(self.run_dir / METRICS_FILE, "a") as metrics:
                     metrics.write(json.dumps(record) + "\n")
                 self.plot_history(history)
-        return self._final_evaluation(history, scaler)
+        return self._final_evaluation(history)
 
-    def _final_evaluation(self, history: list[dict[str, Any]], scaler: torch.amp.GradScaler | None) -> Any:
+    def _final_evaluation(self, history: list[dict[str, Any]]) -> Any:
         """Evaluate the trained model in full, write the results, and mark the last checkpoint finished (with
         the RNG states of the end of training, whatever the evaluation drew)."""
         rng = rng_states()
@@ -457,7 +226,7 @@ class TrainingRun:
         logger.info("final evaluation after epoch %d%s", history[-1]["epoch"], self.describe_evaluation())
         if self.world.is_main:
             self.write_results()
-            self._save_checkpoint(history[-1]["epoch"], history, scaler, rng, finished=True)
+            self._save_checkpoint(history[-1]["epoch"], history, rng, finished=True)
             write_metrics(self.run_dir / METRICS_FILE, history)
             self.plot_history(history)
             self._log_record(history[-1], evaluation)
@@ -477,35 +246,28 @@ class TrainingRun:
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(network, device_ids=device_ids)
 
-    def _train_epoch(
-        self,
-        network: nn.Module,
-        epoch: int,
-        history: list[dict[str, Any]],
-        scaler: torch.amp.GradScaler | None,
-    ) -> dict[str, float]:
+    def _train_epoch(self, network: nn.Module, epoch: int, history: list[dict[str, Any]]) -> dict[str, float]:
         loader = self.train_loader(epoch)
-        on_step = None
+        on_log = None
         if self.tensorboard is not None:
             writer, first = self.tensorboard, epoch * len(loader)  # type: ignore[arg-type]
 
-            def on_step(step: int, loss: float, lr: float) -> None:
-                writer.step(first + step, loss, lr)
+            def on_log(update: int, loss: float, lr: float) -> None:
+                writer.step(first + update, loss, lr)
 
         try:
             return train_one_epoch(
                 network,
                 self.loss_fn,
-                self.optimizer,
+                self.step,
                 loader,
                 self.device,
                 epoch=epoch + 1,
-                scheduler=self.scheduler if self.scheduler_interval == "step" else None,
-                scaler=scaler,
                 dtype=self.dtype,
                 channels_last=self.channels_last,
                 progress=self.progress,
-                on_step=on_step,
+                log_every=self.config.train.log_every,
+                on_log=on_log,
             )
         except NonFiniteLossError as error:
             kept = (
@@ -522,7 +284,6 @@ class TrainingRun:
         self,
         epoch: int,
         history: list[dict[str, Any]],
-        scaler: torch.amp.GradScaler | None,
         rng: dict[str, Any],
         *,
         finished: bool,
@@ -530,9 +291,7 @@ class TrainingRun:
         save_checkpoint(
             {
                 "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "scaler": scaler.state_dict() if scaler is not None else None,
+                "step": self.step.state_dict(),
                 "epoch": epoch,
                 "history": history,
                 "rng": rng,
@@ -631,5 +390,4 @@ def run_finished(state: dict[str, Any], run_dir: Path, epochs: int) -> bool:
     Returns:
         True when resuming the run would have nothing to do.
     """
-    # Checkpoints from before the "finished" flag were written after the final evaluation.
-    return state["epoch"] >= epochs and state.get("finished", True) and (run_dir / RESULTS_FILE).is_file()
+    return state["epoch"] >= epochs and state["finished"] and (run_dir / RESULTS_FILE).is_file()

@@ -69,13 +69,6 @@ class SegmentationLossConfig(LossConfig):
 
 
 @dataclass
-class SegmentationOptimConfig(OptimConfig):
-    """SGD; ``schedule`` is ``constant`` (the published recipes) or ``poly`` (power 0.9, per step)."""
-
-    schedule: str = choices("constant", "poly", default="constant")
-
-
-@dataclass
 class SegmentationTrainConfig(TrainConfig):
     """The shared train section; ``crop_size`` (an int or ``[H, W]``) and ``scale`` (``[low, high]``) shape
     the training augmentation; ``out_dir`` defaults to ``runs/DATASET/ENCODER/LOSS/seedSEED`` (DATASET is
@@ -101,7 +94,7 @@ class SegmentationConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: SegmentationLossConfig = field(default_factory=SegmentationLossConfig)
-    optim: SegmentationOptimConfig = field(default_factory=SegmentationOptimConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
     train: SegmentationTrainConfig = field(default_factory=SegmentationTrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 

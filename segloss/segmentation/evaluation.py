@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Subset
 
 from ..runner.checkpoint import load_checkpoint
 from ..runner.config import check_class_names, config_from_dict
-from ..runner.engine import Distributed, amp_dtype, autocast, distributed_initialized, resolve_device
+from ..runner.distributed import Distributed, amp_dtype, autocast, distributed_initialized, resolve_device
 from ..runner.progress import progress_bar
 from .data import SegmentationDataset, presets
 from .data.registry import dataset_from_config

@@ -22,7 +22,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import nn
 
-from ..runner.engine import resolve_device
+from ..runner.distributed import resolve_device
 from ..runner.progress import progress_bar
 from .evaluation import predict
 from .export import ModelInfo, load_model

@@ -18,7 +18,8 @@ from torch.utils.data.distributed import DistributedSampler
 
 from ..registry import build_loss, loss_needs_counts
 from ..runner.config import loss_hyper_parameters
-from ..runner.engine import Distributed, TrainingRun, run_training
+from ..runner.distributed import Distributed
+from ..runner.engine import TrainingRun, run_training
 from ..runner.files import write_results_json
 from ..runner.randomness import derive_seed
 from ..runner.tensorboard import TensorBoardWriter
@@ -111,24 +112,6 @@ def describe_loss(
     return "\n".join(lines)
 
 
-def optimizer_from_config(
-    config: SegmentationConfig, model: nn.Module, steps_per_epoch: int
-) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """SGD of ``config.optim`` and its per-step schedule (constant, or poly with power 0.9)."""
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=config.optim.lr,
-        momentum=config.optim.momentum,
-        weight_decay=config.optim.weight_decay,
-    )
-    total_steps = config.train.epochs * steps_per_epoch
-    if config.optim.schedule == "poly":
-        schedule = lambda step: max(0.0, 1.0 - step / total_steps) ** 0.9  # noqa: E731
-    else:
-        schedule = lambda step: 1.0  # noqa: E731
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-
-
 def epoch_loader(
     dataset: SegmentationDataset, config: SegmentationConfig, epoch: int, world: Distributed, pin: bool
 ) -> DataLoader:
@@ -215,8 +198,6 @@ class SegmentationRun(TrainingRun):
     """A segmentation run (docs/recipes.md): an smp model, a per-step LR schedule, augmentation seeded per
     epoch, per-class IoU on ``eval.split`` (and pixel-level rejection of held-out classes at the end)."""
 
-    scheduler_interval = "step"
-
     def setup(self, resuming: bool) -> None:
         config, world = self.config, self.world
         crop = (
@@ -250,9 +231,7 @@ class SegmentationRun(TrainingRun):
         logger.info(describe_loss(config, self.loss_fn, self.classes, self.counts))
 
         self.model = model_from_config(config, len(self.classes), pretrained=not resuming).to(self.device)
-        self.optimizer, self.scheduler = optimizer_from_config(
-            config, self.model, len(self.train_set) // config.train.batch_size
-        )
+        self.step = self.training_step(len(self.train_set) // config.train.batch_size)
         self.pin = self.device.type == "cuda"
         self.eval_loader = eval_loader(self.eval_set, config.train.num_workers, world, self.pin)
 

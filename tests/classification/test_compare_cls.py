@@ -35,8 +35,9 @@ def test_overrides_after_losses_are_overrides(compare_cls):
 @pytest.mark.parametrize(
     ("words", "message"),
     [
-        (["ce", "focal"], r"--losses: unknown loss 'focal'; valid losses: ce, ln, la, dice, mm, hem, hem\+. "
-                          r"Config overrides are key=value words \(before --losses or after --\)"),
+        (["ce", "nope"], r"--losses: unknown loss 'nope'; valid losses: ce, ln, la, dice, mm, hem, "
+                          r"hem\+, wce, focal, lovasz, ohem\. Config overrides are key=value words "
+                          r"\(before --losses or after --\)"),
         (["ce", "data.root", "data/cifar"], r"unknown loss 'data.root'"),
         (["ce", "ce"], r"--losses needs distinct loss names, got \['ce', 'ce'\]"),
     ],

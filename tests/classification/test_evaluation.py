@@ -9,6 +9,7 @@ import segloss
 from segloss.classification import recipe
 from segloss.classification.loops import accuracy, fit
 from segloss.runner.config import load_config
+from segloss.runner.optim import TrainingStep
 
 from ..helpers import CONFIGS
 
@@ -22,19 +23,10 @@ def test_recipe_run_and_report():
     torch.manual_seed(0)
     data = recipe.data_from_config(config)
     model = recipe.model_from_config(config, data)
-    optimizer, scheduler = recipe.optimizer_from_config(config, model)
-    assert isinstance(optimizer, torch.optim.Adam) and optimizer.defaults["lr"] == 1e-3
     loader = recipe.train_loader_from_config(config, data)
-    fit(
-        model,
-        loader,
-        recipe.loss_from_config(config, data),
-        optimizer,
-        3,
-        "cpu",
-        scheduler=scheduler,
-        progress=False,
-    )
+    step = TrainingStep.from_config(model.parameters(), config, len(loader))
+    assert isinstance(step.optimizer, torch.optim.Adam) and step.optimizer.defaults["lr"] == 1e-3
+    fit(model, loader, recipe.loss_from_config(config, data), step, 3, "cpu", progress=False)
 
     report = recipe.report_from_config(config, model, data, torch.device("cpu"))
     assert report.accuracy == accuracy(model, data.test, "cpu", progress=False)

@@ -5,15 +5,9 @@ import torch
 from torch.utils.data import DataLoader
 
 import segloss
-from segloss.classification import (
-    accuracy,
-    build_classifier,
-    build_image_data,
-    build_lr_scheduler,
-    build_optimizer,
-    fit,
-)
-from segloss.runner.config import ConfigError, load_config
+from segloss.classification import accuracy, build_classifier, build_image_data, fit
+from segloss.runner.config import ConfigError, OptimConfig, load_config
+from segloss.runner.optim import TrainingStep, build_optimizer, lr_factor
 
 from ..helpers import CONFIGS
 
@@ -29,29 +23,31 @@ def test_digits_training_reaches_90_percent(digits, loss_name):
     torch.manual_seed(0)
     model = build_classifier("mlp", 10, 1, 8, mean=digits.mean, std=digits.std)
     loss = segloss.build_loss(loss_name, class_counts=digits.class_counts)
-    optimizer = build_optimizer(model.parameters(), "adam", lr=1e-3)
+    step = TrainingStep(torch.optim.Adam(model.parameters(), lr=1e-3), lambda update: 1.0)
     loader = DataLoader(digits.train, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0))
-    history = fit(model, loader, loss, optimizer, 8, "cpu", progress=False)
+    history = fit(model, loader, loss, step, 8, "cpu", progress=False)
     assert history[-1]["loss"] < history[0]["loss"]
     assert accuracy(model, digits.test, "cpu", progress=False) > 0.9
 
 
 def test_step_schedule_and_optimizers():
     model = torch.nn.Linear(2, 2)
-    optimizer = build_optimizer(model.parameters(), "sgd", lr=0.1, momentum=0.9, weight_decay=2e-4)
+    optim = OptimConfig(
+        lr=0.1, momentum=0.9, weight_decay=2e-4, schedule="multistep", milestones=[2, 4], gamma=0.01
+    )
+    optimizer = build_optimizer(model.parameters(), optim)
     assert optimizer.defaults["momentum"] == 0.9 and optimizer.defaults["weight_decay"] == 2e-4
-    scheduler = build_lr_scheduler(optimizer, [2, 4], gamma=0.01)
+    step = TrainingStep(optimizer, lr_factor(optim, steps_per_epoch=1, epochs=5))
     rates = []
     for _ in range(5):
-        rates.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
+        rates.append(step.lr)
+        step(model(torch.ones(1, 2)).sum())
     assert rates == pytest.approx([0.1, 0.1, 1e-3, 1e-3, 1e-5])
-    assert isinstance(build_optimizer(model.parameters(), "adam", lr=1e-3), torch.optim.Adam)
-    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'; valid names: sgd, adam"):
-        build_optimizer(model.parameters(), "rmsprop")
-    with pytest.raises(ValueError, match="milestones must be increasing"):
-        build_lr_scheduler(optimizer, [5, 3])
+    assert isinstance(build_optimizer(model.parameters(), OptimConfig(name="adam")), torch.optim.Adam)
+    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'; valid names: sgd, adam, adamw"):
+        build_optimizer(model.parameters(), OptimConfig(name="rmsprop"))
+    with pytest.raises(ConfigError, match="milestones must be increasing"):
+        load_config(CONFIGS / "cls_digits.yaml", ["optim.milestones=[5,3]"])
 
 
 def test_recipe_configs_follow_spec():

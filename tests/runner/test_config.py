@@ -15,7 +15,7 @@ from segloss.runner.config import (
     resume_config,
     schema_keys,
 )
-from segloss.runner.engine import resolve_device
+from segloss.runner.distributed import resolve_device
 from segloss.segmentation.config import SegmentationConfig
 
 from ..helpers import CONFIGS

@@ -38,6 +38,7 @@ def run(tmp_path_factory):
         train__eval_every=1,
         train__progress="true",  # asked for, but stderr is no terminal here
         train__tensorboard="true",
+        train__log_every=1,  # the loss of every update in TensorBoard
         loss__name="hem+",
     )
     (root / "cache").mkdir()

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix, MulticlassJaccardIndex
 
-from segloss.runner.engine import amp_dtype
+from segloss.runner.distributed import amp_dtype
 from segloss.segmentation.evaluation import predict
 from segloss.segmentation.iou import SegmentationScores, confusion_matrix
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import segloss
-from segloss.runner.engine import train_one_epoch
+from segloss.runner.loop import train_one_epoch
+from segloss.runner.optim import TrainingStep
 from segloss.segmentation import models
 
 
@@ -18,10 +19,10 @@ def test_paper_encoders_build_and_train_a_step(encoder):
     mask = torch.randint(0, 5, (2, 64, 64))
     mask[:, :8] = 255
     loss_fn = segloss.build_loss("hem+", class_counts=[50, 20, 10, 5, 1], ignore_index=255)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    step = TrainingStep(torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), lambda update: 1.0)
     before = [p.detach().clone() for p in model.parameters()]
     stats = train_one_epoch(
-        model, loss_fn, optimizer, [(image, mask)], torch.device("cpu"), epoch=1, progress=False
+        model, loss_fn, step, [(image, mask)], torch.device("cpu"), epoch=1, progress=False
     )
     assert stats["loss"] > 0 and stats["images_per_s"] > 0
     changed = sum(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))

@@ -126,7 +126,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
 
     monkeypatch.setattr(training, "loss_from_config", poisoned)
     run_dir = tmp_path / "run"
-    config = config_from_dict({}, tiny_overrides(run_dir, train__epochs=3))
+    config = config_from_dict({}, tiny_overrides(run_dir, train__epochs=3, train__log_every=1))
     with pytest.raises(
         NonFiniteLossError, match=r"the loss is nan at epoch 2, step 1.*checkpoint of epoch 1 is kept"
     ):
