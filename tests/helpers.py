@@ -16,7 +16,7 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 # The recipes that ship with the package.
-CONFIGS = REPO / "segloss" / "configs"
+CONFIGS = REPO / "configs"
 TINY_ENCODER = "tu-mobilenetv3_small_100"
 
 

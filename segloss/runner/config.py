@@ -6,8 +6,8 @@ with ``metadata={"choices": ...}`` accept only those values. Unknown keys and wr
 ``ConfigError`` listing the valid keys. The sections every task shares (``loss``, ``optim``, ``train``)
 are defined here; ``loss`` derives from the loss registry (``segloss.registry``).
 
-Recipes ship with the package (``segloss/configs/NAME.yaml``): ``find_config("camvid")``,
-``find_config("configs/camvid.yaml")`` and a path to any YAML file all work.
+Recipes live in the repository's top-level ``configs/`` and ship in the package (``segloss/configs`` points
+there): ``find_config("camvid")`` and a path to any YAML file both work.
 """
 
 from __future__ import annotations
@@ -421,41 +421,28 @@ def config_from_dict(data: dict[str, Any], overrides: Iterable[str] = ()) -> Any
     return config
 
 
-#: Keys whose default changed after configs were saved without them, with the value such a config meant
-#: (what the code did before the key existed). ``with_defaults`` fills these instead of the new default.
-VALUES_BEFORE_KEY_EXISTED = {"loss.count_unit": "pixels", "loss.margin_on": "competitor"}
-
-
 def with_defaults(data: dict[str, Any]) -> dict[str, Any]:
     """A saved config (e.g. a run's ``config.yaml``) completed with the current schema's defaults for the
-    keys it lacks (keys added since it was written: their defaults keep the behaviour it had, or, for a
-    default that changed since, ``VALUES_BEFORE_KEY_EXISTED``); types are checked, values are not
-    validated. ``ConfigError`` for a key the schema no longer has."""
+    keys it lacks (keys added since it was written); types are checked, values are not validated.
+    ``ConfigError`` for a key the schema no longer has."""
     schema = task_schema(data.get("task", tasks.DEFAULT_TASK))
-    data = copy.deepcopy(data)
-    known = {key for key, _, _ in schema_keys(schema)}
-    present = flatten(data)
-    for key, value in VALUES_BEFORE_KEY_EXISTED.items():
-        if key in known and key not in present:
-            _apply_override(data, key, value)
-    return config_to_dict(_build(schema, data, "", schema))
+    return config_to_dict(_build(schema, copy.deepcopy(data), "", schema))
 
 
 def packaged_configs() -> list[str]:
-    """The names of the recipes that ship with the package (``segloss/configs/NAME.yaml``)."""
+    """The names of the recipes that ship with the package (``configs/NAME.yaml``)."""
     folder = resources.files("segloss") / "configs"
     return sorted(entry.name[: -len(".yaml")] for entry in folder.iterdir() if entry.name.endswith(".yaml"))
 
 
 def find_config(name_or_path: str | os.PathLike) -> Path:
-    """The YAML file of ``--config``: a file that exists, else a packaged recipe named ``NAME``,
-    ``NAME.yaml`` or ``configs/NAME.yaml`` (the recipes' folder in the source tree before they became
-    package data). ``ConfigError`` names the packaged recipes otherwise."""
+    """The YAML file of ``--config``: a file that exists, else a packaged recipe named ``NAME`` or
+    ``NAME.yaml``. ``ConfigError`` names the packaged recipes otherwise."""
     path = Path(name_or_path)
     if path.is_file():
         return path
     name = path.name[: -len(".yaml")] if path.suffix == ".yaml" else path.name
-    if str(path.parent) in (".", "configs") and name in packaged_configs():
+    if str(path.parent) == "." and name in packaged_configs():
         with resources.as_file(resources.files("segloss") / "configs" / f"{name}.yaml") as packaged:
             return Path(packaged)
     raise ConfigError(f"config file not found: {path}; packaged recipes: {', '.join(packaged_configs())}")

@@ -4,6 +4,7 @@ through the command, checkpoints written before the package layout changed, the 
 import json
 import subprocess
 import sys
+import zipfile
 
 import pytest
 import torch
@@ -29,18 +30,44 @@ def test_help_lists_the_subcommands(tmp_path):
     assert unknown.returncode == 2 and "invalid choice: 'fly'" in unknown.stderr
 
 
-def test_recipes_are_found_by_name_and_by_their_old_path(tmp_path, monkeypatch):
+def test_recipes_are_found_by_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no configs/ folder here: the packaged recipes answer
     assert {"camvid", "cityscapes", "sbd", "demo", "cls_digits"} <= set(packaged_configs())
     by_name = find_config("camvid")
-    assert by_name == find_config("configs/camvid.yaml") == find_config("camvid.yaml")
+    assert by_name == find_config("camvid.yaml")
     assert by_name.read_text() == (CONFIGS / "camvid.yaml").read_text()
-    own = tmp_path / "configs" / "camvid.yaml"  # a file that exists wins
-    own.parent.mkdir()
+    own = tmp_path / "camvid.yaml"  # a file that exists wins
     own.write_text("task: segmentation\n")
-    assert find_config("configs/camvid.yaml").resolve() == own
-    with pytest.raises(ConfigError, match="config file not found: elsewhere/camvid.yaml; packaged recipes: "):
-        find_config("elsewhere/camvid.yaml")
+    assert find_config("camvid.yaml").resolve() == own
+    with pytest.raises(ConfigError, match="config file not found: configs/camvid.yaml; packaged recipes: "):
+        find_config("configs/camvid.yaml")
+
+
+def test_the_wheel_carries_the_top_level_recipes(tmp_path):
+    pytest.importorskip("setuptools")
+
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            str(REPO),
+            "-w",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr[-2000:]
+    (wheel,) = tmp_path.glob("*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    recipes = sorted(path.name for path in CONFIGS.glob("*.yaml"))
+    assert sorted(name.split("/")[-1] for name in names if name.startswith("segloss/configs/")) == recipes
 
 
 class ToyLoss(nn.Module):

@@ -206,17 +206,12 @@ def test_a_device_this_machine_lacks_is_a_clear_error(tmp_path, monkeypatch, cap
         resolve_device("mps")
 
 
-def test_resume_of_a_run_saved_before_new_loss_keys_existed():
+def test_a_saved_config_without_newer_keys_resumes_with_their_defaults():
     saved = config_to_dict(config_from_dict({}, ["loss.name=hem+", "train.out_dir=run"]))
-    for key in ("margin_on", "mean_over"):  # a config.yaml written before these options
-        del saved["loss"][key]
-    # margin_on's segmentation default changed to target since; such a run meant competitor
-    same = config_from_dict({}, ["loss.name=hem+", "loss.margin_on=competitor", "train.out_dir=run"])
-    resumed = resume_config(saved, same)
-    assert (resumed.loss.margin_on, resumed.loss.mean_over) == ("competitor", "nonzero")
-    with pytest.raises(ConfigError, match=r"loss.margin_on: 'competitor' -> 'target'"):
-        resume_config(saved, config_from_dict({}, ["loss.name=hem+", "train.out_dir=run"]))
-    del saved["loss"]["count_unit"]  # older still: margins from pixel counts
-    paper = config_from_dict({}, ["loss.name=hem+", "loss.margin_on=competitor", "loss.count_unit=pixels"])
-    paper.train.out_dir = "run"
-    assert resume_config(saved, paper).loss.count_unit == "pixels"
+    del saved["optim"]["warmup_epochs"], saved["train"]["clip_grad_norm"]  # written before these keys
+    resumed = resume_config(saved, config_from_dict({}, ["loss.name=hem+", "train.out_dir=run"]))
+    assert (resumed.optim.warmup_epochs, resumed.train.clip_grad_norm) == (0.0, 0.0)
+    with pytest.raises(ConfigError, match=r"train.clip_grad_norm: 0.0 -> 1.0"):
+        resume_config(
+            saved, config_from_dict({}, ["loss.name=hem+", "train.out_dir=run", "train.clip_grad_norm=1"])
+        )
