@@ -26,8 +26,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ..runner.report import SEED_KEY, finished_runs, value_order, varying_keys
-from ..runner.sweep import key_labels
+from ..runner.report import SEED_KEY, finished_runs, key_labels, value_order, varying_keys
 from .task import TASK
 
 logger = logging.getLogger(__name__)

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
-import os
 import sys
 from collections.abc import Sequence
 
 from . import tasks
+from .logs import EXPECTED_ERRORS, configure_logging
 
 #: Subcommand name -> (``module:function`` of its ``main(argv, prog)``, one line of help).
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -43,10 +42,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("segloss.segmentation.predict:main", "predict every image of a folder, any size"),
 }
 MISSING_EXTRA_HINT = "pip install 'segloss-hem[seg]' (segmentation) or 'segloss-hem[cls]' (classification)"
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-# Every error a run can reasonably meet (ConfigError, a run folder in the way, a NaN loss, missing weights
-# offline, bad data, no CUDA...) is one of these, told in one line.
-EXPECTED_ERRORS = (OSError, ValueError, RuntimeError)
 
 TRAIN_DESCRIPTION = """Train a segmentation model or an image classifier (also continually, on a stream of
 experiences) with any segloss loss.
@@ -99,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     parser.parse_args(argv[:1])  # an unknown command stops here, listing the valid ones
+    configure_logging()  # once, for every command
     try:
         return _run_command(COMMANDS[argv[0]][0], argv[1:], prog=f"{parser.prog} {argv[0]}")
     except ModuleNotFoundError as error:  # an optional dependency: `pip install .` gives the loss core alone
@@ -128,10 +124,6 @@ def train_main(argv: Sequence[str] | None = None, prog: str | None = None) -> in
         for task, schema in all_task_schemas().items():
             print(f"task: {task}\n{valid_keys_text(schema)}")
         return 0
-    # Under torchrun or srun only rank 0 reports progress.
-    rank = os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))
-    level = logging.INFO if rank == "0" else logging.WARNING
-    logging.basicConfig(level=level, format=LOG_FORMAT)
     try:
         config = load_config(args.config, args.overrides)
     except ConfigError as error:
@@ -173,7 +165,6 @@ def evaluate_main(argv: Sequence[str] | None = None, prog: str | None = None) ->
         for name in tasks.TASK_MODULES
     }
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
 
     from .checkpoint import load_checkpoint
 

@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import sys
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,19 @@ BOOKKEEPING_KEYS = frozenset(
         "eval.num_overlays",
     }
 )
+
+
+def key_labels(keys: Sequence[str]) -> dict[str, str]:
+    """The label of each key in run names: its last dotted part, or the whole key where last parts clash.
+
+    Args:
+        keys: dotted config keys.
+
+    Returns:
+        ``{key: label}``.
+    """
+    last = Counter(key.rsplit(".", 1)[-1] for key in keys)
+    return {key: key if last[key.rsplit(".", 1)[-1]] > 1 else key.rsplit(".", 1)[-1] for key in keys}
 
 
 def varying_keys(settings: Sequence[Mapping[str, Any]]) -> list[str]:

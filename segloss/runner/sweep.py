@@ -35,6 +35,8 @@ from typing import Any
 
 from . import tasks
 from .config import ConfigError, find_config, load_config, resume_config
+from .logs import EXPECTED_ERRORS, configure_logging
+from .report import key_labels
 
 logger = logging.getLogger(__name__)
 
@@ -114,19 +116,6 @@ def parse_axes(overrides: Sequence[str]) -> dict[str, list[str]]:
             raise ConfigError(f"override {text!r} has an empty value")
         axes[key] = values
     return axes
-
-
-def key_labels(keys: Sequence[str]) -> dict[str, str]:
-    """The label of each key in run names: its last dotted part, or the whole key where last parts clash.
-
-    Args:
-        keys: dotted config keys.
-
-    Returns:
-        ``{key: label}``.
-    """
-    last = Counter(key.rsplit(".", 1)[-1] for key in keys)
-    return {key: key if last[key.rsplit(".", 1)[-1]] > 1 else key.rsplit(".", 1)[-1] for key in keys}
 
 
 def safe_value(value: str) -> str:
@@ -239,8 +228,7 @@ class TrainJob:
 
     def __call__(self) -> str:
         """Train the run; returns its folder."""
-        if not logging.getLogger().handlers:
-            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        configure_logging()
         if self.threads:
             import torch
 
@@ -473,11 +461,11 @@ def main(argv: Sequence[str] | None = None, prog: str = "segloss sweep") -> int:
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one run, in-process
     parser.add_argument("overrides", nargs="*", metavar="key=a,b", help="swept or fixed overrides")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     if args.worker:
         try:
             TrainJob(args.config, args.overrides)()
-        except (OSError, ValueError, RuntimeError) as error:  # the errors train.py reports in one line
+        except EXPECTED_ERRORS as error:
             logger.error("%s", error)
             return 1
         return 0

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..runner.config import load_config
 from ..runner.files import CHECKPOINT_FILE
+from ..runner.logs import EXPECTED_ERRORS
 from .data import class_counts
 from .evaluation import eval_dataset, evaluate_checkpoint
 from .iou import SegmentationScores
@@ -45,7 +46,6 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for both runs")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     scores: dict[str, SegmentationScores] = {}
     for loss in LOSSES:
@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
             logger.info("%s: training in %s (a finished run there is reused)", loss, run_dir)
             train(config, resume=True)
             scores[loss] = evaluate_checkpoint(run_dir / CHECKPOINT_FILE, progress=False)
-        except (OSError, ValueError, RuntimeError) as error:  # e.g. overrides an existing run cannot take
+        except EXPECTED_ERRORS as error:  # e.g. overrides an existing run cannot take
             logger.error("%s: %s (delete %s to start the demo afresh)", loss, error, args.out_dir)
             return 1
 

@@ -24,6 +24,7 @@ from torch import nn
 from ..runner.checkpoint import load_checkpoint
 from ..runner.config import config_from_dict
 from ..runner.files import CHECKPOINT_FILE
+from ..runner.logs import EXPECTED_ERRORS
 from .data import presets
 from .data._common import indexed_palette
 from .task import TASK
@@ -248,7 +249,6 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     )
     parser.add_argument("--opset", type=int, default=ONNX_OPSET, help=f"ONNX opset (default {ONNX_OPSET})")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.onnx and missing_onnx_packages():
         missing = " and ".join(missing_onnx_packages())
         sys.stderr.write(f"error: --onnx needs {missing}, not installed: {ONNX_EXTRA_HINT}\n")
@@ -266,7 +266,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
                 f"wrote {args.onnx}: onnxruntime matches PyTorch within {difference:.2e} "
                 f"(max abs difference of the logits, {args.size[0]}×{args.size[1]} sample)\n"
             )
-    except (OSError, ValueError, RuntimeError) as error:
+    except EXPECTED_ERRORS as error:
         sys.stderr.write(f"error: {error}\n")
         return 1
     return 0

@@ -19,11 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch import nn
 
 from ..runner.distributed import resolve_device
+from ..runner.logs import EXPECTED_ERRORS
 from ..runner.progress import progress_bar
+from .data._common import read_image
 from .evaluation import predict
 from .export import ModelInfo, load_model
 from .plots import blend, colorize
@@ -43,15 +45,6 @@ def image_files(folder: str | os.PathLike) -> list[Path]:
     if not folder.is_dir():
         raise FileNotFoundError(f"--images {folder}: no such folder")
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def read_image(path: Path) -> np.ndarray:
-    """``path`` as ``H×W×3`` uint8 RGB. Raises ``ValueError`` naming the file when it cannot be read."""
-    try:
-        with Image.open(path) as image:
-            return np.array(image.convert("RGB"))
-    except (OSError, UnidentifiedImageError, ValueError) as error:
-        raise ValueError(f"cannot read image {path}: {error}") from error
 
 
 def window_weights(size: int, overlap: int) -> torch.Tensor:
@@ -169,7 +162,7 @@ def predict_folder(
         try:
             image = read_image(path)
             prediction = predict_image(model, image, info, device, tile=tile, overlap=overlap)
-        except (ValueError, RuntimeError) as error:
+        except (OSError, RuntimeError) as error:
             logger.error("%s: %s; skipped", path.name, error)
             failed.append((path, str(error)))
             continue
@@ -211,7 +204,6 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         parser.error(f"--tile {args.tile}: must be a positive multiple of 32")
     if args.tile is not None and not 0 <= args.overlap < args.tile:
         parser.error(f"--overlap {args.overlap}: must be >= 0 and smaller than --tile {args.tile}")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         model, info = load_model(args.model)
         written, failed = predict_folder(
@@ -226,7 +218,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
             overlays=not args.no_overlays,
             progress=not args.no_progress,
         )
-    except (OSError, ValueError, RuntimeError) as error:
+    except EXPECTED_ERRORS as error:
         sys.stderr.write(f"error: {error}\n")
         return 1
     sys.stdout.write(f"wrote {len(written)} predictions to {args.out}\n")

@@ -46,13 +46,11 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ..runner.report import LOSS_KEY, SEED_KEY, finished_runs, value_order, varying_keys
-from ..runner.sweep import key_labels
+from ..runner.files import RESULTS_FILE
+from ..runner.report import LOSS_KEY, SEED_KEY, finished_runs, key_labels, value_order, varying_keys
 from .task import TASK as SEGMENTATION
 
 logger = logging.getLogger(__name__)
-
-RESULTS_NAME = "results.json"
 
 
 @dataclass(frozen=True)
@@ -189,7 +187,7 @@ def dataset_label(name: str, holdout_classes: Sequence[str] = ()) -> str:
     return f"{name} without {', '.join(holdout_classes)}" if holdout_classes else name
 
 
-def find_runs(folders: Iterable[str | Path], results_name: str = RESULTS_NAME) -> list[RunResult]:
+def find_runs(folders: Iterable[str | Path], results_name: str = RESULTS_FILE) -> list[RunResult]:
     """Every finished segmentation run (``config.yaml`` next to ``results.json``) at or below ``folders``.
 
     Args:
@@ -508,10 +506,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "segloss report") -> int
     parser.add_argument("--baseline", default="ce", help="the loss.name compared against (default: ce)")
     parser.add_argument("--rare", type=int, default=5, help="rarest classes per dataset (default: 5)")
     parser.add_argument(
-        "--results", default=RESULTS_NAME, help="results file of each run folder (default: %(default)s)"
+        "--results", default=RESULTS_FILE, help="results file of each run folder (default: %(default)s)"
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         runs = find_runs(args.folders, args.results)
     except (OSError, KeyError, ValueError, yaml.YAMLError) as error:

@@ -8,10 +8,10 @@ import re
 import pytest
 
 from segloss.runner.config import ConfigError
+from segloss.runner.report import key_labels
 from segloss.runner.sweep import (
     SlurmOptions,
     TrainJob,
-    key_labels,
     main,
     parse_axes,
     parse_minutes,

@@ -196,8 +196,8 @@ def test_duplicate_seeds_are_flagged(runs_dir, caplog):
 
 
 def test_configs_are_read_through_the_current_schema(tmp_path):
-    # an older config without the HEM options, and CE runs whose unused count unit differs: one CE group,
-    # one HEM+ group with the defaults the old run had
+    # an older config without the HEM options reads with today's defaults (margin on the target), and CE
+    # runs whose unused count unit differs: one CE group, one HEM+ group
     write_run(tmp_path / "ce0", "synthetic", "resnet34", "ce", 0, 0.5, count_unit="pixels")
     write_run(tmp_path / "ce1", "synthetic", "resnet34", "ce", 1, 0.6, count_unit="images")
     write_run(tmp_path / "hem0", "synthetic", "resnet34", "hem+", 0, 0.7, count_unit="images")
@@ -205,12 +205,12 @@ def test_configs_are_read_through_the_current_schema(tmp_path):
         tmp_path / "hem1", "synthetic", "resnet34", "hem+", 1, 0.8, count_unit="images", margin_on="target"
     )
     report = summarise(find_runs([tmp_path]))
-    assert report.varying == ("loss.name", "loss.margin_on")  # not loss.M (one value) or count_unit
-    ce, competitor, target = report.groups
-    assert ce.key == (("loss.name", "ce"), ("loss.margin_on", None)) and ce.seeds == (0, 1)
-    assert competitor.key == (("loss.name", "hem+"), ("loss.margin_on", "competitor"))
-    assert target.seeds == (1,) and target.comparison.differences == pytest.approx((20.0,))
-    assert "| ce | — | 2 |" in markdown(report)
+    assert report.varying == ("loss.name",)  # not loss.M (one value), count_unit or margin_on
+    ce, hem_plus = report.groups
+    assert ce.key == (("loss.name", "ce"),) and ce.seeds == (0, 1)
+    assert hem_plus.key == (("loss.name", "hem+"),) and hem_plus.seeds == (0, 1)
+    assert hem_plus.comparison.differences == pytest.approx((20.0, 20.0))
+    assert "| ce | 2 |" in markdown(report)
 
 
 def test_results_file_can_be_chosen(tmp_path):
@@ -220,3 +220,21 @@ def test_results_file_can_be_chosen(tmp_path):
     assert run.miou == 0.25
     with pytest.raises(SystemExit, match="2"):  # no run has the file: a usage error naming it
         main([str(tmp_path), "--results", "missing.json", "--out", str(tmp_path / "r")])
+
+
+def test_the_committed_camvid_study_still_reports(tmp_path):
+    """Every run committed under studies/camvid reads through today's config schema and reports, on val
+    and on test, in one group per setting."""
+    from ..helpers import REPO
+
+    study = REPO / "studies" / "camvid"
+    committed = sorted(path.parent for path in study.rglob("config.yaml"))
+    assert committed, "no committed study runs"
+    for results in ("results.json", "test.json"):
+        runs = find_runs([study], results)
+        assert sorted(run.path for run in runs) == committed
+        report = summarise(runs)
+        assert sum(len(group.runs) for group in report.groups) == len(committed)
+        assert all(0 < run.miou < 1 for run in runs)
+    assert main([str(study), "--results", "test.json", "--out", str(tmp_path / "study")]) == 0
+    assert (tmp_path / "study.md").read_text().startswith("# mIoU by what varies")
