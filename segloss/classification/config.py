@@ -10,17 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..runner.config import (
-    ConfigError,
-    LossConfig,
-    OptimConfig,
-    TrainConfig,
-    check_bounds,
-    check_shared_sections,
-    choices,
-    run_folder_name,
-)
+from ..runner.config import LossConfig, OptimConfig, TrainConfig, check_shared_sections, run_folder_name
 from ..runner.optim import SCHEDULES
+from ..runner.schema import ConfigError, check_bounds, choices
 from .data import IMAGE_DATASETS
 from .models import check_classifier_name
 from .rejection import ATTACK_NORMS

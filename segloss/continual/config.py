@@ -13,16 +13,9 @@ from pathlib import Path
 
 from ..classification.config import ClassificationOptimConfig, check_image_sections
 from ..classification.data import IMAGE_DATASETS
-from ..runner.config import (
-    ConfigError,
-    LossConfig,
-    TrainConfig,
-    check_bounds,
-    check_shared_sections,
-    choices,
-    run_folder_name,
-)
+from ..runner.config import LossConfig, TrainConfig, check_shared_sections, run_folder_name
 from ..runner.optim import OPTIMIZERS
+from ..runner.schema import ConfigError, check_bounds, choices
 from .benchmarks import SCENARIOS
 from .strategies import STRATEGY_NAMES
 

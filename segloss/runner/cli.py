@@ -118,7 +118,8 @@ def train_main(argv: Sequence[str] | None = None, prog: str | None = None) -> in
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     args = parser.parse_args(argv)
 
-    from .config import ConfigError, all_task_schemas, load_config, valid_keys_text
+    from .config import all_task_schemas, load_config
+    from .schema import ConfigError, valid_keys_text
 
     if args.help_keys:
         for task, schema in all_task_schemas().items():

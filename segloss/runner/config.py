@@ -1,4 +1,5 @@
-"""Run configuration: YAML files with dotted ``key=value`` overrides, checked against a typed schema.
+"""Run configuration: YAML files with dotted ``key=value`` overrides, checked against a typed schema
+(``segloss.runner.schema``).
 
 A config is a dataclass per task (``task: segmentation`` by default; ``segloss.runner.tasks`` names the
 tasks and their schemas). Every section is a dataclass whose annotations give the accepted types; fields
@@ -14,12 +15,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import os
-import re
 import types
 import typing
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -28,6 +27,15 @@ from typing import Any
 from ..registry import HYPER_PARAMETERS, LOSSES, loss_hyper_parameter_names, loss_terms
 from . import tasks
 from .optim import OPTIMIZERS, SCHEDULES
+from .schema import (
+    ConfigError,
+    build_dataclass,
+    check_bounds,
+    check_device,
+    choices,
+    dataclass_fields,
+    flatten,
+)
 
 # Keys a resumed run may change; any other difference from the checkpoint's config is an error. Not
 # ``train.num_workers``: the augmentation is seeded per DataLoader worker, so the worker count is part of the
@@ -43,61 +51,6 @@ RESUMABLE_KEYS = frozenset(
         "train.log_every",
     }
 )
-# ``train.device``: ``auto`` (the GPU when there is one), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
-DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
-
-
-class ConfigError(ValueError):
-    """A config file or override that does not fit the schema."""
-
-
-def check_bounds(
-    *, positive: dict[str, float] | None = None, non_negative: dict[str, float] | None = None
-) -> None:
-    """``ConfigError`` naming the first key of ``positive`` that is not > 0 or of ``non_negative`` < 0."""
-    for key, value in (positive or {}).items():
-        if not value > 0:
-            raise ConfigError(f"{key} must be positive, got {value}")
-    for key, value in (non_negative or {}).items():
-        if not value >= 0:
-            raise ConfigError(f"{key} must be >= 0, got {value}")
-
-
-def check_class_names(key: str, names: Sequence[str], classes: Sequence[str]) -> None:
-    """``ConfigError`` unless ``names`` are distinct names of ``classes`` that leave at least two others."""
-    unknown = [name for name in names if name not in classes]
-    if unknown:
-        raise ConfigError(
-            f"{key} names classes the dataset does not have: {unknown}; its classes: {', '.join(classes)}"
-        )
-    if len(set(names)) != len(names):
-        raise ConfigError(f"{key} names a class twice: {list(names)}")
-    if len(classes) - len(names) < 2:
-        raise ConfigError(f"{key} {list(names)} leaves fewer than two of the classes {', '.join(classes)}")
-
-
-def check_device(key: str, setting: str) -> None:
-    """``ConfigError`` unless ``setting`` is a device setting of ``DEVICE_PATTERN``."""
-    if not DEVICE_PATTERN.fullmatch(setting):
-        raise ConfigError(f"{key} must be auto, cpu, cuda, cuda:N or mps, got {setting!r}")
-
-
-def choices(*values: Any, default: Any) -> Any:
-    """A dataclass field that accepts only ``values``."""
-    return field(default=default, metadata={"choices": values})
-
-
-def dynamic_choices(values: Callable[[], Iterable[Any]], default: Any) -> Any:
-    """A dataclass field that accepts only the values ``values()`` returns when a config is checked (e.g.
-    the names registered by then)."""
-    return field(default=default, metadata={"choices": values})
-
-
-def _allowed_values(f: dataclasses.Field) -> tuple[Any, ...] | None:
-    allowed = f.metadata.get("choices")
-    return tuple(allowed()) if callable(allowed) else allowed
-
-
 # ---------------------------------------------------------------------------------------------------
 # The sections every task shares
 
@@ -233,126 +186,6 @@ def all_task_schemas() -> dict[str, type]:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Schema introspection and type checking
-
-
-def _type_name(annotation: Any) -> str:
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        return " | ".join(_type_name(arg) for arg in typing.get_args(annotation))
-    if origin is list:
-        return f"list[{_type_name(typing.get_args(annotation)[0])}]"
-    return "null" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))
-
-
-def _fields(cls: type) -> dict[str, tuple[dataclasses.Field, Any]]:
-    hints = typing.get_type_hints(cls)
-    return {f.name: (f, hints[f.name]) for f in dataclasses.fields(cls)}
-
-
-def _default(f: dataclasses.Field) -> Any:
-    return f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
-
-
-def schema_keys(cls: type, prefix: str = "") -> list[tuple[str, str, Any]]:
-    """``(dotted key, type description, default)`` for every leaf of the schema ``cls``."""
-    keys = []
-    for name, (f, annotation) in _fields(cls).items():
-        if dataclasses.is_dataclass(annotation):
-            keys += schema_keys(annotation, f"{prefix}{name}.")
-            continue
-        described = _type_name(annotation)
-        allowed = _allowed_values(f)
-        if allowed is not None:
-            described = "|".join(str(c) for c in allowed)
-            if "also_accepts" in f.metadata:
-                described += " or a sum such as ce+0.5*dice"
-        keys.append((f"{prefix}{name}", described, _default(f)))
-    return keys
-
-
-def valid_keys_text(cls: type) -> str:
-    """The schema's keys, one per line with type and default."""
-    rows = schema_keys(cls)
-    width = max(len(key) for key, _, _ in rows)
-    return "\n".join(
-        f"  {key:<{width}}  {kind}  (default: {_yaml_scalar(default)})" for key, kind, default in rows
-    )
-
-
-def _yaml_scalar(value: Any) -> str:
-    return "null" if value is None else str(value)
-
-
-_FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
-
-
-class _TypeMismatch(Exception):
-    pass
-
-
-def _coerce(value: Any, annotation: Any) -> Any:
-    """``value`` as ``annotation`` (int, float, str, bool, None, list[...] and unions of them)."""
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        for option in typing.get_args(annotation):
-            try:
-                return _coerce(value, option)
-            except _TypeMismatch:
-                continue
-        raise _TypeMismatch
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise _TypeMismatch
-        (item,) = typing.get_args(annotation)
-        return [_coerce(v, item) for v in value]
-    if annotation is type(None):
-        if value is None:
-            return None
-        raise _TypeMismatch
-    if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if annotation is float and isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
-        return float(value)  # YAML 1.1 reads "1e-3" (no dot) as a string
-    if annotation in (int, str, bool) and type(value) is annotation:
-        return value
-    raise _TypeMismatch
-
-
-def _build(cls: type, data: Any, prefix: str, root_cls: type) -> Any:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'the config'} must be a mapping, got {data!r}")
-    fields = _fields(cls)
-    unknown = [key for key in data if key not in fields]
-    if unknown:
-        key = f"{prefix}{unknown[0]}"
-        all_keys = [k for k, _, _ in schema_keys(root_cls)]
-        sections = [name for name, (_, a) in _fields(root_cls).items() if dataclasses.is_dataclass(a)]
-        close = difflib.get_close_matches(key, all_keys + sections, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"unknown config key {key!r}{hint}\nvalid keys:\n{valid_keys_text(root_cls)}")
-    values = {}
-    for name, value in data.items():
-        f, annotation = fields[name]
-        key = f"{prefix}{name}"
-        if dataclasses.is_dataclass(annotation):
-            values[name] = _build(annotation, value, f"{key}.", root_cls)
-            continue
-        try:
-            values[name] = _coerce(value, annotation)
-        except _TypeMismatch:
-            raise ConfigError(
-                f"{key} must be {_type_name(annotation)}, got {value!r} ({type(value).__name__})\n"
-                f"valid keys:\n{valid_keys_text(root_cls)}"
-            ) from None
-        allowed = _allowed_values(f)
-        also_accepted = f.metadata.get("also_accepts", lambda value: False)
-        if allowed is not None and values[name] not in allowed and not also_accepted(values[name]):
-            raise ConfigError(f"{key} must be one of {'|'.join(map(str, allowed))}, got {value!r}")
-    return cls(**values)
-
-
-# ---------------------------------------------------------------------------------------------------
 # Loading, overrides, saving
 
 
@@ -378,7 +211,7 @@ def _leaf_annotation(schema: type, key: str) -> Any:
     """The annotation of the dotted ``key`` in ``schema``, or None when it is not a key."""
     annotation: Any = schema
     for part in key.split("."):
-        fields = _fields(annotation) if dataclasses.is_dataclass(annotation) else {}
+        fields = dataclass_fields(annotation) if dataclasses.is_dataclass(annotation) else {}
         if part not in fields:
             return None
         annotation = fields[part][1]
@@ -415,7 +248,7 @@ def config_from_dict(data: dict[str, Any], overrides: Iterable[str] = ()) -> Any
     schema = task_schema(data.get("task", tasks.DEFAULT_TASK))
     for text in overrides:
         _apply_override(data, *parse_override(text, schema))
-    config = _build(schema, data, "", schema)
+    config = build_dataclass(schema, data, "", schema)
     config.validate()
     config.resolve()
     return config
@@ -426,7 +259,7 @@ def with_defaults(data: dict[str, Any]) -> dict[str, Any]:
     keys it lacks (keys added since it was written); types are checked, values are not validated.
     ``ConfigError`` for a key the schema no longer has."""
     schema = task_schema(data.get("task", tasks.DEFAULT_TASK))
-    return config_to_dict(_build(schema, copy.deepcopy(data), "", schema))
+    return config_to_dict(build_dataclass(schema, copy.deepcopy(data), "", schema))
 
 
 def packaged_configs() -> list[str]:
@@ -475,17 +308,6 @@ def save_config(config: Any, path: str | os.PathLike) -> None:
     import yaml
 
     Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
-
-
-def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"train": {"epochs": 5}}`` → ``{"train.epochs": 5}``."""
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def resume_config(saved: dict[str, Any], requested: Any) -> Any:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from .config import ConfigError, check_device
+from .schema import ConfigError, check_device
 
 logger = logging.getLogger(__name__)
 

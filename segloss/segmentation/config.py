@@ -7,18 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..functional import MARGIN_PLACEMENTS
-from ..runner.config import (
-    ConfigError,
-    LossConfig,
-    OptimConfig,
-    TrainConfig,
-    check_bounds,
-    check_class_names,
-    check_shared_sections,
-    choices,
-    dynamic_choices,
-    run_folder_name,
-)
+from ..runner.config import LossConfig, OptimConfig, TrainConfig, check_shared_sections, run_folder_name
+from ..runner.schema import ConfigError, check_bounds, check_class_names, choices, dynamic_choices
 from .data.registry import DATASETS
 from .task import TASK
 

@@ -22,9 +22,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from ..runner.checkpoint import load_checkpoint
-from ..runner.config import check_class_names, config_from_dict
+from ..runner.config import config_from_dict
 from ..runner.distributed import Distributed, amp_dtype, autocast, distributed_initialized, resolve_device
 from ..runner.progress import progress_bar
+from ..runner.schema import check_class_names
 from .data import SegmentationDataset, presets
 from .data.registry import dataset_from_config
 from .iou import SegmentationResults, confusion_matrix

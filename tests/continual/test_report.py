@@ -9,8 +9,9 @@ import yaml
 from segloss.runner import report as runner_report
 from segloss.runner.checkpoint import load_checkpoint, save_checkpoint
 from segloss.runner.config import find_config
+from segloss.runner.executors import train_config
 from segloss.runner.sweep import main as sweep_main
-from segloss.runner.sweep import plan, run_status, train_config
+from segloss.runner.sweep import plan, run_status
 
 from ..helpers import run_cli
 

@@ -13,9 +13,9 @@ from segloss.runner.config import (
     config_to_dict,
     load_config,
     resume_config,
-    schema_keys,
 )
 from segloss.runner.distributed import resolve_device
+from segloss.runner.schema import schema_keys
 from segloss.segmentation.config import SegmentationConfig
 
 from ..helpers import CONFIGS

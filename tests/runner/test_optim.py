@@ -6,8 +6,9 @@ import math
 import pytest
 import torch
 
-from segloss.runner.config import OptimConfig, schema_keys, task_schema
+from segloss.runner.config import OptimConfig, task_schema
 from segloss.runner.optim import TrainingStep, lr_factor
+from segloss.runner.schema import schema_keys
 
 
 def factors(optim, steps_per_epoch=2, epochs=3):

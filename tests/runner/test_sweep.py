@@ -8,18 +8,9 @@ import re
 import pytest
 
 from segloss.runner.config import ConfigError
+from segloss.runner.executors import SlurmOptions, TrainJob, parse_minutes, submit
 from segloss.runner.report import key_labels
-from segloss.runner.sweep import (
-    SlurmOptions,
-    TrainJob,
-    main,
-    parse_axes,
-    parse_minutes,
-    plan,
-    run_status,
-    split_values,
-    submit,
-)
+from segloss.runner.sweep import main, parse_axes, plan, run_status, split_values
 
 from ..helpers import CONFIGS
 
@@ -84,7 +75,7 @@ def _mtimes(root):
 
 @pytest.mark.usefixtures("one_thread")
 def test_local_sweep_then_a_rerun_trains_only_what_is_missing(tmp_path, capsys, caplog):
-    caplog.set_level(logging.INFO, logger="segloss.runner.sweep")
+    caplog.set_level(logging.INFO, logger="segloss.runner")
     root = tmp_path / "sweep"
     command = ["--config", str(DIGITS), "--out", str(root), "--jobs", "2", *GRID, *FIXED]
     assert main(command) == 0
