@@ -15,8 +15,7 @@ from typing import Any
 
 from torch.utils.data import DataLoader
 
-from ..runner.checkpoint import load_checkpoint
-from ..runner.config import config_from_dict
+from ..runner.checkpoint import check_trained_classes, load_run
 from ..runner.distributed import amp_dtype, resolve_device
 from ..runner.engine import TrainingRun, run_training
 from ..runner.files import write_results_json
@@ -124,16 +123,10 @@ def evaluate_checkpoint(
 ) -> ClassificationReport:
     """The full evaluation of the classifier in ``checkpoint`` with its run's ``eval`` settings (what the
     run wrote to ``results.json``); ``out`` gets the same JSON."""
-    state = load_checkpoint(checkpoint)
-    config = config_from_dict(state["config"])
-    if config.task != TASK:
-        raise ValueError(f"{checkpoint} is a {config.task} checkpoint, not a {TASK} one")
+    state, config = load_run(checkpoint, TASK)
     config.train.progress = progress
     data = recipe.data_from_config(config)
-    if list(data.classes) != list(state["classes"]):
-        raise ValueError(
-            f"{checkpoint} was trained on classes {state['classes']}, but {data.name} has {data.classes}"
-        )
+    check_trained_classes(checkpoint, state, data.classes, data.name)
     torch_device = resolve_device(device)
     model = recipe.model_from_config(config, data)
     model.load_state_dict(state["model"])

@@ -20,8 +20,8 @@ from torch.utils.data import DataLoader
 
 from ..classification import recipe
 from ..classification.loops import predict_logits
-from ..runner.checkpoint import load_checkpoint, save_checkpoint
-from ..runner.config import config_from_dict, config_to_dict
+from ..runner.checkpoint import load_run, save_checkpoint
+from ..runner.config import config_to_dict
 from ..runner.distributed import amp_dtype, autocast, resolve_device
 from ..runner.engine import TrainingRun, run_training
 from ..runner.files import CHECKPOINT_FILE, METRICS_FILE, write_results_json
@@ -318,10 +318,7 @@ def evaluate_checkpoint(
     Returns:
         The ``results.json`` dict of the run (partial for an unfinished one).
     """
-    state = load_checkpoint(checkpoint)
-    config = config_from_dict(state["config"])
-    if config.task != TASK:
-        raise ValueError(f"{checkpoint} is a {config.task} checkpoint, not a {TASK} one")
+    state, config = load_run(checkpoint, TASK)
     stream = stream_from_config(config)
     torch_device = resolve_device(device)
     model = recipe.model_from_config(config, stream)

@@ -7,6 +7,7 @@ release."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,3 +40,33 @@ def load_checkpoint(
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a segloss checkpoint (format {CHECKPOINT_FORMAT})")
     return state
+
+
+def load_run(
+    checkpoint: str | os.PathLike, task: str, classes: Sequence[str] | None = None, source: str = ""
+) -> tuple[dict[str, Any], Any]:
+    """A run's checkpoint and config, for evaluating it: ``ValueError`` unless it is a ``task`` run and,
+    when ``classes`` are given, trained on those classes (of ``source``, named in the message).
+
+    Returns:
+        ``(state, config)``: the checkpoint (``load_checkpoint``) and its config object.
+    """
+    from .config import config_from_dict
+
+    state = load_checkpoint(checkpoint)
+    config = config_from_dict(state["config"])
+    if config.task != task:
+        raise ValueError(f"{checkpoint} is a {config.task} checkpoint, not a {task} one")
+    if classes is not None:
+        check_trained_classes(checkpoint, state, classes, source)
+    return state, config
+
+
+def check_trained_classes(
+    checkpoint: str | os.PathLike, state: dict[str, Any], classes: Sequence[str], source: str
+) -> None:
+    """``ValueError`` unless the run (``state``) was trained on ``classes`` of ``source``."""
+    if list(classes) != list(state["classes"]):
+        raise ValueError(
+            f"{checkpoint} was trained on classes {state['classes']}, but {source} has {classes}"
+        )

@@ -21,8 +21,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from ..runner.checkpoint import load_checkpoint
-from ..runner.config import config_from_dict
+from ..runner.checkpoint import check_trained_classes, load_run
 from ..runner.distributed import Distributed, amp_dtype, autocast, distributed_initialized, resolve_device
 from ..runner.progress import progress_bar
 from ..runner.schema import check_class_names
@@ -191,17 +190,11 @@ def evaluate_checkpoint(
     Classes held out of the run's training are never predicted. ``unknown_classes`` (default: the held-out
     ones) adds the pixel-level unknown rejection (``SegmentationResults.pixel_rejection``, also in ``out``).
     """
-    state = load_checkpoint(checkpoint)
-    config = config_from_dict(state["config"])
-    if config.task != TASK:
-        raise ValueError(f"{checkpoint} is a {config.task} checkpoint, not a {TASK} one")
+    state, config = load_run(checkpoint, TASK)
     split = split or config.eval.split
     dataset = eval_dataset(config, split)
     classes = tuple(dataset.classes)
-    if list(classes) != list(state["classes"]):
-        raise ValueError(
-            f"{checkpoint} was trained on classes {state['classes']}, but {dataset!r} has {classes}"
-        )
+    check_trained_classes(checkpoint, state, classes, repr(dataset))
     held_out = config.data.holdout_classes
     unknown_classes = held_out if unknown_classes is None else list(unknown_classes)
     if unknown_classes:
