@@ -66,7 +66,10 @@ def _loss_fields() -> list[tuple[str, type, Any]]:
     name = field(default="ce", metadata={"choices": lambda: LOSSES, "also_accepts": _is_loss_name})
     fields: list[tuple[str, type, Any]] = [("name", str, name)]
     for key, parameter in HYPER_PARAMETERS.items():
-        metadata = {"choices": parameter.choices} if parameter.choices else {}
+        metadata: dict[str, Any] = {"choices": parameter.choices} if parameter.choices else {}
+        metadata["taken_by"] = lambda key=key: [
+            n for n, entry in LOSSES.items() if key in entry.hyper_parameters
+        ]
         fields.append((key, parameter.type, field(default=parameter.default, metadata=metadata)))
     return fields
 
@@ -304,10 +307,14 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 
 
 def save_config(config: Any, path: str | os.PathLike) -> None:
-    """Write the resolved config as YAML."""
+    """Write the resolved config as YAML; the ``loss`` section holds only the hyper-parameters its loss
+    takes (reading it back fills the others with their defaults)."""
     import yaml
 
-    Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    data = config_to_dict(config)
+    unused = set(HYPER_PARAMETERS) - set(loss_hyper_parameter_names(config.loss.name))
+    data["loss"] = {key: value for key, value in data["loss"].items() if key not in unused}
+    Path(path).write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 def resume_config(saved: dict[str, Any], requested: Any) -> Any:

@@ -102,6 +102,8 @@ def schema_keys(cls: type, prefix: str = "") -> list[tuple[str, str, Any]]:
             described = "|".join(str(c) for c in allowed)
             if "also_accepts" in f.metadata:
                 described += " or a sum such as ce+0.5*dice"
+        if "taken_by" in f.metadata:
+            described += f" [{', '.join(f.metadata['taken_by']())}]"
         keys.append((f"{prefix}{name}", described, _default(f)))
     return keys
 

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..functional import MARGIN_PLACEMENTS
+from ..registry import LOSSES
 from ..runner.config import LossConfig, OptimConfig, TrainConfig, check_shared_sections, run_folder_name
-from ..runner.schema import ConfigError, check_bounds, check_class_names, choices, dynamic_choices
+from ..runner.schema import ConfigError, check_bounds, check_class_names, dynamic_choices
 from .data.registry import DATASETS
 from .task import TASK
 
@@ -54,8 +55,16 @@ class SegmentationLossConfig(LossConfig):
     (README, "Choosing margins for segmentation"): ``images`` and HEM+ margins on the ``target`` class;
     the paper's formulation is ``count_unit=pixels margin_on=competitor``."""
 
-    count_unit: str = choices(*COUNT_UNITS, default="images")
-    margin_on: str = choices(*MARGIN_PLACEMENTS, default="target")
+    count_unit: str = field(
+        default="images",
+        metadata={
+            "choices": COUNT_UNITS,
+            "taken_by": lambda: [n for n, e in LOSSES.items() if e.needs_counts],
+        },
+    )
+    margin_on: str = field(
+        default="target", metadata={"choices": MARGIN_PLACEMENTS, "taken_by": lambda: ["hem+"]}
+    )
 
 
 @dataclass

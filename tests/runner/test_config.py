@@ -215,3 +215,19 @@ def test_a_saved_config_without_newer_keys_resumes_with_their_defaults():
         resume_config(
             saved, config_from_dict({}, ["loss.name=hem+", "train.out_dir=run", "train.clip_grad_norm=1"])
         )
+
+
+def test_a_saved_config_holds_only_its_losss_hyper_parameters(tmp_path):
+    import yaml
+
+    from segloss.runner.config import save_config
+
+    for overrides, kept in (
+        (["loss.name=ce"], set()),
+        (["loss.name=hem+ + 0.5*focal", "loss.gamma=1"], {"M", "margin_on", "mean_over", "gamma"}),
+    ):
+        config = config_from_dict({}, [*overrides, "train.out_dir=run"])
+        save_config(config, tmp_path / "config.yaml")
+        loss = yaml.safe_load((tmp_path / "config.yaml").read_text())["loss"]
+        assert set(loss) == {"name", "count_unit"} | kept
+        assert load_config(tmp_path / "config.yaml") == config  # the others read back as their defaults
