@@ -243,6 +243,10 @@ def check_cuda_graph(device: torch.device) -> str:
 
 
 def check_amp(device: torch.device, smoke: bool) -> dict:
+    """FPN-ResNet34 training steps under bf16 and fp16 autocast through the runner's ``TrainingStep``
+    (fp16 with its gradient scaler): float32 losses, finite gradients, updated weights."""
+    from segloss.runner.optim import TrainingStep
+
     smp = __import__("segmentation_models_pytorch")
     model = (
         smp.FPN("resnet34", encoder_weights=None, classes=12).to(device).to(memory_format=torch.channels_last)
@@ -253,14 +257,16 @@ def check_amp(device: torch.device, smoke: bool) -> dict:
     target = torch.randint(0, 12, (images.shape[0], *size), device=device)
     values = {}
     for dtype in (torch.bfloat16, torch.float16):
-        scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16 and device.type == "cuda")
+        fp16 = dtype == torch.float16 and device.type == "cuda"
+        step = TrainingStep(torch.optim.SGD(model.parameters(), lr=1e-3), lambda update: 1.0, fp16=fp16)
+        before = [p.detach().clone() for p in model.parameters()]
         with torch.autocast(device.type, dtype=dtype):
             logits = model(images)
         value = loss(logits, target)
         assert value.dtype == torch.float32 and torch.isfinite(value), value
-        scaler.scale(value).backward()
+        step(value)
         assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
-        model.zero_grad()
+        assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
         values[str(dtype)] = value.detach().item()
     return values
 
