@@ -49,6 +49,7 @@ RESUMABLE_KEYS = frozenset(
         "train.device",
         "train.tensorboard",
         "train.log_every",
+        "train.compile",
     }
 )
 # ---------------------------------------------------------------------------------------------------
@@ -123,7 +124,8 @@ class TrainConfig:
     augmentation stream; a resume on another kind of device continues the run but not bit-identically (AMP,
     channels_last). ``clip_grad_norm`` > 0 clips the global gradient norm (``segloss.runner.optim``).
     ``log_every``: the loss is summed on the device and read (logged, checked for NaN) every that many
-    updates and at the end of an epoch, never synchronising with the host in between."""
+    updates and at the end of an epoch, never synchronising with the host in between. ``compile`` trains
+    through ``torch.compile`` of the model (evaluation and checkpoints use the plain model)."""
 
     batch_size: int = 8
     epochs: int = 10
@@ -138,6 +140,7 @@ class TrainConfig:
     tensorboard: bool = False
     clip_grad_norm: float = 0.0
     log_every: int = 50
+    compile: bool = False
 
 
 def check_shared_sections(config: Any) -> None:

@@ -238,13 +238,17 @@ class TrainingRun:
         return self.result()
 
     def _distributed_model(self) -> nn.Module:
-        if self.world.world_size == 1:
-            return self.model
+        """The model as trained: DDP-wrapped under ``torchrun``, compiled with ``train.compile``."""
         network = self.model
-        if self.device.type == "cuda":
-            network = nn.SyncBatchNorm.convert_sync_batchnorm(network)
-        device_ids = [self.device.index] if self.device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(network, device_ids=device_ids)
+        if self.world.world_size > 1:
+            if self.device.type == "cuda":
+                network = nn.SyncBatchNorm.convert_sync_batchnorm(network)
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            network = nn.parallel.DistributedDataParallel(network, device_ids=device_ids)
+        if self.config.train.compile:
+            logger.info("training through torch.compile of the model")
+            network = torch.compile(network)
+        return network
 
     def _train_epoch(self, network: nn.Module, epoch: int, history: list[dict[str, Any]]) -> dict[str, float]:
         loader = self.train_loader(epoch)

@@ -255,3 +255,21 @@ def test_evaluating_during_classification_training_does_not_change_it(tmp_path, 
         assert ["accuracy" in record for record in history] == [bool(every), True]
         losses[every] = [record["loss"] for record in history]
     assert losses[0] == losses[1]
+
+
+def test_train_compile_trains_the_compiled_model_to_the_eager_result(tmp_path, caplog):
+    """``train.compile`` trains through ``torch.compile`` (the inductor C++ backend on a CPU): the same
+    losses as eager to float tolerance, and a checkpoint of the plain model."""
+    caplog.set_level(logging.INFO, logger="segloss.runner.engine")
+    eager = training.train(load_config(DIGITS, digits_overrides(tmp_path / "eager", "train.epochs=2")))
+    compiled_dir = tmp_path / "compiled"
+    compiled = training.train(
+        load_config(DIGITS, digits_overrides(compiled_dir, "train.epochs=2", "train.compile=true"))
+    )
+    assert "training through torch.compile" in caplog.text
+    assert compiled.accuracy == pytest.approx(eager.accuracy, abs=0.02)
+    losses = [[r["loss"] for r in read_metrics(folder)] for folder in (tmp_path / "eager", compiled_dir)]
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-3)
+    assert not any(
+        key.startswith("_orig_mod") for key in load_checkpoint(compiled_dir / "checkpoint.pt")["model"]
+    )
