@@ -15,6 +15,7 @@ from ..runner.optim import SCHEDULES
 from ..runner.schema import ConfigError, check_bounds, choices
 from .data import IMAGE_DATASETS
 from .models import check_classifier_name
+from .readers import UNKNOWN_SET_FILES
 from .rejection import ATTACK_NORMS
 from .unknown import DEFAULT_UNKNOWN_SAMPLES, SYNTHETIC_UNKNOWN_SETS
 
@@ -114,7 +115,7 @@ class ClassificationConfig:
         check_image_sections(self)
         if self.data.imbalance_ratio is not None and not self.data.imbalance_ratio >= 1:
             raise ConfigError(f"data.imbalance_ratio must be >= 1 (or null), got {self.data.imbalance_ratio}")
-        valid_sets = (*SYNTHETIC_UNKNOWN_SETS, *IMAGE_DATASETS)
+        valid_sets = (*SYNTHETIC_UNKNOWN_SETS, *IMAGE_DATASETS, *UNKNOWN_SET_FILES)
         bad_sets = [name for name in self.eval.unknown_sets if name not in valid_sets]
         if bad_sets:
             raise ConfigError(f"eval.unknown_sets: unknown names {bad_sets}; valid: {', '.join(valid_sets)}")

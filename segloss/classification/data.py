@@ -1,5 +1,6 @@
 """Image classification data (docs/datasets.md): MNIST, FashionMNIST, CIFAR-10/100 and SVHN from a local
-root through torchvision's readers, scikit-learn's 8×8 digits as the offline default, and long-tailed
+root through torchvision's readers (MNIST and Fashion-MNIST also as published: gzip-compressed IDX files,
+or MNIST's PNG folders; ``readers``), scikit-learn's 8×8 digits as the offline default, and long-tailed
 training splits.
 
 Images come as float tensors in [0, 1] (``C×H×W``); models normalise them (``build_classifier``'s mean/std).
@@ -16,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, TensorDataset
+
+from .readers import idx_or_gz, read_idx, read_mnist_pngs
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +38,7 @@ __all__ = [
 ]
 
 SPLITS = ("train", "test")
+MNIST_FAMILY = ("mnist", "fashionmnist")  # also read as published (gzip-compressed IDX, MNIST's PNG folders)
 DIGITS_TEST_SIZE = 450  # of scikit-learn's 1797 digits: a stratified split with random_state=0
 _IDX_FILES = (
     "train-images-idx3-ubyte",
@@ -133,12 +137,27 @@ def _download_command(spec: DatasetSpec, root: Path) -> str:
     return f'python -c "import torchvision.datasets as d; {call}"'
 
 
+def _published_mnist_layout(name: str, spec: DatasetSpec, root: Path, split: str) -> bool:
+    """Whether ``split`` of MNIST or Fashion-MNIST is under ``root`` as gzip-compressed IDX files or (MNIST)
+    PNG folders."""
+    if name not in MNIST_FAMILY:
+        return False
+    prefix = "train" if split == "train" else "t10k"
+    raw = root / spec.reader / "raw"
+    gz = all((raw / f"{prefix}-{kind}.gz").is_file() for kind in ("images-idx3-ubyte", "labels-idx1-ubyte"))
+    return gz or (name == "mnist" and (root / split).is_dir())
+
+
 def _check_files(name: str, spec: DatasetSpec, root: Path, split: str) -> None:
     # torchvision's SVHN reads one file per split; the other readers check every file of the dataset
     needed = [f for f in spec.files if spec.reader != "SVHN" or f.startswith(split)]
     missing = [f for f in needed if not (root / f).is_file()]
-    if missing:
+    if missing and not _published_mnist_layout(name, spec, root, split):
         layout = "\n".join(f"  {root / f}" for f in spec.files)
+        if name in MNIST_FAMILY:
+            layout += "\nor the same files gzip-compressed (NAME.gz)"
+        if name == "mnist":
+            layout += f", or PNG folders {root}/{{train,test}}/<label>/<index>.png (rasbt/mnist-pngs)"
         raise FileNotFoundError(
             f"dataset {name!r} not found under {root}: missing {', '.join(missing)}.\n"
             f"expected layout (torchvision's {spec.reader}):\n{layout}\n"
@@ -182,6 +201,28 @@ def _digits(split: str) -> tuple[Dataset, list[str]]:
     return TensorDataset(images, targets), [str(c) for c in digits.target_names]
 
 
+def _published_mnist_files(name: str, spec: DatasetSpec, root: Path, split: str) -> Dataset | None:
+    """MNIST or Fashion-MNIST as published, when torchvision's plain files are not there: the IDX files
+    gzip-compressed (``RAW/*-ubyte.gz``, as Debian's ``dataset-fashion-mnist`` ships them) or, for MNIST, PNG
+    folders (``ROOT/SPLIT/<label>/<index>.png``); ``None`` when neither is there."""
+    if not _published_mnist_layout(name, spec, root, split):
+        return None
+    raw = root / spec.reader / "raw"
+    prefix = "train" if split == "train" else "t10k"
+    images = idx_or_gz(raw / f"{prefix}-images-idx3-ubyte")
+    labels = idx_or_gz(raw / f"{prefix}-labels-idx1-ubyte")
+    if images is not None and labels is not None:
+        pixels, targets = read_idx(images), read_idx(labels).astype(np.int64)
+    elif name == "mnist" and (root / split).is_dir():
+        pixels, targets = read_mnist_pngs(root, split)
+    else:
+        return None
+    if len(pixels) != len(targets):
+        raise ValueError(f"{root}: {len(pixels)} {split} images but {len(targets)} labels")
+    images_tensor = torch.from_numpy(np.ascontiguousarray(pixels)).float().div_(255).unsqueeze(1)
+    return TensorDataset(images_tensor, torch.from_numpy(targets))
+
+
 def load_split(
     name: str,
     root: str | os.PathLike | None = None,
@@ -205,9 +246,14 @@ def load_split(
     if root is None:
         raise ValueError(f"dataset {name!r} needs a root folder (data.root)")
     root = Path(root).expanduser()
-    if not download:
-        _check_files(name, spec, root, split)
     from torchvision import datasets
+
+    if not download:
+        plain = all((root / f).is_file() for f in spec.files)
+        published = None if plain else _published_mnist_files(name, spec, root, split)
+        if published is not None:
+            return published, [str(c) for c in getattr(datasets, spec.reader).classes]
+        _check_files(name, spec, root, split)
 
     reader = getattr(datasets, spec.reader)
     train_or_split = {"split": split} if spec.reader == "SVHN" else {"train": split == "train"}

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from .data import IMAGE_DATASETS, check_split_files, load_split
+from .readers import SIDE, UNKNOWN_SET_FILES, read_unknown_set
 
 __all__ = [
     "DEFAULT_UNKNOWN_SAMPLES",
@@ -148,13 +150,20 @@ def check_image_shape(shape: ImageShape, expected: ImageShape, what: str) -> Non
 def _check_real_unknown_set(
     name: str, root: str | os.PathLike | None, image_shape: ImageShape, download: bool
 ) -> None:
-    if name not in IMAGE_DATASETS:
-        valid = ", ".join([*SYNTHETIC_UNKNOWN_SETS, *IMAGE_DATASETS])
+    if name not in IMAGE_DATASETS and name not in UNKNOWN_SET_FILES:
+        valid = ", ".join([*SYNTHETIC_UNKNOWN_SETS, *IMAGE_DATASETS, *UNKNOWN_SET_FILES])
         raise ValueError(f"unknown unknown-set name {name!r}; valid names: {valid}")
-    check_image_shape(IMAGE_DATASETS[name].image_shape, image_shape, f"unknown set {name!r}")
+    shape = IMAGE_DATASETS[name].image_shape if name in IMAGE_DATASETS else (1, SIDE, SIDE)
+    check_image_shape(shape, image_shape, f"unknown set {name!r}")
     if root is None:
         raise ValueError(f"unknown set {name!r} is read from a root folder (eval.unknown_root); none given")
-    if not download:
+    if name in UNKNOWN_SET_FILES:
+        files, source = UNKNOWN_SET_FILES[name]
+        for file in files:
+            path = Path(root) / file
+            if not (path.is_file() or path.with_suffix("").is_dir()):
+                raise FileNotFoundError(f"unknown set {name!r}: {path} not found; fetch it from {source}")
+    elif not download:
         check_split_files(name, root, "test")
 
 
@@ -176,9 +185,13 @@ def check_unknown_sets(
 def real_unknown_set(
     name: str, root: str | os.PathLike | None, image_shape: ImageShape, *, download: bool = False
 ) -> Dataset:
-    """The test split of dataset ``name`` (e.g. CIFAR-100 against CIFAR-10) as an unknown set; its images
-    must have ``image_shape``, the known data's."""
+    """The test split of dataset ``name`` (e.g. CIFAR-100 against CIFAR-10), or an unknown-only set of
+    ``readers.UNKNOWN_SET_FILES`` (KMNIST, Omniglot, notMNIST), as an unknown set; its images must have
+    ``image_shape``, the known data's."""
     _check_real_unknown_set(name, root, image_shape, download)
+    if name in UNKNOWN_SET_FILES:
+        images = torch.from_numpy(read_unknown_set(name, root)).float().div_(255).unsqueeze(1)
+        return TensorDataset(images)
     dataset, _ = load_split(name, root, "test", download=download)
     return dataset
 
