@@ -165,7 +165,9 @@ def test_resume_accepts_only_resumable_changes():
         saved, config_from_dict({}, ["train.epochs=8", "train.eval_every=2", "train.out_dir=run"])
     )
     assert longer.train.epochs == 8 and longer.train.eval_every == 2
-    with pytest.raises(ConfigError, match=r"optim.lr: 0.01 -> 0.1.*only train.device, train.epochs"):
+    with pytest.raises(
+        ConfigError, match=r"optim.lr: 0.01 -> 0.1.*only train.compile, train.device, train.epochs"
+    ):
         resume_config(saved, config_from_dict({}, ["optim.lr=0.1", "train.out_dir=run"]))
     # Each DataLoader worker seeds its own augmentation stream: the worker count is part of the run.
     with pytest.raises(ConfigError, match=r"train.num_workers: 2 -> 0"):
