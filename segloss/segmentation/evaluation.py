@@ -231,5 +231,8 @@ def evaluate_checkpoint(
         on_prediction=writer,
     )
     if out is not None:
-        Path(out).write_text(json.dumps(results.to_json(), indent=2))
+        from .training import with_train_pixels
+
+        record = with_train_pixels(results.to_json(), classes, state.get("train_pixels"))
+        Path(out).write_text(json.dumps(record, indent=2))
     return results

@@ -63,6 +63,7 @@ class RunResult:
         seed: ``train.seed``.
         miou: mIoU as a fraction (NaN when undefined).
         class_iou: IoU per class as fractions (NaN when undefined).
+        train_pixels: labelled training pixels per class, when the results file records them.
     """
 
     path: Path
@@ -70,6 +71,7 @@ class RunResult:
     seed: int
     miou: float
     class_iou: dict[str, float]
+    train_pixels: dict[str, int] | None = None
 
     @property
     def dataset(self) -> str:
@@ -206,7 +208,10 @@ def find_runs(folders: Iterable[str | Path], results_name: str = RESULTS_FILE) -
             logger.warning("skipping %s: its %s has no miou", run_dir, results_name)
             continue
         per_class = {row["class"]: _fraction(row["iou"]) for row in results.get("per_class", [])}
-        runs.append(RunResult(run_dir, settings, settings[SEED_KEY], _fraction(results["miou"]), per_class))
+        miou = _fraction(results["miou"])
+        runs.append(
+            RunResult(run_dir, settings, settings[SEED_KEY], miou, per_class, results.get("train_pixels"))
+        )
     return runs
 
 
@@ -322,11 +327,17 @@ def rare_classes(runs: Sequence[RunResult], baseline: str, count: int) -> list[R
 
 
 def _training_shares(runs: Sequence[RunResult]) -> dict[str, float] | None:
-    """Each class's share of the training pixels, from the first run whose checkpoint stores class
-    counts (runs without held-out classes first); classes without pixels are left out."""
+    """Each class's share of the training pixels, from the first run whose results file records them or,
+    failing that, whose checkpoint stores class counts (runs without held-out classes first); classes
+    without pixels are left out."""
     from ..runner.checkpoint import load_checkpoint
 
-    for run in sorted(runs, key=lambda run: bool(run.settings.get("data.holdout_classes"))):
+    ordered = sorted(runs, key=lambda run: bool(run.settings.get("data.holdout_classes")))
+    for run in ordered:
+        if run.train_pixels and sum(run.train_pixels.values()) > 0:
+            total = float(sum(run.train_pixels.values()))
+            return {name: value / total for name, value in run.train_pixels.items() if value > 0}
+    for run in ordered:
         try:
             state = load_checkpoint(run.path / "checkpoint.pt", mmap=True)
         except (OSError, ValueError):

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -171,10 +172,13 @@ def write_results(
     dataset: SegmentationDataset,
     device: torch.device,
     dtype: torch.dtype | None = None,
+    *,
+    train_pixels: np.ndarray | None = None,
 ) -> None:
-    """``results.json`` (docs/results.md, with ``pixel_rejection`` when measured), the per-class IoU chart and
-    ``eval.num_overlays`` prediction overlays of ``model`` (evenly spaced over ``dataset``)."""
-    write_results_json(run_dir, results.to_json())
+    """``results.json`` (docs/results.md, with ``pixel_rejection`` when measured, and ``train_pixels``, the
+    labelled training pixels per class, when given), the per-class IoU chart and ``eval.num_overlays``
+    prediction overlays of ``model`` (evenly spaced over ``dataset``)."""
+    write_results_json(run_dir, with_train_pixels(results.to_json(), dataset.classes, train_pixels))
     title = f"{config.data.name} {config.eval.split}: {config.model.encoder}, {config.loss.name}"
     plots.plot_class_iou(results, run_dir / CLASS_IOU_PLOT, title)
     count = min(config.eval.num_overlays, len(dataset))
@@ -182,6 +186,15 @@ def write_results(
         indices = np.linspace(0, len(dataset) - 1, count).round().astype(int).tolist()
         overlays = predict_samples(model, dataset, indices, device, dtype)
         plots.plot_overlays(overlays, dataset.palette, dataset.classes, run_dir / OVERLAYS_PLOT)
+
+
+def with_train_pixels(
+    record: dict[str, Any], classes: Sequence[str], train_pixels: Sequence[int] | None
+) -> dict[str, Any]:
+    """``record`` with ``train_pixels`` (class name -> labelled training pixels) when they are known."""
+    if train_pixels is None:
+        return record
+    return {**record, "train_pixels": dict(zip(classes, (int(n) for n in train_pixels), strict=True))}
 
 
 def overlay_indices(count: int, dataset: SegmentationDataset) -> list[int]:
@@ -222,6 +235,8 @@ class SegmentationRun(TrainingRun):
         # Rank 0 counts the pixels (and fills the cache) while the other ranks wait, then they read the cache.
         if not world.is_main:
             dist.barrier()
+        # every run records its training pixels per class: reports rank the rarest classes by them
+        self.train_pixels = class_statistics(self.train_set, progress=self.progress).counts
         loss_fn, self.counts = loss_from_config(
             config, self.train_set, sync=world.world_size > 1, progress=self.progress
         )
@@ -270,6 +285,7 @@ class SegmentationRun(TrainingRun):
             self.eval_set,
             self.device,
             self.dtype,
+            train_pixels=self.train_pixels,
         )
         # The model for use without segloss: smp.from_pretrained(RUN/model) (docs/deployment.md).
         save_model_dir(self.model, self.run_dir / MODEL_DIR, dataset_info(self.eval_set, self.held_out))
@@ -295,6 +311,7 @@ class SegmentationRun(TrainingRun):
         return {
             "classes": list(self.classes),
             "class_counts": self.counts.tolist() if self.counts is not None else None,
+            "train_pixels": self.train_pixels.tolist(),
         }
 
     def plot_history(self, history: list[dict[str, Any]]) -> None:

@@ -92,6 +92,8 @@ def test_tensorboard_events_read_back(run):
     assert [event.step for event in miou] == [1, 2]
     assert [event.value for event in miou] == pytest.approx([record["miou"] for record in records], rel=1e-6)
     results = json.loads((run_dir / "results.json").read_text())
+    pixels = results["train_pixels"]  # per class, for the report's rarest classes
+    assert set(pixels) == {row["class"] for row in results["per_class"]} and sum(pixels.values()) > 0
     for entry in results["per_class"]:
         if entry["iou"] is not None:
             assert events.Scalars(f"iou/{entry['class']}")[-1].value == pytest.approx(entry["iou"], rel=1e-6)

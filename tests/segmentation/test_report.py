@@ -238,3 +238,15 @@ def test_the_committed_camvid_study_still_reports(tmp_path):
         assert all(0 < run.miou < 1 for run in runs)
     assert main([str(study), "--results", "test.json", "--out", str(tmp_path / "study")]) == 0
     assert (tmp_path / "study.md").read_text().startswith("# mIoU by what varies")
+
+
+def test_rarest_classes_from_the_training_pixels_a_results_file_records(tmp_path):
+    """Every segmentation run records its training pixels per class in results.json (and evaluate in
+    test.json): no checkpoint is needed to rank the classes."""
+    for seed in (0, 1):
+        write_run(tmp_path / f"ce{seed}", "camvid", "resnet34", "ce", seed, 0.5)
+    results = json.loads((tmp_path / "ce0" / "results.json").read_text())
+    pixels = dict(zip(CLASSES, (700, 200, 30, 70), strict=True))
+    (tmp_path / "ce0" / "results.json").write_text(json.dumps({**results, "train_pixels": pixels}))
+    (rare,) = summarise(find_runs([tmp_path]), rare=2).rare
+    assert rare.classes == ("sign", "pole") and "sign 3.00 %" in rare.basis
