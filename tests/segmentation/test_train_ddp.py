@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from segloss.runner.checkpoint import load_checkpoint
 from segloss.runner.distributed import slurm_process_variables
 from segloss.segmentation.evaluation import evaluate_checkpoint
 
@@ -42,7 +43,10 @@ def test_torchrun_two_gloo_processes(tmp_path, monkeypatch):
     # Rank 0 wrote the results of the sharded evaluation; one process on the same checkpoint agrees.
     monkeypatch.setenv("SEGLOSS_CACHE", str(tmp_path / "cache"))
     single = evaluate_checkpoint(run_dir / "checkpoint.pt", progress=False)
-    assert json.loads((run_dir / "results.json").read_text()) == single.to_json()
+    saved = json.loads((run_dir / "results.json").read_text())
+    pixels = load_checkpoint(run_dir / "checkpoint.pt")["train_pixels"]  # counted by rank 0, read by rank 1
+    assert list(saved.pop("train_pixels").values()) == pixels and sum(pixels) > 0
+    assert saved == single.to_json()
 
 
 def test_slurm_variables_become_torchrun_variables():
