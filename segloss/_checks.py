@@ -84,6 +84,13 @@ def per_class_tensor(
     return values.to(device=like.device, dtype=like.dtype)
 
 
+def prepare_logits(logits: torch.Tensor, target: torch.Tensor, reduction: str) -> torch.Tensor:
+    """The checks every loss starts with (reduction, shapes, dtypes); the logits in their compute dtype."""
+    check_reduction(reduction)
+    check_shapes(logits, target)
+    return logits.to(compute_dtype(logits.dtype))
+
+
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """Half precision is computed in float32; float32 and float64 stay as they are."""
     return torch.float32 if dtype in LOW_PRECISION else dtype

@@ -15,9 +15,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from . import _distributed
-from ._checks import DEFAULT_IGNORE_INDEX, per_class_tensor
+from ._checks import DEFAULT_IGNORE_INDEX, per_class_tensor, prepare_logits
 from ._kernels import as_samples, count_valid_targets
-from .functional import _prepare
 
 __all__ = ["focal_loss", "lovasz_softmax", "ohem_cross_entropy", "weighted_cross_entropy"]
 
@@ -72,7 +71,7 @@ def weighted_cross_entropy(
     Returns:
         The loss (Eigen & Fergus 2015, https://arxiv.org/abs/1411.4734; SegNet's CamVid weighting).
     """
-    x = _prepare(logits, target, reduction)
+    x = prepare_logits(logits, target, reduction)
     weights = per_class_tensor(class_weights, x.shape[1], "class_weights", x)
     count_valid_targets(target, x.shape[1], ignore_index)
     t = target.long()
@@ -111,7 +110,7 @@ def focal_loss(
     """
     if not gamma >= 0:
         raise ValueError(f"gamma must be >= 0, got {gamma}")
-    x = _prepare(logits, target, reduction)
+    x = prepare_logits(logits, target, reduction)
     count = count_valid_targets(target, x.shape[1], ignore_index)
     log_p, _ = _true_log_probs(x, target, ignore_index)
     # 1 − p by expm1 (exact near p = 1); the floor keeps the gradient finite for γ < 1 at p = 1
@@ -157,7 +156,7 @@ def ohem_cross_entropy(
         raise ValueError(f"thresh must be in [0, 1], got {thresh}")
     if not (isinstance(min_kept, int) and min_kept >= 0):
         raise ValueError(f"min_kept must be an int >= 0, got {min_kept!r}")
-    x = _prepare(logits, target, reduction)
+    x = prepare_logits(logits, target, reduction)
     num_valid = count_valid_targets(target, x.shape[1], ignore_index)
     log_p, valid = _true_log_probs(x, target, ignore_index)
     with torch.no_grad():
@@ -198,7 +197,7 @@ def lovasz_softmax(
         The loss (Berman et al. 2018, https://arxiv.org/abs/1705.08790); equal to smp's
         ``LovaszLoss(mode="multiclass", per_image=False)``.
     """
-    x = _prepare(logits, target, reduction)
+    x = prepare_logits(logits, target, reduction)
     count_valid_targets(target, x.shape[1], ignore_index)
     x3, t2 = as_samples(x, target)
     num_classes = x3.shape[1]

@@ -12,13 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _distributed
-from ._checks import (
-    DEFAULT_IGNORE_INDEX,
-    check_reduction,
-    check_shapes,
-    compute_dtype,
-    per_class_tensor,
-)
+from ._checks import DEFAULT_IGNORE_INDEX, per_class_tensor, prepare_logits
 from ._kernels import MarginLossFunction, as_samples, count_valid_targets, on_device_path
 
 Margin = float | Sequence[float] | torch.Tensor
@@ -35,12 +29,6 @@ __all__ = [
 ]
 
 
-def _prepare(logits: torch.Tensor, target: torch.Tensor, reduction: str) -> torch.Tensor:
-    check_reduction(reduction)
-    check_shapes(logits, target)
-    return logits.to(compute_dtype(logits.dtype))
-
-
 def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
@@ -51,7 +39,7 @@ def _margin_loss(
 ) -> torch.Tensor:
     _check_choice("margin_on", margin_on, MARGIN_PLACEMENTS)
     _check_choice("mean_over", mean_over, MEAN_NORMALISATIONS)
-    x = _prepare(logits, target, reduction)
+    x = prepare_logits(logits, target, reduction)
     if isinstance(margin, torch.Tensor) and margin.dim() == 0:  # one margin: no .item(), no graph break
         margin = margin.expand(x.shape[1])
     margins = per_class_tensor(margin, x.shape[1], "margin", x).contiguous()
@@ -110,7 +98,7 @@ def cross_entropy(
     sync: bool = False,
 ) -> torch.Tensor:
     """``F.cross_entropy`` with segloss's target checks, float32 compute for half inputs and ``sync``."""
-    x = _prepare(logits, target, reduction)
+    x = prepare_logits(logits, target, reduction)
     count = count_valid_targets(target, x.shape[1], ignore_index)
     if reduction == "none":
         return F.cross_entropy(x, target.long(), ignore_index=ignore_index, reduction="none")
@@ -134,7 +122,7 @@ def logit_norm_loss(
     """LogitNorm: cross-entropy of ``logits / (tau * (||logits||_2 + 1e-7))``, norm over the class dim."""
     if not tau > 0:
         raise ValueError(f"tau must be positive, got {tau}")
-    x = _prepare(logits, target, reduction)
+    x = prepare_logits(logits, target, reduction)
     normed = x / (tau * (torch.linalg.vector_norm(x, dim=1, keepdim=True) + 1e-7))
     return cross_entropy(normed, target, ignore_index=ignore_index, reduction=reduction, sync=sync)
 
@@ -149,7 +137,7 @@ def logit_adjusted_loss(
     sync: bool = False,
 ) -> torch.Tensor:
     """Logit-adjusted cross-entropy: cross-entropy of ``logits + log(class_priors)``."""
-    x = _prepare(logits, target, reduction)
+    x = prepare_logits(logits, target, reduction)
     priors = per_class_tensor(class_priors, x.shape[1], "class_priors", x)
     if not on_device_path(priors):
         if not bool((priors > 0).all()):
@@ -171,7 +159,7 @@ def dice_loss(
 ) -> torch.Tensor:
     """Soft Dice: per class ``1 - 2 sum(t z) / sum(t + z)`` over the valid samples of the batch, ``z`` the
     softmax. ``none`` gives the ``(C,)`` per-class losses, ``mean``/``sum`` reduce over classes."""
-    x = _prepare(logits, target, reduction)
+    x = prepare_logits(logits, target, reduction)
     count_valid_targets(target, x.shape[1], ignore_index)
     x3, t2 = as_samples(x, target)
     valid = t2 != ignore_index
