@@ -29,22 +29,6 @@ def _true_log_probs(x: torch.Tensor, target: torch.Tensor, ignore_index: int) ->
     return torch.where(valid, log_p, 0), valid
 
 
-def _reduce(
-    per_sample: torch.Tensor, count: torch.Tensor | int, reduction: str, sync: bool, floor: float = 1.0
-) -> torch.Tensor:
-    """``per_sample`` itself (``none``), its sum, or its sum ÷ ``count`` (both over all ranks when ``sync``;
-    the sum times the world size, for DDP's gradient averaging). ``count`` is floored at ``floor``: an
-    all-ignored batch gives 0, not NaN."""
-    if reduction == "none":
-        return per_sample
-    world = _distributed.world_size(sync)
-    total = per_sample.sum() * world
-    if reduction == "sum":
-        return total
-    count = _distributed.all_reduce_sum(torch.as_tensor(count, device=total.device), sync)
-    return total / count.clamp(min=floor).to(total.dtype)
-
-
 def weighted_cross_entropy(
     logits: torch.Tensor,
     target: torch.Tensor,
@@ -79,7 +63,7 @@ def weighted_cross_entropy(
         return F.cross_entropy(x, t, weight=weights, ignore_index=ignore_index, reduction="none")
     total = F.cross_entropy(x, t, weight=weights, ignore_index=ignore_index, reduction="sum")
     weight_sum = torch.where(t != ignore_index, weights[torch.where(t != ignore_index, t, 0)], 0).sum()
-    return _reduce(total, weight_sum, reduction, sync, floor=torch.finfo(x.dtype).tiny)
+    return _distributed.reduce_losses(total, weight_sum, reduction, sync, floor=torch.finfo(x.dtype).tiny)
 
 
 def focal_loss(
@@ -115,7 +99,7 @@ def focal_loss(
     log_p, _ = _true_log_probs(x, target, ignore_index)
     # 1 − p by expm1 (exact near p = 1); the floor keeps the gradient finite for γ < 1 at p = 1
     weight = (-torch.expm1(log_p)).clamp(min=torch.finfo(x.dtype).tiny).pow(gamma)
-    return _reduce(-weight * log_p, count, reduction, sync)
+    return _distributed.reduce_losses(-weight * log_p, count, reduction, sync)
 
 
 def ohem_cross_entropy(
@@ -165,7 +149,7 @@ def ohem_cross_entropy(
         k = (torch.as_tensor(num_valid, device=prob.device) - 1).clamp(min=0, max=smallest.numel() - 1)
         threshold = smallest.gather(0, k.reshape(1)).clamp(min=thresh).reshape(())
         keep = valid & ((log_p.exp() < threshold) | (num_valid <= min_kept))
-    return _reduce(torch.where(keep, -log_p, 0), keep.sum(), reduction, sync)
+    return _distributed.reduce_losses(torch.where(keep, -log_p, 0), keep.sum(), reduction, sync)
 
 
 def lovasz_softmax(

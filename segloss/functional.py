@@ -103,11 +103,7 @@ def cross_entropy(
     if reduction == "none":
         return F.cross_entropy(x, target.long(), ignore_index=ignore_index, reduction="none")
     total = F.cross_entropy(x, target.long(), ignore_index=ignore_index, reduction="sum")
-    total = total * _distributed.world_size(sync)
-    if reduction == "sum":
-        return total
-    count = _distributed.all_reduce_sum(count.to(total.device), sync)
-    return total / count.clamp(min=1).to(total.dtype)  # an all-ignored batch gives 0, not NaN
+    return _distributed.reduce_losses(total, count, reduction, sync)
 
 
 def logit_norm_loss(
