@@ -78,7 +78,7 @@ def main() -> None:
     def timed(name: str, steps: int) -> float:
         network, loss, step = runs[name]
         stats = train_one_epoch(
-            network, loss, step, [(image, mask)] * steps, device, epoch=1, dtype=dtype,
+            network, loss, step, [(image, mask)] * steps, device, desc="benchmark", dtype=dtype,
             channels_last=channels_last, progress=False,
         )  # fmt: skip
         if device.type == "cuda":

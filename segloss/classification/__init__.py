@@ -1,52 +1,53 @@
 """Image-level tracks (docs/recipes.md): classification with any segloss loss, unknown-class and adversarial
 rejection, long-tailed data. Needs the ``cls`` extra (torchvision, scikit-learn, scipy, tqdm,
-torchattacks)."""
+torchattacks).
 
-from .config import ClassificationConfig
-from .data import IMAGE_DATASETS, ImageData, build_image_data, count_labels, load_split, stack_images
-from .evaluation import ClassificationReport, evaluate_classifier
-from .loops import accuracy, fit, predict_logits
-from .models import CLASSIFIERS, build_classifier
-from .rejection import (
-    AttackResult,
-    CorruptionResult,
-    UnknownRejection,
-    adversarial_rejection,
-    attack_budget,
-    corruption_accuracy,
-    format_attack_table,
-    format_unknown_table,
-    predict_unknown_logits,
-    unknown_rejection,
-)
-from .unknown import SYNTHETIC_UNKNOWN_SETS, build_unknown_sets, synthetic_unknown_set
+The names below load their module on first use, so that ``segloss --help`` (which reads this
+package's ``task`` module) imports none of the extra's packages."""
 
-__all__ = [
-    "CLASSIFIERS",
-    "IMAGE_DATASETS",
-    "SYNTHETIC_UNKNOWN_SETS",
-    "AttackResult",
-    "ClassificationConfig",
-    "ClassificationReport",
-    "CorruptionResult",
-    "ImageData",
-    "UnknownRejection",
-    "adversarial_rejection",
-    "attack_budget",
-    "build_classifier",
-    "build_image_data",
-    "build_unknown_sets",
-    "count_labels",
-    "corruption_accuracy",
-    "accuracy",
-    "evaluate_classifier",
-    "fit",
-    "format_attack_table",
-    "format_unknown_table",
-    "load_split",
-    "predict_logits",
-    "predict_unknown_logits",
-    "stack_images",
-    "synthetic_unknown_set",
-    "unknown_rejection",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: Public name -> the submodule that defines it.
+_EXPORTS = {
+    "CLASSIFIERS": "models",
+    "IMAGE_DATASETS": "data",
+    "SYNTHETIC_UNKNOWN_SETS": "unknown",
+    "AttackResult": "rejection",
+    "ClassificationConfig": "config",
+    "ClassificationReport": "evaluation",
+    "CorruptionResult": "rejection",
+    "ImageData": "data",
+    "UnknownRejection": "rejection",
+    "adversarial_rejection": "rejection",
+    "attack_budget": "rejection",
+    "build_classifier": "models",
+    "build_image_data": "data",
+    "build_unknown_sets": "unknown",
+    "count_labels": "data",
+    "corruption_accuracy": "rejection",
+    "accuracy": "loops",
+    "evaluate_classifier": "evaluation",
+    "fit": "loops",
+    "format_attack_table": "rejection",
+    "format_unknown_table": "rejection",
+    "load_split": "data",
+    "predict_logits": "loops",
+    "predict_unknown_logits": "rejection",
+    "stack_images": "data",
+    "synthetic_unknown_set": "unknown",
+    "unknown_rejection": "rejection",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -46,7 +46,7 @@ def fit(
             step,
             loader,
             device,
-            epoch=epoch,
+            desc=f"epoch {epoch + 1}",
             dtype=dtype,
             channels_last=channels_last,
             progress=progress,

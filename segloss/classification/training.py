@@ -1,26 +1,27 @@
-"""A classification training run (docs/recipes.md) on the shared run machinery of
-``segloss.runner.engine.TrainingRun`` (run directory, checkpoints, resume, the epoch loop, the shared
-training step), and at the end the full evaluation (accuracy, unknown-set AUROC,
-AutoAttack, corruptions) in ``results.json`` with confidence histograms. ``segloss train`` and
-``segloss evaluate`` are the command lines."""
+"""A classification training run (docs/recipes.md): its loop over epochs in a
+``segloss.runner.run_folder.RunFolder`` (run directory, checkpoints, resume) with the shared training step,
+and at the end the full evaluation (accuracy, unknown-set AUROC, AutoAttack, corruptions) in
+``results.json`` with confidence histograms. ``segloss train`` and ``segloss evaluate`` are the command
+lines."""
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from pathlib import Path
 from typing import Any
 
-from torch.utils.data import DataLoader
+from torch import nn
 
 from ..runner.checkpoint import check_trained_classes, load_run
 from ..runner.distributed import amp_dtype, resolve_device
-from ..runner.engine import TrainingRun, run_training
 from ..runner.files import write_results_json
+from ..runner.randomness import seed_everything
+from ..runner.run_folder import RunFolder
 from . import recipe
 from .config import TASK, ClassificationConfig
+from .data import ImageData
 from .evaluation import ClassificationReport
 from .loops import predict_logits
 from .plots import plot_confidence_histograms
@@ -28,7 +29,7 @@ from .rejection import SCORES
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ClassificationRun", "evaluate_checkpoint", "train", "write_results"]
+__all__ = ["evaluate_checkpoint", "train", "write_results"]
 
 CONFIDENCE_PLOT = "confidence_{score}.png"
 
@@ -49,69 +50,64 @@ def write_results(run_dir: Path, report: ClassificationReport) -> None:
         )
 
 
-class ClassificationRun(TrainingRun):
-    """A classification run: test accuracy every ``train.eval_every`` epochs, the full evaluation of
-    ``recipe.report_from_config`` after the last one. One process (no DDP)."""
-
-    def setup(self, resuming: bool) -> None:
-        if self.world.world_size > 1:
-            raise ValueError("classification runs use one process: start train.py without torchrun")
-        config = self.config
-        self.data = recipe.data_from_config(config)
-        recipe.check_evaluation_inputs(config, self.data)
-        self.model = recipe.model_from_config(config, self.data).to(self.device)
-        self.loss_fn = recipe.loss_from_config(config, self.data).to(self.device)
-        self.step = self.training_step(len(recipe.train_loader_from_config(config, self.data)))
-        self.report: ClassificationReport | None = None
-        self.accuracy = math.nan
-
-    def train_loader(self, epoch: int) -> DataLoader:
-        return recipe.train_loader_from_config(self.config, self.data, epoch)
-
-    def evaluate(self, final: bool) -> dict[str, Any]:
-        if not final:
-            logits, targets = predict_logits(
-                self.model,
-                self.data.test,
-                self.device,
-                batch_size=self.config.eval.batch_size,
-                dtype=self.dtype,
-                desc="test",
-                progress=self.progress,
-            )
-            self.accuracy = (logits.argmax(1) == targets).double().mean().item()
-            return {"accuracy": self.accuracy}
-        self.report = recipe.report_from_config(
-            self.config, self.model, self.data, self.device, dtype=self.dtype
-        )
-        self.accuracy = self.report.accuracy
-        record = {"accuracy": self.accuracy}
-        if self.report.unknown is not None:
-            record.update({f"unknown_auroc_{score}": v for score, v in self.report.unknown.mean.items()})
-        return record
-
-    def describe_evaluation(self) -> str:
-        return f", test accuracy {100 * self.accuracy:.2f} %"
-
-    def write_results(self) -> None:
-        write_results(self.run_dir, self.report)
-
-    def summary(self) -> str:
-        return self.report.format()
-
-    def result(self) -> ClassificationReport:
-        return self.report
-
-    def checkpoint_extras(self) -> dict[str, Any]:
-        return {"classes": list(self.data.classes), "class_counts": self.data.class_counts.tolist()}
-
-
 def train(config: ClassificationConfig, *, resume: bool = False) -> ClassificationReport | None:
-    """Train (or, with ``resume``, continue) the classification run of ``config`` in ``train.out_dir``.
+    """Train (or, with ``resume``, continue) the classification run of ``config`` in ``train.out_dir``: test
+    accuracy every ``train.eval_every`` epochs, the full evaluation of ``recipe.report_from_config``
+    (accuracy, unknown-set AUROC, AutoAttack, corruptions) after the last one. One process (no DDP).
 
     Returns the final report, or ``None`` when a resumed run had already finished.
     """
-    return run_training(ClassificationRun, config, resume=resume)
+    with RunFolder(config, resume=resume, one_process="classification") as run:
+        if run.finished:
+            return None
+        config = run.config
+        seed_everything(config.train.seed)
+        data = recipe.data_from_config(config)
+        recipe.check_evaluation_inputs(config, data)  # fail now rather than after training
+        model = recipe.model_from_config(config, data).to(run.device)
+        loss_fn = recipe.loss_from_config(config, data).to(run.device)
+        step = run.training_step(model, len(recipe.train_loader_from_config(config, data)))
+        run.restore(model=model, step=step)
+        network = run.network(model)
+
+        def checkpoint() -> dict[str, Any]:
+            extras = {"classes": list(data.classes), "class_counts": data.class_counts.tolist()}
+            return {"model": model.state_dict(), "step": step.state_dict(), **extras}
+
+        for epoch in run.epochs():
+            loader = recipe.train_loader_from_config(config, data, epoch)
+            record = {"epoch": epoch + 1, **run.train_epoch(network, loss_fn, step, loader)}
+            accuracy = test_accuracy(model, data, run) if run.evaluate_now(epoch) else None
+            evaluation = None if accuracy is None else {"accuracy": accuracy}
+            run.end_epoch(record, checkpoint(), evaluation, describe(accuracy))
+
+        report = recipe.report_from_config(config, model, data, run.device, dtype=run.dtype)
+        evaluation = {"accuracy": report.accuracy}
+        if report.unknown is not None:
+            evaluation.update({f"unknown_auroc_{score}": v for score, v in report.unknown.mean.items()})
+        if run.is_main:
+            write_results(run.dir, report)
+        run.finish(checkpoint(), report.format(), evaluation, describe(report.accuracy))
+        return report
+
+
+def test_accuracy(model: nn.Module, data: ImageData, run: RunFolder) -> float:
+    """``model``'s accuracy on the test split (between epochs)."""
+    logits, targets = predict_logits(
+        model,
+        data.test,
+        run.device,
+        batch_size=run.config.eval.batch_size,
+        dtype=run.dtype,
+        desc="test",
+        progress=run.progress,
+    )
+    return (logits.argmax(1) == targets).double().mean().item()
+
+
+def describe(accuracy: float | None) -> str:
+    """An evaluation in a few words for the epoch's log line."""
+    return "" if accuracy is None else f", test accuracy {100 * accuracy:.2f} %"
 
 
 def evaluate_checkpoint(

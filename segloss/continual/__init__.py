@@ -1,33 +1,46 @@
 """Continual learning (the paper's fifth task): streams of experiences (split and permuted), the strategies
 naive, Replay, EWC, SI, LwF and LFL on plain torch, any segloss loss as the task loss, the accuracy matrix
-with average accuracy and forgetting. Needs the ``cls`` extra."""
+with average accuracy and forgetting. Needs the ``cls`` extra.
 
-from .benchmarks import SCENARIOS, Experience, PermutedImages, Stream, build_stream, experience_order
-from .config import ContinualConfig
-from .metrics import average_accuracy, forgetting, stream_accuracy, summarize
-from .plots import plot_accuracy_matrix
-from .strategies import STRATEGY_NAMES, Strategy, build_strategy
-from .training import evaluate_checkpoint, evaluate_stream, format_results, train, train_experience
+The names below load their module on first use, so that ``segloss --help`` (which reads this
+package's ``task`` module) imports none of the extra's packages."""
 
-__all__ = [
-    "SCENARIOS",
-    "STRATEGY_NAMES",
-    "ContinualConfig",
-    "Experience",
-    "PermutedImages",
-    "Strategy",
-    "Stream",
-    "average_accuracy",
-    "build_strategy",
-    "build_stream",
-    "evaluate_checkpoint",
-    "evaluate_stream",
-    "experience_order",
-    "forgetting",
-    "format_results",
-    "plot_accuracy_matrix",
-    "stream_accuracy",
-    "summarize",
-    "train",
-    "train_experience",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: Public name -> the submodule that defines it.
+_EXPORTS = {
+    "SCENARIOS": "benchmarks",
+    "STRATEGY_NAMES": "strategies",
+    "ContinualConfig": "config",
+    "Experience": "benchmarks",
+    "PermutedImages": "benchmarks",
+    "Strategy": "strategies",
+    "Stream": "benchmarks",
+    "average_accuracy": "metrics",
+    "build_strategy": "strategies",
+    "build_stream": "benchmarks",
+    "evaluate_checkpoint": "training",
+    "evaluate_stream": "training",
+    "experience_order": "benchmarks",
+    "forgetting": "metrics",
+    "format_results": "training",
+    "plot_accuracy_matrix": "plots",
+    "stream_accuracy": "metrics",
+    "summarize": "metrics",
+    "train": "training",
+    "train_experience": "training",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -78,9 +78,9 @@ class ContinualTrainConfig(TrainConfig):
     """The shared train section. ``epochs`` are passes over each experience; ``out_dir`` defaults to
     ``runs/cl/DATASET_SCENARIO/ARCH/STRATEGY/LOSS/seedSEED``. ``seed`` fixes the initial weights and the
     experience order (class split or permutations), the same for every loss and strategy. Every
-    experience ends with an evaluation on all of them (``eval_every`` is not used), and ``channels_last``
-    is not used (one process, no DDP). A resumed run may change only ``epochs``, ``progress`` and
-    ``device``."""
+    experience ends with an evaluation on all of them (``eval_every`` is not used); ``channels_last`` and
+    ``compile`` are not used (one process, no DDP; strategies address the plain model's parameters). A
+    resumed run may change only ``epochs``, ``progress`` and ``device``."""
 
     batch_size: int = 64
     epochs: int = 10
@@ -139,7 +139,7 @@ class ContinualConfig:
             )
 
     def run_length(self) -> int:
-        """A continual checkpoint's ``epoch`` counts experiences (``segloss.runner.engine.run_length``)."""
+        """A continual checkpoint's ``epoch`` counts experiences (``runner.run_folder.run_length``)."""
         return self.data.experiences
 
     def resolve(self) -> None:

@@ -1,8 +1,9 @@
 """A continual-learning run: the experiences of a stream trained one after the other with a strategy and
 any segloss loss, the accuracy on every experience after each one, a checkpoint after each (a killed run
 resumes with ``--resume``), and at the end ``results.json`` and the accuracy heat map. The run folder,
-resume and log handling are the runner's (``segloss.runner.engine.run_training``); ``segloss train`` and
-``segloss evaluate`` are the command lines."""
+resume and log handling are the runner's (``segloss.runner.run_folder.RunFolder``), and so is the epoch
+loop, which the strategy joins through its hooks; ``segloss train`` and ``segloss evaluate`` are the command
+lines."""
 
 from __future__ import annotations
 
@@ -20,15 +21,11 @@ from torch.utils.data import DataLoader
 
 from ..classification import recipe
 from ..classification.loops import predict_logits
-from ..runner.checkpoint import load_run, save_checkpoint
-from ..runner.config import config_to_dict
-from ..runner.distributed import amp_dtype, autocast, resolve_device
-from ..runner.engine import TrainingRun, run_training
-from ..runner.files import CHECKPOINT_FILE, METRICS_FILE, write_results_json
-from ..runner.loop import NonFiniteLossError
-from ..runner.optim import TrainingStep
-from ..runner.progress import progress_bar
-from ..runner.randomness import derive_seed, rng_states, seed_everything, set_rng_states
+from ..runner.checkpoint import load_run
+from ..runner.distributed import amp_dtype, resolve_device
+from ..runner.files import write_results_json
+from ..runner.randomness import derive_seed, seed_everything
+from ..runner.run_folder import RunFolder
 from .benchmarks import Experience, Stream, build_stream
 from .config import TASK, ContinualConfig
 from .metrics import summarize
@@ -38,7 +35,6 @@ from .strategies import Strategy, build_strategy
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "ContinualRun",
     "evaluate_checkpoint",
     "evaluate_stream",
     "format_results",
@@ -64,43 +60,28 @@ def stream_from_config(config: ContinualConfig) -> Stream:
 
 
 def train_experience(
+    run: RunFolder,
     model: nn.Module,
     strategy: Strategy,
     experience: Experience,
     loss_fn: nn.Module,
-    config: ContinualConfig,
-    device: torch.device,
-    dtype: torch.dtype | None = None,
 ) -> dict[str, float]:
     """``train.epochs`` epochs on ``experience`` with a fresh ``TrainingStep`` (optimizer, LR schedule,
-    scaler, clipping): task loss plus the strategy's penalty, its ``after_step`` after every update. The
-    losses are summed on the device and read once an epoch.
-
-    Args:
-        model: the classifier (on ``device``).
-        strategy: the continual strategy (its hooks are called around every step).
-        experience: the experience to learn.
-        loss_fn: the task loss (any ``segloss.build_loss`` loss).
-        config: the run's config (``optim``, ``train``).
-        device: where to train.
-        dtype: autocast dtype or ``None``.
+    scaler, clipping) through the shared epoch loop, the strategy joining every update (its forward, its
+    penalty added to the task loss, its ``after_step``).
 
     Returns:
-        The last epoch's mean task loss and penalty, and the experience's training seconds.
+        The last epoch's mean task loss, penalty and images/s, and the experience's training seconds.
 
     Raises:
         NonFiniteLossError: the loss became NaN or infinite.
     """
-    train = config.train
+    train = run.config.train
     strategy.before_experience(model, experience)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    steps_per_epoch = -(-len(experience.train) // train.batch_size)
-    step = TrainingStep.from_config(trainable, config, steps_per_epoch, fp16=dtype == torch.float16)
+    step = run.training_step(model, steps_per_epoch=-(-len(experience.train) // train.batch_size))
     start = time.perf_counter()
     record: dict[str, float] = {}
-    for epoch in progress_bar(
-        range(train.epochs), progress=train.progress, desc=f"experience {experience.index + 1}", leave=False
-    ):
+    for epoch in range(train.epochs):
         loader = DataLoader(
             experience.train,
             batch_size=train.batch_size,
@@ -108,30 +89,15 @@ def train_experience(
             num_workers=train.num_workers,
             generator=torch.Generator().manual_seed(derive_seed(train.seed, experience.index, epoch)),
         )
-        model.train()
-        sums = torch.zeros(2, dtype=torch.float64, device=device)
-        steps = 0
-        for images, targets in strategy.training_batches(
-            loader, derive_seed(train.seed, experience.index, epoch, 1)
-        ):
-            images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-            with autocast(device, dtype):
-                logits = strategy.forward(model, images)
-                penalty = strategy.penalty(model, images, logits)
-            task_loss = loss_fn(logits, targets.long())
-            penalty = torch.zeros((), device=device) if penalty is None else penalty
-            step(task_loss + penalty, after_update=lambda: strategy.after_step(model))  # unscaled gradients
-            sums += torch.stack([task_loss.detach(), penalty.detach()]).double()
-            steps += 1
-        task_mean, penalty_mean = (sums / max(steps, 1)).tolist()
-        if not np.isfinite([task_mean, penalty_mean]).all():
-            raise NonFiniteLossError(
-                f"the loss is {task_mean + penalty_mean} in experience {experience.index + 1}, epoch "
-                f"{epoch + 1}: try a lower optim.lr (now {config.optim.lr}) or smaller strategy weights"
-            )
-        record = {"loss": task_mean, "penalty": penalty_mean}
-    record["seconds"] = time.perf_counter() - start
-    return record
+        batches = strategy.training_batches(loader, derive_seed(train.seed, experience.index, epoch, 1))
+        desc = f"experience {experience.index + 1}, epoch {epoch + 1}"
+        record = run.train_epoch(model, loss_fn, step, batches, desc=desc, hooks=strategy)
+    return {
+        "loss": record["loss"],
+        "penalty": record["penalty"],
+        "images_per_s": record["images_per_s"],
+        "seconds": time.perf_counter() - start,
+    }
 
 
 def evaluate_stream(
@@ -205,86 +171,10 @@ def write_results(run_dir: Path, results: dict[str, Any]) -> None:
     write_results_json(run_dir, results)
 
 
-class ContinualRun(TrainingRun):
-    """A continual run inside the runner's run folder handling (``run_training``: the check for an existing
-    run, the resumed config, ``config.yaml``, ``train.log``, ``metrics.jsonl`` and "nothing to do" for a
-    finished run). Its loop over experiences replaces ``TrainingRun``'s epoch loop: a checkpoint after
-    every experience, whose ``epoch`` counts the finished experiences (``ContinualConfig.run_length``).
-    One process (no DDP)."""
-
-    config: ContinualConfig
-
-    def run(self, state: dict[str, Any] | None) -> dict[str, Any]:
-        """Train the experiences after the checkpoint ``state`` (all without one), then write the results."""
-        if self.world.world_size > 1:
-            raise ValueError("continual runs use one process: start segloss train without torchrun")
-        config, device, run_dir = self.config, self.device, self.run_dir
-        total = config.data.experiences
-        done = state["epoch"] if state is not None else 0
-        seed_everything(config.train.seed)
-        logger.info("%s run %s on %s", "resuming" if state else "starting", run_dir, device)
-        stream = stream_from_config(config)
-        model = recipe.model_from_config(config, stream).to(device)
-        loss_fn = recipe.loss_from_config(config, stream).to(device)
-        strategy = build_strategy(config.strategy, stream, config.train.seed)
-        matrix = np.full((total, total), np.nan)
-        history: list[dict[str, Any]] = []
-        if state is not None:
-            model.load_state_dict(state["model"])
-            strategy.load_state_dict(state["strategy"], model)
-            matrix[:done] = np.asarray(state["accuracy_matrix"])
-            history = list(state["history"])
-            set_rng_states(state["rng"])
-            logger.info("resumed %s after experience %d of %d", run_dir, done, total)
-        for experience in stream.experiences[done:]:
-            record = train_experience(model, strategy, experience, loss_fn, config, device, self.dtype)
-            strategy.after_experience(model, experience)
-            row = evaluate_stream(
-                model,
-                stream,
-                device,
-                batch_size=config.eval.batch_size,
-                dtype=self.dtype,
-                progress=self.progress,
-            )
-            matrix[experience.index] = row
-            record = {"experience": experience.index + 1, **record, "accuracies": row.tolist()}
-            history.append(record)
-            logger.info(
-                "experience %d/%d (classes %s): loss %.4f, penalty %.4f, %.1f s; accuracy per experience %s",
-                experience.index + 1,
-                total,
-                experience.classes,
-                record["loss"],
-                record["penalty"],
-                record["seconds"],
-                " ".join(f"{100 * v:.1f}" for v in row),
-            )
-            save_checkpoint(
-                {
-                    "model": model.state_dict(),
-                    "strategy": strategy.state_dict(),
-                    "epoch": experience.index + 1,  # experiences trained
-                    "accuracy_matrix": matrix[: experience.index + 1].tolist(),
-                    "history": history,
-                    "rng": rng_states(),
-                    "config": config_to_dict(config),
-                    "device": device.type,
-                    "finished": experience.index + 1 == total,  # results.json follows at once
-                    "classes": list(stream.classes),
-                },
-                run_dir / CHECKPOINT_FILE,
-            )
-            with open(run_dir / METRICS_FILE, "a") as metrics:
-                metrics.write(json.dumps(record) + "\n")
-        results = run_results(config, stream, matrix)
-        write_results(run_dir, results)
-        logger.info("final accuracies:\n%s", format_results(results))
-        return results
-
-
 def train(config: ContinualConfig, *, resume: bool = False) -> dict[str, Any] | None:
-    """Train (or, with ``resume``, continue) the continual run of ``config`` in ``train.out_dir``.
+    """Train (or, with ``resume``, continue) the continual run of ``config`` in ``train.out_dir``: the
+    experiences one after the other, the accuracy on every experience after each, a checkpoint after each
+    (its ``epoch`` counts experiences). One process (no DDP).
 
     Args:
         config: a ``task: continual`` config.
@@ -296,7 +186,55 @@ def train(config: ContinualConfig, *, resume: bool = False) -> dict[str, Any] | 
     Raises:
         RunExistsError: the run folder holds a checkpoint and ``resume`` is false.
     """
-    return run_training(ContinualRun, config, resume=resume)
+    with RunFolder(config, resume=resume, unit="experience", one_process="continual") as run:
+        if run.finished:
+            return None
+        config = run.config
+        seed_everything(config.train.seed)
+        stream = stream_from_config(config)
+        model = recipe.model_from_config(config, stream).to(run.device)
+        loss_fn = recipe.loss_from_config(config, stream).to(run.device)
+        strategy = build_strategy(config.strategy, stream, config.train.seed)
+        matrix = np.full((len(stream.experiences),) * 2, np.nan)
+        run.restore(model=model)
+        if run.state is not None:
+            strategy.load_state_dict(run.state["strategy"], model)
+            matrix[: run.start_epoch] = np.asarray(run.state["accuracy_matrix"])
+
+        def checkpoint() -> dict[str, Any]:
+            trained = matrix[np.isfinite(matrix).all(axis=1)]  # the rows of the experiences trained so far
+            return {
+                "model": model.state_dict(),
+                "strategy": strategy.state_dict(),
+                "accuracy_matrix": trained.tolist(),
+                "classes": list(stream.classes),
+            }
+
+        for index in run.epochs():
+            experience = stream.experiences[index]
+            record = train_experience(run, model, strategy, experience, loss_fn)
+            strategy.after_experience(model, experience)
+            matrix[index] = evaluate_stream(
+                model,
+                stream,
+                run.device,
+                batch_size=config.eval.batch_size,
+                dtype=run.dtype,
+                progress=run.progress,
+            )
+            accuracies = " ".join(f"{100 * v:.1f}" for v in matrix[index])
+            note = f", penalty {record['penalty']:.4f} (classes {experience.classes}); accuracy {accuracies}"
+            run.end_epoch(
+                {"experience": index + 1, **record, "accuracies": matrix[index].tolist()},
+                checkpoint(),
+                note=note,
+            )
+
+        results = run_results(config, stream, matrix)
+        if run.is_main:
+            write_results(run.dir, results)
+        run.finish(checkpoint(), format_results(results), {})
+        return results
 
 
 def evaluate_checkpoint(

@@ -11,7 +11,8 @@
 
 Only the standard library is imported until a subcommand runs (``segloss --help`` needs no torch
 packages beyond ``import segloss``). A subcommand is a ``main(argv, prog) -> int`` function named by its
-module path; adding one is one line in ``COMMANDS``.
+module path: the runner's own are ``RUNNER_COMMANDS``, and each task module adds its own in its
+``COMMANDS`` table (``segloss.segmentation.task``: stats, demo, export, predict).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from collections.abc import Sequence
 from . import tasks
 from .logs import EXPECTED_ERRORS, configure_logging
 
-#: Subcommand name -> (``module:function`` of its ``main(argv, prog)``, one line of help).
-COMMANDS: dict[str, tuple[str, str]] = {
+#: The runner's subcommands: name -> (``module:function`` of its ``main(argv, prog)``, one line of help).
+RUNNER_COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("segloss.runner.cli:train_main", "train a model from a recipe config (--help-keys: every key)"),
     "evaluate": ("segloss.runner.cli:evaluate_main", "evaluate a checkpoint of a training run"),
     "sweep": ("segloss.runner.sweep:main", "the product of comma-separated overrides as resumable runs"),
@@ -33,13 +34,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "segloss.runner.report:main",
         "finished runs grouped by what varies (mIoU; continual: accuracy)",
     ),
-    "stats": ("segloss.segmentation.data.stats:main", "class counts and HEM / HEM+ margins of a split"),
-    "demo": ("segloss.segmentation.demo:main", "CE vs HEM+ on synthetic scenes (offline, CPU)"),
-    "export": (
-        "segloss.segmentation.export:main",
-        "a run's model for use without segloss (smp, ONNX)",
-    ),
-    "predict": ("segloss.segmentation.predict:main", "predict every image of a folder, any size"),
 }
 MISSING_EXTRA_HINT = "pip install 'segloss-hem[seg]' (segmentation) or 'segloss-hem[cls]' (classification)"
 
@@ -64,6 +58,14 @@ from the other classes' pixels (AUROC); by default for the classes the run held 
 """
 
 
+def all_commands() -> dict[str, tuple[str, str]]:
+    """Every subcommand: the runner's, then each task's ``COMMANDS``."""
+    found = dict(RUNNER_COMMANDS)
+    for name in tasks.TASK_MODULES:
+        found.update(getattr(tasks.load_task(name), "COMMANDS", {}))
+    return found
+
+
 def _run_command(target: str, argv: Sequence[str], prog: str) -> int:
     module, function = target.split(":")
     return getattr(importlib.import_module(module), function)(list(argv), prog=prog)
@@ -80,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"segloss {__version__}")
     commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
-    for name, (_, help_text) in COMMANDS.items():
+    for name, (_, help_text) in all_commands().items():
         commands.add_parser(name, help=help_text, add_help=False)
     return parser
 
@@ -96,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.parse_args(argv[:1])  # an unknown command stops here, listing the valid ones
     configure_logging()  # once, for every command
     try:
-        return _run_command(COMMANDS[argv[0]][0], argv[1:], prog=f"{parser.prog} {argv[0]}")
+        return _run_command(all_commands()[argv[0]][0], argv[1:], prog=f"{parser.prog} {argv[0]}")
     except ModuleNotFoundError as error:  # an optional dependency: `pip install .` gives the loss core alone
         if (error.name or "segloss").split(".")[0] == "segloss":
             raise

@@ -40,7 +40,7 @@ from .schema import (
 # Keys a resumed run may change; any other difference from the checkpoint's config is an error. Not
 # ``train.num_workers``: the augmentation is seeded per DataLoader worker, so the worker count is part of the
 # random stream. ``train.device`` may change, but a continuation on another kind of device (AMP,
-# channels_last, other kernels) is not bit-identical to an uninterrupted run; the engine warns.
+# channels_last, other kernels) is not bit-identical to an uninterrupted run; RunFolder.restore warns.
 RESUMABLE_KEYS = frozenset(
     {
         "train.epochs",

@@ -1,13 +1,15 @@
 """The training loop of one epoch, shared by every task: batches to the device, forward under autocast,
 the loss, one :class:`~segloss.runner.optim.TrainingStep`. The loss is summed on the device and read every
-``log_every`` updates (and at the end), so a GPU never waits for the host between them."""
+``log_every`` updates (and at the end), so a GPU never waits for the host between them. A continual
+strategy joins through :class:`StepHooks` (its forward, its penalty added to the loss, its hook after the
+update)."""
 
 from __future__ import annotations
 
 import math
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
@@ -22,6 +24,19 @@ class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
+class StepHooks(Protocol):
+    """What a continual strategy adds to every update (``segloss.continual.strategies.Strategy``)."""
+
+    def forward(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """The logits of ``images``."""
+
+    def penalty(self, model: nn.Module, images: torch.Tensor, logits: torch.Tensor) -> torch.Tensor | None:
+        """A term added to the loss, or ``None``."""
+
+    def after_step(self, model: nn.Module) -> None:
+        """Called after each optimizer step (the gradients are unscaled)."""
+
+
 def train_one_epoch(
     model: nn.Module,
     loss_fn: Callable[..., torch.Tensor],
@@ -29,12 +44,13 @@ def train_one_epoch(
     loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
     device: torch.device,
     *,
-    epoch: int,
+    desc: str,
     dtype: torch.dtype | None = None,
     channels_last: bool = False,
     progress: bool = True,
     log_every: int = 50,
     on_log: Callable[[int, float, float], Any] | None = None,
+    hooks: StepHooks | None = None,
 ) -> dict[str, float]:
     """One pass over ``loader``.
 
@@ -44,16 +60,18 @@ def train_one_epoch(
         step: the update (optimizer, schedule, scaler, clipping).
         loader: ``(image, target)`` batches.
         device: where to train.
-        epoch: the epoch's number, for messages.
+        desc: the epoch in words (``epoch 3``), for the progress bar and messages.
         dtype: the autocast dtype, or ``None``.
         channels_last: move images to channels-last memory.
         progress: show a progress bar (on a terminal).
         log_every: read the summed loss every that many updates.
         on_log: ``on_log(update, mean loss since the last read, lr)`` at every read (update counted from 0
             in the epoch; the loss is the mean over ranks).
+        hooks: a continual strategy's forward, penalty and after-step hook.
 
     Returns:
-        The epoch's mean loss (over all updates and ranks), images/s (all ranks), seconds and the last lr.
+        The epoch's mean loss (over all updates and ranks), images/s (all ranks), seconds and the last lr;
+        with ``hooks``, ``loss`` is the task loss and ``penalty`` the mean penalty.
 
     Raises:
         NonFiniteLossError: the loss was NaN or infinite in the updates since the last read (on any rank);
@@ -63,9 +81,10 @@ def train_one_epoch(
     world_size = dist.get_world_size() if distributed_initialized() else 1
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     total = torch.zeros((), dtype=torch.float64, device=device)
+    penalties = torch.zeros((), dtype=torch.float64, device=device)
     read_total, read_steps, steps, images, lr = 0.0, 0, 0, 0, step.lr
     start = time.perf_counter()
-    bar = progress_bar(loader, progress=progress, desc=f"epoch {epoch}", unit="step", leave=False)
+    bar = progress_bar(loader, progress=progress, desc=desc, unit="step", leave=False)
 
     def read() -> None:
         """The loss summed since the last read, over all ranks: the one host synchronisation."""
@@ -78,7 +97,7 @@ def train_one_epoch(
         mean = (value - read_total) / max(steps - read_steps, 1)
         if not math.isfinite(value):
             where = f"step {steps}" if steps == read_steps + 1 else f"steps {read_steps + 1}–{steps}"
-            raise NonFiniteLossError(f"the loss is {mean} at epoch {epoch}, {where}")
+            raise NonFiniteLossError(f"the loss is {mean} at {desc}, {where}")
         if on_log is not None:
             on_log(steps - 1, mean, lr)
         bar.set_postfix(loss=f"{mean:.4f}", img_s=f"{images / (time.perf_counter() - start):.1f}")
@@ -88,11 +107,17 @@ def train_one_epoch(
         image = image.to(device, non_blocking=True).contiguous(memory_format=memory_format)
         target = target.to(device, non_blocking=True).long()
         with autocast(device, dtype):
-            logits = model(image)
+            logits = model(image) if hooks is None else hooks.forward(model, image)
+            penalty = None if hooks is None else hooks.penalty(model, image, logits)
         loss = loss_fn(logits, target)  # outside autocast: segloss computes half-precision logits in float32
-        total += loss.detach()
         lr = step.lr  # the rate of this update (the schedule moves on in the step)
-        step(loss)
+        if penalty is None:
+            total += loss.detach()
+            step(loss, after_update=None if hooks is None else lambda: hooks.after_step(model))
+        else:
+            total += loss.detach() + penalty.detach()
+            penalties += penalty.detach()
+            step(loss + penalty, after_update=lambda: hooks.after_step(model))
         steps += 1
         images += image.shape[0] * world_size
         if steps % log_every == 0:
@@ -100,9 +125,13 @@ def train_one_epoch(
     if steps > read_steps:
         read()
     seconds = time.perf_counter() - start
-    return {
+    record = {
         "loss": read_total / max(steps, 1),
         "images_per_s": images / seconds,
         "seconds": seconds,
         "lr": lr,
     }
+    if hooks is not None:  # the task loss and the penalty apart (one more read, once an epoch)
+        penalty_mean = penalties.item() / max(steps, 1)
+        record.update(loss=record["loss"] - penalty_mean, penalty=penalty_mean)
+    return record

@@ -100,9 +100,9 @@ class TrainingStep:
         *,
         fp16: bool = False,
     ) -> TrainingStep:
-        """The step of ``config.optim`` and ``config.train`` (``epochs``, ``clip_grad_norm``) for a run of
-        ``steps_per_epoch`` updates per epoch."""
-        optimizer = build_optimizer(parameters, config.optim)
+        """The step of ``config.optim`` and ``config.train`` (``epochs``, ``clip_grad_norm``) for the
+        ``parameters`` that require gradients and a run of ``steps_per_epoch`` updates per epoch."""
+        optimizer = build_optimizer([p for p in parameters if p.requires_grad], config.optim)
         schedule = lr_factor(config.optim, steps_per_epoch, config.train.epochs)
         return cls(optimizer, schedule, fp16=fp16, clip_grad_norm=config.train.clip_grad_norm)
 

@@ -1,6 +1,6 @@
 """Progress bars that stay out of log files: every bar the project draws comes from ``progress_bar``, which
 shows it only when asked for (``train.progress``, ``--no-progress``) and its stream is a terminal. Batch jobs,
-pipes and ``nohup`` get the log lines alone (one per epoch from the run engine)."""
+pipes and ``nohup`` get the log lines alone (one per epoch from the run folder)."""
 
 from __future__ import annotations
 

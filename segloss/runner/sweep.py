@@ -169,8 +169,8 @@ def run_status(run: Run) -> str:
         was trained with other settings than the run's, beyond those a resume may change).
     """
     from .checkpoint import load_checkpoint
-    from .engine import run_finished, run_length
     from .files import CHECKPOINT_FILE
+    from .run_folder import run_finished, run_length
 
     checkpoint = run.run_dir / CHECKPOINT_FILE
     if not checkpoint.is_file():

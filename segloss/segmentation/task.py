@@ -12,6 +12,14 @@ from typing import Any
 TASK = "segmentation"
 PREDICTION_FORMATS = ("color", "trainid", "cityscapes")
 
+#: The task's own ``segloss`` subcommands: name -> (``module:function`` of ``main(argv, prog)``, help).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "stats": ("segloss.segmentation.data.stats:main", "class counts and HEM / HEM+ margins of a split"),
+    "demo": ("segloss.segmentation.demo:main", "CE vs HEM+ on synthetic scenes (offline, CPU)"),
+    "export": ("segloss.segmentation.export:main", "a run's model for use without segloss (smp, ONNX)"),
+    "predict": ("segloss.segmentation.predict:main", "predict every image of a folder, any size"),
+}
+
 
 def schema() -> type:
     """The config dataclass of the task."""

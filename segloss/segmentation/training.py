@@ -1,12 +1,13 @@
-"""A segmentation training run from a config (``segloss train``): data, model and loss, the epoch loop of
-``segloss.runner.engine.TrainingRun``, and the final evaluation with its tables and plots. Classes named in
-``data.holdout_classes`` are held out (see :mod:`segloss.segmentation.unknown_pixels`).
+"""A segmentation training run from a config (``segloss train``): data, model and loss, the loop over
+epochs in its ``segloss.runner.run_folder.RunFolder``, and the final evaluation with its tables and plots.
+Classes named in ``data.holdout_classes`` are held out (see :mod:`segloss.segmentation.unknown_pixels`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,10 @@ from torch.utils.data.distributed import DistributedSampler
 from ..registry import build_loss, loss_needs_counts
 from ..runner.config import loss_hyper_parameters
 from ..runner.distributed import Distributed
-from ..runner.engine import TrainingRun, run_training
 from ..runner.files import write_results_json
-from ..runner.randomness import derive_seed
-from ..runner.tensorboard import TensorBoardWriter
+from ..runner.optim import TrainingStep
+from ..runner.randomness import derive_seed, seed_everything
+from ..runner.run_folder import RunFolder
 from . import plots
 from .config import PATCH_SIZE, SegmentationConfig
 from .data import IGNORE_INDEX, SegmentationDataset, class_statistics, presets
@@ -207,124 +208,162 @@ def overlay_indices(count: int, dataset: SegmentationDataset) -> list[int]:
 # The run
 
 
-class SegmentationRun(TrainingRun):
-    """A segmentation run (docs/recipes.md): an smp model, a per-step LR schedule, augmentation seeded per
-    epoch, per-class IoU on ``eval.split`` (and pixel-level rejection of held-out classes at the end)."""
-
-    def setup(self, resuming: bool) -> None:
-        config, world = self.config, self.world
-        crop = (
-            config.train.crop_size
-            if isinstance(config.train.crop_size, int)
-            else tuple(config.train.crop_size)
-        )
-        transform = presets.train_transform(
-            crop, presets.IMAGENET_MEAN, presets.IMAGENET_STD, scale=tuple(config.train.scale)
-        )
-        self.train_set = train_dataset(config, transform)
-        self.eval_set = eval_dataset(config, config.eval.split)
-        self.classes = tuple(self.train_set.classes)
-        self.held_out = class_indices(self.classes, config.data.holdout_classes)
-        if len(self.train_set) < config.train.batch_size:
-            raise ValueError(
-                f"the training split has {len(self.train_set)} images, fewer than "
-                f"train.batch_size={config.train.batch_size}"
-            )
-        logger.info("data: %r for training, %r for evaluation", self.train_set, self.eval_set)
-
-        # Rank 0 counts the pixels (and fills the cache) while the other ranks wait, then they read the cache.
-        if not world.is_main:
-            dist.barrier()
-        # every run records its training pixels per class: reports rank the rarest classes by them
-        self.train_pixels = class_statistics(self.train_set, progress=self.progress).counts
-        loss_fn, self.counts = loss_from_config(
-            config, self.train_set, sync=world.world_size > 1, progress=self.progress
-        )
-        if world.is_main and world.world_size > 1:
-            dist.barrier()
-        self.loss_fn = loss_fn.to(self.device)
-        logger.info(describe_loss(config, self.loss_fn, self.classes, self.counts))
-
-        self.model = model_from_config(config, len(self.classes), pretrained=not resuming).to(self.device)
-        self.step = self.training_step(len(self.train_set) // config.train.batch_size)
-        self.pin = self.device.type == "cuda"
-        self.eval_loader = eval_loader(self.eval_set, config.train.num_workers, world, self.pin)
-
-    def train_loader(self, epoch: int) -> DataLoader:
-        return epoch_loader(self.train_set, self.config, epoch, self.world, self.pin)
-
-    def evaluate(self, final: bool) -> dict[str, Any]:
-        self.results = score_model(
-            self.model,
-            self.eval_loader,
-            self.classes,
-            self.device,
-            self.dtype,
-            self.world,
-            self.progress,
-            held_out=self.held_out,
-            unknown=self.held_out if final else (),
-        )
-        record = {
-            "miou": _json_number(self.results.miou),
-            "pixel_accuracy": _json_number(self.results.pixel_accuracy),
-        }
-        if self.results.pixel_rejection is not None:
-            record.update({f"unknown_auroc_{s}": v for s, v in self.results.pixel_rejection.auroc.items()})
-        return record
-
-    def describe_evaluation(self) -> str:
-        return f", mIoU {100 * self.results.miou:.2f} % on {self.config.eval.split}"
-
-    def write_results(self) -> None:
-        write_results(
-            self.run_dir,
-            self.config,
-            self.results,
-            prediction_model(self.model, self.held_out),
-            self.eval_set,
-            self.device,
-            self.dtype,
-            train_pixels=self.train_pixels,
-        )
-        # The model for use without segloss: smp.from_pretrained(RUN/model) (docs/deployment.md).
-        save_model_dir(self.model, self.run_dir / MODEL_DIR, dataset_info(self.eval_set, self.held_out))
-
-    def log_evaluation(self, writer: TensorBoardWriter, epoch: int) -> None:
-        """Per-class IoU (``iou/CLASS``) and ``eval.num_overlays`` prediction overlays (image | ground
-        truth | prediction per row)."""
-        writer.scalars(dict(zip(self.classes, self.results.iou.tolist(), strict=True)), epoch, "iou")
-        indices = overlay_indices(self.config.eval.num_overlays, self.eval_set)
-        if indices:
-            samples = predict_samples(
-                prediction_model(self.model, self.held_out), self.eval_set, indices, self.device, self.dtype
-            )
-            writer.image("predictions", plots.overlay_grid(samples, self.eval_set.palette), epoch)
-
-    def summary(self) -> str:
-        return self.results.format_table(f"{self.config.data.name} {self.config.eval.split}")
-
-    def result(self) -> SegmentationResults:
-        return self.results
-
-    def checkpoint_extras(self) -> dict[str, Any]:
-        return {
-            "classes": list(self.classes),
-            "class_counts": self.counts.tolist() if self.counts is not None else None,
-            "train_pixels": self.train_pixels.tolist(),
-        }
-
-    def plot_history(self, history: list[dict[str, Any]]) -> None:
-        plots.plot_curves(history, self.run_dir / CURVES_PLOT)
-
-
 def train(config: SegmentationConfig, *, resume: bool = False) -> SegmentationResults | None:
-    """Train (or, with ``resume``, continue) the segmentation run of ``config`` in ``config.train.out_dir``.
+    """Train (or, with ``resume``, continue) the segmentation run of ``config`` in ``config.train.out_dir``
+    (docs/recipes.md): an smp model, the loss of ``config.loss``, per-class IoU on ``eval.split`` every
+    ``train.eval_every`` epochs and in full at the end (with pixel-level rejection of held-out classes).
 
     Returns the final results on ``config.eval.split``, or ``None`` when a resumed run had already finished.
     Under ``torchrun`` every rank calls this; rank 0 writes the run directory.
     """
-    return run_training(SegmentationRun, config, resume=resume)
+    with RunFolder(config, resume=resume) as run:
+        if run.finished:
+            return None
+        config = run.config
+        seed_everything(config.train.seed)
+        data = SegmentationData.from_config(config, run)
+        model = model_from_config(config, len(data.classes), pretrained=run.state is None).to(run.device)
+        step = run.training_step(model, steps_per_epoch=len(data.train_set) // config.train.batch_size)
+        run.restore(model=model, step=step)
+        network = run.network(model)
+
+        for epoch in run.epochs():
+            loader = epoch_loader(data.train_set, config, epoch, run.world, pin=run.device.type == "cuda")
+            record = {"epoch": epoch + 1, **run.train_epoch(network, data.loss_fn, step, loader)}
+            results = data.evaluate(model, run) if run.evaluate_now(epoch) else None
+            run.end_epoch(record, data.checkpoint(model, step), *data.scores(results))
+            after_evaluation(run, results, model, data)
+
+        results = data.evaluate(model, run, final=True)
+        if run.is_main:
+            data.write_results(run, model, results)
+        summary = results.format_table(f"{config.data.name} {config.eval.split}")
+        run.finish(data.checkpoint(model, step), summary, *data.scores(results))
+        after_evaluation(run, results, model, data)
+        return results
+
+
+@dataclass
+class SegmentationData:
+    """What a segmentation run trains and evaluates with: the augmented training split, the evaluation
+    split and its loader, the classes (and those held out), the labelled training pixels per class, and the
+    loss with the class counts it was built from."""
+
+    config: SegmentationConfig
+    train_set: SegmentationDataset
+    eval_set: SegmentationDataset
+    eval_loader: DataLoader
+    held_out: list[int]
+    train_pixels: np.ndarray
+    loss_fn: nn.Module
+    counts: np.ndarray | None
+
+    @classmethod
+    def from_config(cls, config: SegmentationConfig, run: RunFolder) -> SegmentationData:
+        crop = config.train.crop_size
+        crop = crop if isinstance(crop, int) else tuple(crop)
+        mean, std = presets.IMAGENET_MEAN, presets.IMAGENET_STD
+        transform = presets.train_transform(crop, mean, std, scale=tuple(config.train.scale))
+        train_set = train_dataset(config, transform)
+        eval_set = eval_dataset(config, config.eval.split)
+        if len(train_set) < config.train.batch_size:
+            raise ValueError(
+                f"the training split has {len(train_set)} images, fewer than "
+                f"train.batch_size={config.train.batch_size}"
+            )
+        logger.info("data: %r for training, %r for evaluation", train_set, eval_set)
+        world = run.world
+        # Rank 0 counts the pixels (and fills the cache) while the other ranks wait, then they read the cache.
+        if not world.is_main:
+            dist.barrier()
+        train_pixels = class_statistics(train_set, progress=run.progress).counts  # reports rank classes by it
+        loss_fn, counts = loss_from_config(
+            config, train_set, sync=world.world_size > 1, progress=run.progress
+        )
+        if world.is_main and world.world_size > 1:
+            dist.barrier()
+        loss_fn = loss_fn.to(run.device)
+        logger.info(describe_loss(config, loss_fn, tuple(train_set.classes), counts))
+        loader = eval_loader(eval_set, config.train.num_workers, world, pin=run.device.type == "cuda")
+        held_out = class_indices(train_set.classes, config.data.holdout_classes)
+        return cls(config, train_set, eval_set, loader, held_out, train_pixels, loss_fn, counts)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.train_set.classes)
+
+    def evaluate(self, model: nn.Module, run: RunFolder, final: bool = False) -> SegmentationResults:
+        """Per-class IoU of ``model`` on the evaluation split (and unknown-pixel rejection when ``final``)."""
+        unknown = self.held_out if final else ()
+        return score_model(
+            model,
+            self.eval_loader,
+            self.classes,
+            run.device,
+            run.dtype,
+            run.world,
+            run.progress,
+            held_out=self.held_out,
+            unknown=unknown,
+        )
+
+    def scores(self, results: SegmentationResults | None) -> tuple[dict[str, Any] | None, str]:
+        """An evaluation's numbers for the epoch's record (mIoU, pixel accuracy, unknown-pixel AUROC) and a
+        few words for its log line; ``(None, "")`` without one."""
+        if results is None:
+            return None, ""
+        record = {"miou": _json_number(results.miou), "pixel_accuracy": _json_number(results.pixel_accuracy)}
+        if results.pixel_rejection is not None:
+            record.update({f"unknown_auroc_{s}": v for s, v in results.pixel_rejection.auroc.items()})
+        return record, f", mIoU {100 * results.miou:.2f} % on {self.config.eval.split}"
+
+    def write_results(self, run: RunFolder, model: nn.Module, results: SegmentationResults) -> None:
+        """The final evaluation's files in the run folder (``write_results``) and ``RUN/model``, the model
+        for use without segloss (``smp.from_pretrained``, docs/deployment.md)."""
+        write_results(
+            run.dir,
+            self.config,
+            results,
+            self.prediction_model(model),
+            self.eval_set,
+            run.device,
+            run.dtype,
+            train_pixels=self.train_pixels,
+        )
+        save_model_dir(model, run.dir / MODEL_DIR, dataset_info(self.eval_set, self.held_out))
+
+    def prediction_model(self, model: nn.Module) -> nn.Module:
+        """``model`` as it predicts: never a held-out class."""
+        return prediction_model(model, self.held_out)
+
+    def checkpoint(self, model: nn.Module, step: TrainingStep) -> dict[str, Any]:
+        """The task's entries of a checkpoint."""
+        return {
+            "model": model.state_dict(),
+            "step": step.state_dict(),
+            "classes": list(self.classes),
+            "class_counts": None if self.counts is None else self.counts.tolist(),
+            "train_pixels": self.train_pixels.tolist(),
+        }
+
+
+def after_evaluation(
+    run: RunFolder, results: SegmentationResults | None, model: nn.Module, data: SegmentationData
+) -> None:
+    """Rank 0 after an epoch: the training curves, and the evaluation's per-class IoU (``iou/CLASS``) and
+    ``eval.num_overlays`` prediction overlays (image | ground truth | prediction) in TensorBoard."""
+    if not run.is_main:
+        return
+    plots.plot_curves(run.history, run.dir / CURVES_PLOT)
+    writer, epoch = run.tensorboard, len(run.history)
+    if results is None or writer is None:
+        return
+    writer.scalars(dict(zip(data.classes, results.iou.tolist(), strict=True)), epoch, "iou")
+    indices = overlay_indices(run.config.eval.num_overlays, data.eval_set)
+    if indices:
+        samples = predict_samples(data.prediction_model(model), data.eval_set, indices, run.device, run.dtype)
+        writer.image("predictions", plots.overlay_grid(samples, data.eval_set.palette), epoch)
+    writer.flush()
 
 
 def _json_number(value: float) -> float | None:

@@ -22,7 +22,7 @@ def test_paper_encoders_build_and_train_a_step(encoder):
     step = TrainingStep(torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), lambda update: 1.0)
     before = [p.detach().clone() for p in model.parameters()]
     stats = train_one_epoch(
-        model, loss_fn, step, [(image, mask)], torch.device("cpu"), epoch=1, progress=False
+        model, loss_fn, step, [(image, mask)], torch.device("cpu"), desc="epoch 1", progress=False
     )
     assert stats["loss"] > 0 and stats["images_per_s"] > 0
     changed = sum(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))

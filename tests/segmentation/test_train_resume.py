@@ -11,8 +11,9 @@ import torch
 from segloss.runner.checkpoint import load_checkpoint, save_checkpoint
 from segloss.runner.cli import evaluate_main, train_main
 from segloss.runner.config import ConfigError, config_from_dict
-from segloss.runner.engine import NonFiniteLossError, RunExistsError
+from segloss.runner.loop import NonFiniteLossError
 from segloss.runner.randomness import rng_states, set_rng_states
+from segloss.runner.run_folder import RunExistsError
 from segloss.segmentation import training
 from segloss.segmentation.data import SyntheticScenes
 from segloss.segmentation.data.registry import dataset_from_config

@@ -1,0 +1,398 @@
+"""The folder of one training run, as a context manager every task's ``train`` opens: ``RunFolder``.
+
+It owns what is the same for every task: the device and the ``torchrun`` process group, the refusal to
+overwrite a run, the resumed config and checkpoint, ``config.yaml``, ``train.log``, atomic
+``checkpoint.pt`` after every epoch, ``metrics.jsonl``, TensorBoard, and the final checkpoint marked
+``finished`` after the results are written. Each task writes its loop out in its ``train`` function,
+inside ``with RunFolder(config, resume=resume) as run:`` (docs/extending.md shows the shape).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import config_to_dict, flatten, resume_config, save_config
+from .distributed import amp_dtype, distributed_initialized, init_distributed, resolve_device
+from .files import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    LOG_FILE,
+    METRICS_FILE,
+    RESULTS_FILE,
+    add_log_file,
+    write_metrics,
+)
+from .loop import NonFiniteLossError, StepHooks, train_one_epoch
+from .optim import TrainingStep
+from .progress import progress_bar
+from .randomness import rng_states, set_rng_states
+from .tensorboard import TENSORBOARD_DIR, TensorBoardWriter
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["RunExistsError", "RunFolder", "run_finished", "run_length"]
+
+
+class RunExistsError(RuntimeError):
+    """The run directory already holds a checkpoint and ``resume`` was not asked for."""
+
+
+class RunFolder:
+    """The run of ``config`` in ``config.train.out_dir``: open it with ``with``.
+
+    On entry it joins the process group (``torchrun``/``srun``), picks the device, loads the checkpoint of a
+    resumed run (``RunExistsError`` when there is one and ``resume`` is false), writes ``config.yaml`` and
+    copies the log to ``train.log`` (rank 0). ``finished`` is true when a resumed run has nothing left to
+    do. On exit it closes the log file, TensorBoard and a process group it started.
+
+    Args:
+        config: a checked config of any task (``train.out_dir``, ``train.device``, ``train.epochs``, ...).
+        resume: continue the run from its checkpoint.
+        unit: what a checkpoint counts (``epoch``; continual learning: ``experience``), for messages.
+        one_process: refuse ``torchrun`` with several processes, naming the task (``classification``).
+
+    Attributes:
+        config: the run's config (a resumed run's, with the overrides that may change on resume).
+        world, device, dir: the process group, the device, the run folder.
+        state: the checkpoint of a resumed run, else ``None``.
+        history: one record per finished epoch (restored on resume).
+        dtype: the autocast dtype of ``train.amp``; ``channels_last``, ``progress``: the train settings as
+            they apply on this device and rank.
+        tensorboard: the writer of ``train.tensorboard`` (rank 0), else ``None``.
+    """
+
+    def __init__(self, config: Any, *, resume: bool = False, unit: str = "epoch", one_process: str = ""):
+        self.config = config
+        self.resume = resume
+        self.unit = unit
+        self.one_process = one_process
+        self.state: dict[str, Any] | None = None
+        self.history: list[dict[str, Any]] = []
+        self.finished = False
+        self.tensorboard: TensorBoardWriter | None = None
+        self._log_handler: logging.Handler | None = None
+        self._rng: dict[str, Any] | None = None
+
+    # Opening and closing -------------------------------------------------------------------------
+
+    def __enter__(self) -> RunFolder:
+        self._joined_group = distributed_initialized()
+        self.world = init_distributed(self.config.train.device)
+        try:
+            self._open()
+        except BaseException:
+            self._close()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._close()
+
+    def _open(self) -> None:
+        config, world = self.config, self.world
+        if self.one_process and world.world_size > 1:
+            raise ValueError(f"{self.one_process} runs use one process: start segloss train without torchrun")
+        self.device = resolve_device(config.train.device, world.local_rank)
+        self.dir = Path(config.train.out_dir)
+        checkpoint = self.dir / CHECKPOINT_FILE
+        if checkpoint.is_file():
+            if not self.resume:
+                raise RunExistsError(
+                    f"{self.dir} already holds a checkpoint; pass --resume to continue it or choose another "
+                    f"train.out_dir"
+                )
+            self.state = load_checkpoint(checkpoint)
+            config = self.config = resume_config(self.state["config"], config)
+            self.history = list(self.state["history"])
+        elif self.resume:
+            logger.info("no checkpoint in %s: starting a new run", self.dir)
+        if config.train.batch_size % world.world_size:
+            raise ValueError(
+                f"train.batch_size={config.train.batch_size} is not divisible by {world.world_size} processes"
+            )
+        self.dtype = amp_dtype(config.train.amp, self.device)
+        self.channels_last = config.train.channels_last and self.device.type == "cuda"
+        self.progress = config.train.progress and world.is_main
+        if world.is_main:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._log_handler = add_log_file(self.dir / LOG_FILE)
+            if self.state is not None:
+                write_metrics(self.dir / METRICS_FILE, self.history)
+        length = run_length(config)
+        if self.state is not None and self.state["epoch"] >= length:
+            self.finished = run_finished(self.state, self.dir, length)
+            if self.finished:
+                logger.info(
+                    "%s finished %d %ss and its final evaluation already; nothing to do",
+                    self.dir,
+                    self.state["epoch"],
+                    self.unit,
+                )
+                return
+            logger.info(
+                "%s trained %d %ss but its final evaluation (%s) is missing: running only that evaluation",
+                self.dir,
+                self.state["epoch"],
+                self.unit,
+                RESULTS_FILE,
+            )
+        if world.is_main:
+            save_config(config, self.dir / CONFIG_FILE)
+            if config.train.tensorboard:
+                self.tensorboard = TensorBoardWriter(self.dir / TENSORBOARD_DIR)
+                self.tensorboard.text(
+                    "config", "\n".join(f"    {k}: {v}" for k, v in self._flat_config().items())
+                )
+        logger.info(
+            "%s run %s on %s (%d process%s)",
+            "resuming" if self.state else "starting",
+            self.dir,
+            self.device,
+            world.world_size,
+            "es" if world.world_size > 1 else "",
+        )
+
+    def _close(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+            self.tensorboard = None
+        if self._log_handler is not None:
+            logging.getLogger("segloss").removeHandler(self._log_handler)
+            self._log_handler.close()
+            self._log_handler = None
+        if self.world.world_size > 1 and not self._joined_group:
+            dist.destroy_process_group()
+
+    # Before the loop ------------------------------------------------------------------------------
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes the run folder (rank 0)."""
+        return self.world.is_main
+
+    @property
+    def start_epoch(self) -> int:
+        """The epochs (experiences) the checkpoint had finished: 0 for a new run."""
+        return len(self.history)
+
+    def restore(self, **objects: Any) -> None:
+        """Load ``objects`` (``model=...``, ``step=...``: anything with ``load_state_dict``) and the RNG
+        states from the checkpoint of a resumed run; nothing for a new run."""
+        if self.state is None:
+            return
+        for name, target in objects.items():
+            target.load_state_dict(self.state[name])
+        set_rng_states(self.state["rng"])
+        self._rng = self.state["rng"]
+        logger.info("resumed from %s after %s %d", self.dir / CHECKPOINT_FILE, self.unit, self.start_epoch)
+        saved_device = self.state.get("device")
+        if saved_device is not None and saved_device != self.device.type:
+            logger.warning(
+                "the checkpoint was written on %s and the run continues on %s: mixed precision, "
+                "channels_last and kernels differ, so the result will not be bit-identical to an "
+                "uninterrupted run",
+                saved_device,
+                self.device.type,
+            )
+
+    def training_step(self, model: nn.Module, steps_per_epoch: int) -> TrainingStep:
+        """The ``TrainingStep`` of the config (optimizer, schedule, clipping; the gradient scaler under
+        float16 autocast) for ``model``'s trainable parameters and ``steps_per_epoch`` updates an epoch."""
+        fp16 = self.dtype == torch.float16
+        return TrainingStep.from_config(model.parameters(), self.config, steps_per_epoch, fp16=fp16)
+
+    def network(self, model: nn.Module) -> nn.Module:
+        """The model as trained: channels-last on CUDA with ``train.channels_last`` (in place, so the
+        optimizer keeps its parameters), DDP-wrapped under ``torchrun``, compiled with ``train.compile``."""
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        network = model
+        if self.world.world_size > 1:
+            if self.device.type == "cuda":
+                network = nn.SyncBatchNorm.convert_sync_batchnorm(network)
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            network = nn.parallel.DistributedDataParallel(network, device_ids=device_ids)
+        if self.config.train.compile:
+            logger.info("training through torch.compile of the model")
+            network = torch.compile(network)
+        return network
+
+    # The loop -------------------------------------------------------------------------------------
+
+    def epochs(self) -> Iterator[int]:
+        """The epochs (0-based) left to train, with a progress bar."""
+        total = run_length(self.config)
+        yield from progress_bar(
+            range(self.start_epoch, total),
+            progress=self.progress,
+            desc="training",
+            unit=self.unit,
+            initial=self.start_epoch,
+            total=total,
+        )
+
+    def evaluate_now(self, epoch: int) -> bool:
+        """Whether ``train.eval_every`` asks for an evaluation after ``epoch`` (0-based); never after the
+        last, which the final evaluation follows."""
+        every = self.config.train.eval_every
+        return bool(every and (epoch + 1) % every == 0) and epoch + 1 < self.config.train.epochs
+
+    def train_epoch(
+        self,
+        network: nn.Module,
+        loss_fn: Callable[..., torch.Tensor],
+        step: TrainingStep,
+        loader: Any,
+        *,
+        desc: str = "",
+        hooks: StepHooks | None = None,
+    ) -> dict[str, float]:
+        """``segloss.runner.loop.train_one_epoch`` with the run's device, precision, progress and
+        ``train.log_every``, the loss of every read in TensorBoard; a NaN loss stops the run with advice."""
+        on_log = None
+        if self.tensorboard is not None:
+            writer, first = self.tensorboard, len(self.history) * len(loader)
+
+            def on_log(update: int, loss: float, lr: float) -> None:
+                writer.step(first + update, loss, lr)
+
+        try:
+            return train_one_epoch(
+                network,
+                loss_fn,
+                step,
+                loader,
+                self.device,
+                desc=desc or f"{self.unit} {len(self.history) + 1}",
+                dtype=self.dtype,
+                channels_last=self.channels_last,
+                progress=self.progress,
+                log_every=self.config.train.log_every,
+                on_log=on_log,
+                hooks=hooks,
+            )
+        except NonFiniteLossError as error:
+            kept = (
+                f"the checkpoint of {self.unit} {len(self.history)} is kept in {self.dir / CHECKPOINT_FILE}"
+                if self.history
+                else "no checkpoint was written"
+            )
+            raise NonFiniteLossError(
+                f"{error}: training stopped; {kept}. Try a lower optim.lr (now {self.config.optim.lr}) or "
+                f"check the data and loss settings."
+            ) from None
+
+    def end_epoch(
+        self,
+        record: dict[str, Any],
+        checkpoint: dict[str, Any],
+        evaluation: dict[str, Any] | None = None,
+        note: str = "",
+    ) -> None:
+        """Finish an epoch: log ``record`` (``loss`` and ``images_per_s``, then ``note``) with the
+        ``evaluation`` of this epoch if there was one, append them to the history and ``metrics.jsonl``, and
+        write the checkpoint (rank 0): the task's ``checkpoint`` entries (``model``, ``step``, ...) with the
+        epoch, history, RNG states and config."""
+        self.history.append({**record, **(evaluation or {})})
+        epoch, total = len(self.history), run_length(self.config)
+        logger.info(
+            "%s %d/%d: loss %.4f, %.1f images/s%s",
+            self.unit,
+            epoch,
+            total,
+            record["loss"],
+            record["images_per_s"],
+            note,
+        )
+        self._rng = rng_states()
+        if not self.is_main:
+            return
+        self._log_to_tensorboard(self.history[-1], evaluation)
+        self._save(checkpoint, finished=False)
+        with open(self.dir / METRICS_FILE, "a") as metrics:
+            metrics.write(json.dumps(self.history[-1]) + "\n")
+
+    def finish(
+        self, checkpoint: dict[str, Any], summary: str, evaluation: dict[str, Any], note: str = ""
+    ) -> None:
+        """After the final evaluation and the task's results files: add ``evaluation`` to the last record,
+        log it (with ``note``) and ``summary``, and rewrite the checkpoint marked ``finished`` (with the RNG
+        states of the end of training, whatever the evaluation drew); ``--resume`` has nothing left to do
+        after this."""
+        self.history[-1].update(evaluation)
+        logger.info("final evaluation after %s %d%s", self.unit, len(self.history), note)
+        if self.is_main:
+            self._save(checkpoint, finished=True)
+            write_metrics(self.dir / METRICS_FILE, self.history)
+            self._log_to_tensorboard(self.history[-1], evaluation)
+            if self.tensorboard is not None:
+                self.tensorboard.hyper_parameters(
+                    self._flat_config(), {f"eval/{key}": value for key, value in evaluation.items()}
+                )
+        logger.info("final evaluation:\n%s", summary)
+
+    # Internals ------------------------------------------------------------------------------------
+
+    def _flat_config(self) -> dict[str, Any]:
+        return flatten(config_to_dict(self.config))
+
+    def _log_to_tensorboard(self, record: dict[str, Any], evaluation: dict[str, Any] | None) -> None:
+        if self.tensorboard is None:
+            return
+        epoch = len(self.history)
+        self.tensorboard.scalars({k: v for k, v in record.items() if k != "epoch"}, epoch, "epoch")
+        if evaluation is not None:
+            self.tensorboard.scalars(evaluation, epoch, "eval")
+        self.tensorboard.flush()
+
+    def _save(self, entries: dict[str, Any], *, finished: bool) -> None:
+        save_checkpoint(
+            {
+                **entries,
+                "epoch": len(self.history),
+                "history": self.history,
+                "rng": self._rng if self._rng is not None else rng_states(),
+                "config": config_to_dict(self.config),
+                "device": self.device.type,
+                "finished": finished,  # the final evaluation's results were written
+            },
+            self.dir / CHECKPOINT_FILE,
+        )
+
+
+def run_length(config: Any) -> int:
+    """How many steps a run of ``config`` checkpoints in all, the unit of a checkpoint's ``epoch``:
+    ``train.epochs``, or what the config's own ``run_length()`` says (a continual run counts experiences).
+
+    Args:
+        config: a checked config of any task.
+
+    Returns:
+        The ``epoch`` of the checkpoint of a run that has trained in full.
+    """
+    own = getattr(config, "run_length", None)
+    return own() if callable(own) else config.train.epochs
+
+
+def run_finished(state: dict[str, Any], run_dir: Path, epochs: int) -> bool:
+    """Whether the run in ``run_dir`` with the checkpoint ``state`` is finished: it trained ``epochs``
+    epochs and wrote ``results.json`` after its final evaluation (``train --resume`` does nothing then).
+
+    Args:
+        state: the run's checkpoint (``load_checkpoint``).
+        run_dir: the run directory.
+        epochs: the epochs the run should train (``run_length(config)``: ``train.epochs`` for most tasks).
+
+    Returns:
+        True when resuming the run would have nothing to do.
+    """
+    return state["epoch"] >= epochs and state["finished"] and (run_dir / RESULTS_FILE).is_file()
