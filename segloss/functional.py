@@ -17,7 +17,6 @@ from ._kernels import MarginLossFunction, as_samples, count_valid_targets, on_de
 
 Margin = float | Sequence[float] | torch.Tensor
 MARGIN_PLACEMENTS = ("competitor", "target")
-MEAN_NORMALISATIONS = ("nonzero", "valid")
 
 __all__ = [
     "cross_entropy",
@@ -34,16 +33,14 @@ def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
 
 
-def _margin_loss(
-    logits, target, margin, hard, margin_on, mean_over, ignore_index, reduction, sync
-) -> torch.Tensor:
+def _margin_loss(logits, target, margin, hard, margin_on, ignore_index, reduction, sync) -> torch.Tensor:
     _check_choice("margin_on", margin_on, MARGIN_PLACEMENTS)
-    _check_choice("mean_over", mean_over, MEAN_NORMALISATIONS)
     x = prepare_logits(logits, target, reduction)
     if isinstance(margin, torch.Tensor) and margin.dim() == 0:  # one margin: no .item(), no graph break
         margin = margin.expand(x.shape[1])
     margins = per_class_tensor(margin, x.shape[1], "margin", x).contiguous()
-    options = (hard, margin_on == "target", mean_over == "valid", ignore_index, reduction, sync)
+    # HEM's batch mean is over the samples with a loss above zero (the paper), MM's over the valid ones.
+    options = (hard, margin_on == "target", not hard, ignore_index, reduction, sync)
     if not torch.compiler.is_compiling():
         return MarginLossFunction.apply(x, target, margins, *options)
     from ._kernels.ops import margin_loss  # custom ops dynamo can trace; importing them loads dynamo
@@ -58,7 +55,6 @@ def hem_loss(
     margin: Margin,
     *,
     margin_on: str = "competitor",
-    mean_over: str = "nonzero",
     ignore_index: int = DEFAULT_IGNORE_INDEX,
     reduction: str = "mean",
     sync: bool = False,
@@ -68,10 +64,9 @@ def hem_loss(
 
     ``margin_on="competitor"`` (the paper) gives errors ``max(0, y_i - y_l + mu_i)``, the margin of each
     competing class ``i``; ``"target"`` gives ``max(0, y_i - y_l + mu_l)``, the margin of the true class
-    ``l``. ``mean_over="nonzero"`` (the paper) makes ``mean`` average over the samples with a loss above
-    zero; ``"valid"`` averages over every sample that is not ``ignore_index``.
+    ``l``. ``mean`` averages over the samples with a loss above zero (the paper).
     """
-    return _margin_loss(logits, target, margin, True, margin_on, mean_over, ignore_index, reduction, sync)
+    return _margin_loss(logits, target, margin, True, margin_on, ignore_index, reduction, sync)
 
 
 def multi_margin_loss(
@@ -86,7 +81,7 @@ def multi_margin_loss(
 ) -> torch.Tensor:
     """Multi-class margin loss: the mean of a sample's margin errors over the C classes; ``mean`` averages
     over the valid samples. ``margin_on`` places per-class margins as in :func:`hem_loss`."""
-    return _margin_loss(logits, target, margin, False, margin_on, "valid", ignore_index, reduction, sync)
+    return _margin_loss(logits, target, margin, False, margin_on, ignore_index, reduction, sync)
 
 
 def cross_entropy(

@@ -100,8 +100,7 @@ class MultiMarginLoss(_Loss):
 class HEMLoss(MultiMarginLoss):
     """High error margin loss (``hem``): one margin (float) or per-class ``(C,)`` margins.
 
-    ``margin_on`` and ``mean_over`` are those of :func:`segloss.functional.hem_loss`; their defaults are
-    the paper's formulation.
+    ``margin_on`` is that of :func:`segloss.functional.hem_loss`; its default is the paper's formulation.
     """
 
     def __init__(
@@ -112,12 +111,10 @@ class HEMLoss(MultiMarginLoss):
         sync: bool = False,
         *,
         margin_on: str = "competitor",
-        mean_over: str = "nonzero",
     ):
         super().__init__(
             margin, margin_on=margin_on, ignore_index=ignore_index, reduction=reduction, sync=sync
         )
-        self.mean_over = mean_over
 
     @classmethod
     def from_class_counts(cls, counts, M: float = DEFAULT_M, *, class_names=None, **kw) -> HEMLoss:
@@ -125,7 +122,7 @@ class HEMLoss(MultiMarginLoss):
 
         For segmentation pass *image-equivalents*, labelled pixels per class ÷ pixels per image (what
         ``loss.count_unit=images``, the segmentation default, does): pixel counts make the margin tiny and
-        trained 8–10 mIoU points below cross-entropy in README's "Choosing margins for segmentation".
+        trained 8–10 mIoU points below cross-entropy in docs/margin-study.md.
         """
         return cls(hem_margin(counts, M, class_names=class_names), **kw)
 
@@ -135,17 +132,12 @@ class HEMLoss(MultiMarginLoss):
             target,
             self.margin,
             margin_on=self.margin_on,
-            mean_over=self.mean_over,
             **self._options(),
         )
 
     def per_class_values(self) -> tuple[str, torch.Tensor]:
         """What the loss derived from the class counts: ``("margin", the margin or (C,) margins)``."""
         return "margin", self.margin
-
-    def extra_repr(self) -> str:
-        margin = f"margin={self.margin.tolist()}, margin_on={self.margin_on!r}"
-        return f"{margin}, mean_over={self.mean_over!r}, {_Loss.extra_repr(self)}"
 
 
 class HEMPlusLoss(HEMLoss):
@@ -170,7 +162,7 @@ class HEMPlusLoss(HEMLoss):
     def from_class_counts(cls, counts, M: float = DEFAULT_M, *, class_names=None, **kw) -> HEMPlusLoss:
         """HEM+ with margins ``sqrt(M / (n s_i))``; ``counts`` are training samples per class.
 
-        For segmentation, what README's "Choosing margins for segmentation" measured best (the
+        For segmentation, what docs/margin-study.md measured best (the
         segmentation configs' defaults): ``counts`` in image-equivalents (labelled pixels per class ÷ pixels
         per image) and ``margin_on="target"``. The paper's formulation, pixel counts with the margin on the
         competing class (``margin_on="competitor"``, this class's default, as in the classification

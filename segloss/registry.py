@@ -16,7 +16,7 @@ from typing import Any
 from torch import nn
 
 from ._checks import DEFAULT_IGNORE_INDEX
-from .functional import MARGIN_PLACEMENTS, MEAN_NORMALISATIONS
+from .functional import MARGIN_PLACEMENTS
 from .margins import CLASS_WEIGHTINGS, DEFAULT_M
 from .modules import (
     CrossEntropyLoss,
@@ -79,12 +79,6 @@ HYPER_PARAMETERS: dict[str, HyperParameter] = {
         "HEM+: margin of the competing class (the paper) or of the target class",
         choices=MARGIN_PLACEMENTS,
     ),
-    "mean_over": HyperParameter(
-        str,
-        "nonzero",
-        "HEM/HEM+ batch mean over samples with loss > 0 (the paper) or all valid ones",
-        choices=MEAN_NORMALISATIONS,
-    ),
     "weighting": HyperParameter(
         str, "median_frequency", "weighted CE: class weights from the counts", choices=CLASS_WEIGHTINGS
     ),
@@ -143,12 +137,12 @@ register_loss(LossEntry("ln", LogitNormLoss, ("tau",), summary="LogitNorm"))
 register_loss(LossEntry("la", LogitAdjustedLoss, needs_counts=True, summary="logit-adjusted cross-entropy"))
 register_loss(LossEntry("dice", DiceLoss, summary="soft Dice"))
 register_loss(LossEntry("mm", MultiMarginLoss, ("margin",), summary="multi-class margin"))
-register_loss(LossEntry("hem", HEMLoss, ("M", "mean_over"), needs_counts=True, summary="high error margin"))
+register_loss(LossEntry("hem", HEMLoss, ("M",), needs_counts=True, summary="high error margin"))
 register_loss(
     LossEntry(
         "hem+",
         HEMPlusLoss,
-        ("M", "margin_on", "mean_over"),
+        ("M", "margin_on"),
         needs_counts=True,
         summary="HEM with per-class margins",
     )

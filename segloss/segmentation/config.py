@@ -42,18 +42,15 @@ class ModelConfig:
     encoder_weights: str | None = "imagenet"
 
 
-COUNT_UNITS = ("pixels", "patches", "images")
-# A ``patches`` sample: the output stride of smp's encoders, the cell of their coarsest feature map.
-PATCH_SIZE = 32
+COUNT_UNITS = ("pixels", "images")
 
 
 @dataclass
 class SegmentationLossConfig(LossConfig):
     """The shared loss section; ``count_unit`` is what a class count counts for the count-based losses:
-    labelled ``pixels``, ``patches`` of ``PATCH_SIZE`` × ``PATCH_SIZE`` pixels, or ``images``
-    (image-equivalents: pixels ÷ pixels per image; docs/margins.md). Dense defaults from the margin study
-    (README, "Choosing margins for segmentation"): ``images`` and HEM+ margins on the ``target`` class;
-    the paper's formulation is ``count_unit=pixels margin_on=competitor``."""
+    labelled ``pixels`` or ``images`` (image-equivalents: pixels ÷ pixels per image; docs/margins.md).
+    Dense defaults from the margin study (docs/margin-study.md): ``images`` and HEM+ margins on the
+    ``target`` class; the paper's formulation is ``count_unit=pixels margin_on=competitor``."""
 
     count_unit: str = field(
         default="images",

@@ -221,7 +221,8 @@ def _fraction(value: float | None) -> float:
 
 def summarise(runs: Sequence[RunResult], baseline: str = "ce", rare: int = 5) -> Report:
     """Group ``runs`` by every varying key, compare each group with the baseline loss and find the rarest
-    classes. A seed found twice in a group (a copied run folder?) is logged as a warning; both runs count.
+    classes. A seed found twice in a group (a copied run folder?) is logged as a warning and counted once
+    (the first run folder).
 
     Args:
         runs: finished runs (``find_runs``).
@@ -239,10 +240,17 @@ def summarise(runs: Sequence[RunResult], baseline: str = "ce", rare: int = 5) ->
     for key, found in sorted(members.items(), key=lambda item: [value_order(k, v) for k, v in item[0]]):
         for seed, count in Counter(run.seed for run in found).items():
             if count > 1:
-                paths = ", ".join(str(run.path) for run in found if run.seed == seed)
+                copies = [run for run in found if run.seed == seed]
+                paths = ", ".join(str(run.path) for run in copies)
                 logger.warning(
-                    "%s has seed %d %d times (%s): copies of one run?", _describe(key), seed, count, paths
+                    "%s has seed %d %d times (%s): copies of one run? counting %s only",
+                    _describe(key),
+                    seed,
+                    count,
+                    paths,
+                    copies[0].path,
                 )
+                found = [run for run in found if run.seed != seed or run is copies[0]]
         groups.append(Group(key, tuple(sorted(found, key=lambda run: run.seed))))
     if LOSS_KEY in varying:
         groups = [

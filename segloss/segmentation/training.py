@@ -26,7 +26,7 @@ from ..runner.optim import TrainingStep
 from ..runner.randomness import derive_seed, seed_everything
 from ..runner.run_folder import RunFolder
 from . import plots
-from .config import PATCH_SIZE, SegmentationConfig
+from .config import SegmentationConfig
 from .data import IGNORE_INDEX, SegmentationDataset, class_statistics, presets
 from .data.registry import dataset_from_config
 from .evaluation import eval_dataset, eval_loader, predict, score_model
@@ -58,7 +58,7 @@ def loss_from_config(
     config: SegmentationConfig, train_set: SegmentationDataset, *, sync: bool = False, progress: bool = True
 ) -> tuple[nn.Module, np.ndarray | None]:
     """The loss of ``config.loss`` and, for the losses that need them, the class counts of every class
-    (pixels, 32×32-pixel patches or image-equivalents, after ``loss.count_unit``). With
+    (pixels or image-equivalents, after ``loss.count_unit``). With
     ``data.holdout_classes`` the loss is a ``KnownClassesLoss`` built from the other classes' counts."""
     name = config.loss.name
     classes = tuple(train_set.classes)
@@ -67,7 +67,7 @@ def loss_from_config(
     counts = presence = None
     if loss_needs_counts(name):
         stats = class_statistics(train_set, progress=progress)
-        unit = {"images": stats.pixels_per_image, "patches": PATCH_SIZE**2}.get(config.loss.count_unit, 1)
+        unit = stats.pixels_per_image if config.loss.count_unit == "images" else 1
         counts = stats.counts.astype(np.float64) / unit
         presence = stats.presence.astype(np.float64) / unit
     try:

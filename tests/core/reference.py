@@ -37,14 +37,14 @@ def margin_sample_losses(
     return out.reshape(target.shape)
 
 
-def reduce(
-    losses, target, ignore_index: int, reduction: str, hard: bool = False, over_valid: bool = False
-) -> torch.Tensor:
+def reduce(losses, target, ignore_index: int, reduction: str, hard: bool = False) -> torch.Tensor:
+    """HEM's mean is over the samples with a loss above zero (the paper), the other losses' over the valid
+    samples."""
     if reduction == "none":
         return losses
     if reduction == "sum":
         return losses.sum()
-    count = (losses > 0).sum() if hard and not over_valid else (target != ignore_index).sum()
+    count = (losses > 0).sum() if hard else (target != ignore_index).sum()
     return losses.sum() / max(int(count), 1)
 
 
@@ -56,10 +56,9 @@ def margin_loss(
     ignore_index=-100,
     reduction="mean",
     margin_on="competitor",
-    mean_over="nonzero",
 ):
     losses = margin_sample_losses(logits, target, margins, hard, ignore_index, margin_on == "target")
-    return reduce(losses, target, ignore_index, reduction, hard, mean_over == "valid")
+    return reduce(losses, target, ignore_index, reduction, hard)
 
 
 def cross_entropy_rows(logits, target, ignore_index=-100, reduction="mean"):

@@ -226,7 +226,7 @@ def test_sums_parse_and_equal_their_weighted_terms():
     for bad in ("ce+", "ce+nope", "+ce", "ce dice"):
         with pytest.raises(ValueError, match="valid names: .*'ce\\+dice'"):
             loss_terms(bad)
-    assert loss_hyper_parameter_names("hem+ + focal") == ("M", "margin_on", "mean_over", "gamma")
+    assert loss_hyper_parameter_names("hem+ + focal") == ("M", "margin_on", "gamma")
     counts = [10.0, 20.0, 30.0, 5.0, 8.0]
     logits, target = problem(6)
     loss = segloss.build_loss("hem+ + 0.5*focal", class_counts=counts, ignore_index=255, M=50, gamma=1.0)

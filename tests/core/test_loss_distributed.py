@@ -15,7 +15,6 @@ PRESENCE = [80.0, 60.0, 40.0, 30.0]
 # the margin options change what a synced mean divides by (valid samples) and which margins apply
 VARIANTS = {
     "hem+ on target": ("hem+", {"margin_on": "target"}),
-    "hem+ over valid": ("hem+", {"mean_over": "valid"}),
 }
 CASES = [(name, reduction) for name in (*segloss.LOSS_NAMES, *VARIANTS) for reduction in ("mean", "sum")]
 

@@ -1,5 +1,5 @@
-"""Margin placement (``margin_on``) and batch normalisation (``mean_over``) of the margin losses: hand
-computations, every backend against the reference, float64 gradients, and the module/registry plumbing."""
+"""Margin placement (``margin_on``) and the batch mean of the margin losses: hand computations, every
+backend against the reference, float64 gradients, and the module/registry plumbing."""
 
 import pytest
 import torch
@@ -37,19 +37,18 @@ def test_target_margins_by_hand(backend):
 
 
 @pytest.mark.parametrize(
-    "margin_on, mean_over, expected",
-    [
-        ("competitor", "nonzero", (0.1 + 1.0) / 2),  # the paper: two samples have a loss
-        ("competitor", "valid", (0.1 + 1.0) / 3),  # every valid sample counts
-        ("target", "nonzero", (0.2 + 1.4) / 2),
-        ("target", "valid", (0.2 + 1.4) / 3),
+    "margin_on, hem, mm",
+    [  # HEM (the paper): the mean over the two samples with a loss; MM: over the three valid samples
+        ("competitor", (0.1 + 1.0) / 2, (0.025 + 0.625) / 3),
+        ("target", (0.2 + 1.4) / 2, (0.05 + 0.55) / 3),
     ],
 )
-def test_batch_mean_by_hand(backend, margin_on, mean_over, expected):
-    target = torch.tensor([0, 2, 0, 255])  # an ignored sample counts under neither normalisation
+def test_batch_mean_by_hand(backend, margin_on, hem, mm):
+    target = torch.tensor([0, 2, 0, 255])  # the ignored sample never counts
     logits = torch.cat([LOGITS, torch.zeros(1, 4, dtype=torch.float64)])
-    value = F.hem_loss(logits, target, MARGINS, margin_on=margin_on, mean_over=mean_over, ignore_index=255)
-    assert value.item() == pytest.approx(expected)
+    options = {"margin_on": margin_on, "ignore_index": 255}
+    assert F.hem_loss(logits, target, MARGINS, **options).item() == pytest.approx(hem)
+    assert F.multi_margin_loss(logits, target, MARGINS, **options).item() == pytest.approx(mm)
 
 
 def test_target_placement_gradient_by_hand(backend):
@@ -61,23 +60,21 @@ def test_target_placement_gradient_by_hand(backend):
     torch.testing.assert_close(y.grad, expected)
 
 
-# HEM with either normalisation; MM always averages over the valid samples
-@pytest.mark.parametrize("hard, mean_over", [(True, "nonzero"), (True, "valid"), (False, "valid")])
+# HEM averages over the samples with a loss, MM over the valid samples
+@pytest.mark.parametrize("hard", [True, False])
 @pytest.mark.parametrize("margin_on", ["competitor", "target"])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("shape", [(6, 5), (2, 6, 5, 7), (3, 19, 37)])
-def test_every_option_matches_reference(backend, hard, margin_on, mean_over, reduction, shape):
+def test_every_option_matches_reference(backend, hard, margin_on, reduction, shape):
     y = torch.randn(shape) * 2
     t = torch.randint(0, shape[1], (shape[0], *shape[2:]))
     t[torch.rand(t.shape) < 0.2] = 255
     margins = torch.rand(shape[1]) + 0.2
     y1, y2 = y.clone().requires_grad_(), y.clone().requires_grad_()
     options = {"margin_on": margin_on, "ignore_index": 255, "reduction": reduction}
-    if hard:
-        got = F.hem_loss(y1, t, margins, mean_over=mean_over, **options)
-    else:
-        got = F.multi_margin_loss(y1, t, margins, **options)
-    expected = reference.margin_loss(y2, t, margins, hard, mean_over=mean_over, **options)
+    loss = F.hem_loss if hard else F.multi_margin_loss
+    got = loss(y1, t, margins, **options)
+    expected = reference.margin_loss(y2, t, margins, hard, **options)
     weights = torch.rand(t.shape) if reduction == "none" else torch.tensor(1.3)
     (got * weights).sum().backward()
     (expected * weights).sum().backward()
@@ -86,13 +83,12 @@ def test_every_option_matches_reference(backend, hard, margin_on, mean_over, red
 
 
 @pytest.mark.parametrize("margin_on", ["competitor", "target"])
-@pytest.mark.parametrize("mean_over", ["nonzero", "valid"])
-def test_gradcheck_float64(backend, margin_on, mean_over):
+def test_gradcheck_float64(backend, margin_on):
     y = torch.randn(2, 5, 4, 3, dtype=torch.float64) * 2
     t = torch.randint(0, 5, (2, 4, 3))
     t[0, 0] = 255
     margins = torch.rand(5, dtype=torch.float64) + 0.2
-    loss = segloss.HEMPlusLoss(margins, ignore_index=255, margin_on=margin_on, mean_over=mean_over)
+    loss = segloss.HEMPlusLoss(margins, ignore_index=255, margin_on=margin_on)
     assert torch.autograd.gradcheck(lambda x: loss(x, t), (y.requires_grad_(),), eps=1e-6, atol=1e-5)
 
 
@@ -107,20 +103,17 @@ def test_defaults_are_the_papers_formulation():
     y = torch.randn(3, 5, 4, 4)
     t = torch.randint(0, 5, (3, 4, 4))
     margins = torch.rand(5) + 0.5
-    explicit = F.hem_loss(y, t, margins, margin_on="competitor", mean_over="nonzero")
+    explicit = F.hem_loss(y, t, margins, margin_on="competitor")
     torch.testing.assert_close(F.hem_loss(y, t, margins), explicit)
     torch.testing.assert_close(segloss.HEMPlusLoss(margins)(y, t), explicit)
 
 
 def test_build_loss_passes_the_options_through():
     counts = [40.0, 10.0, 5.0]
-    loss = segloss.build_loss("hem+", class_counts=counts, margin_on="target", mean_over="valid")
-    assert (loss.margin_on, loss.mean_over) == ("target", "valid")
-    assert "margin_on='target'" in repr(loss) and "mean_over='valid'" in repr(loss)
-    assert segloss.build_loss("hem", class_counts=counts, mean_over="valid").mean_over == "valid"
+    loss = segloss.build_loss("hem+", class_counts=counts, margin_on="target")
+    assert loss.margin_on == "target" and "margin_on='target'" in repr(loss)
 
 
-@pytest.mark.parametrize("keyword, value", [("margin_on", "both"), ("mean_over", "all")])
-def test_unknown_option_names_the_choices(keyword, value):
-    with pytest.raises(ValueError, match=f"{keyword} must be one of .* got '{value}'"):
-        F.hem_loss(torch.randn(2, 3), torch.tensor([0, 1]), 0.5, **{keyword: value})
+def test_unknown_option_names_the_choices():
+    with pytest.raises(ValueError, match="margin_on must be one of .* got 'both'"):
+        F.hem_loss(torch.randn(2, 3), torch.tensor([0, 1]), 0.5, margin_on="both")

@@ -187,10 +187,9 @@ def test_duplicate_seeds_are_flagged(runs_dir, caplog):
     with caplog.at_level(logging.WARNING, logger="segloss.segmentation.report"):
         report = summarise(find_runs([runs_dir]))
     ce = next(g for g in report.groups if (g.value("data.name"), g.value("loss.name")) == ("camvid", "ce"))
-    assert ce.seeds == (0, 1, 1, 2) and ce.mean == pytest.approx(62.0)  # 60, 62, 62, 64
+    assert ce.seeds == (0, 1, 2) and ce.mean == pytest.approx(62.0)  # 60, 62, 64: a seed counts once
     assert "data.name=camvid, model.encoder=resnet34, loss.name=ce has seed 1 2 times" in caplog.text
     assert str(original) in caplog.text and str(runs_dir / "copy") in caplog.text
-    # Pairing uses the seed's mean, so the copy does not count twice.
     hem = next(g for g in report.groups if (g.value("data.name"), g.value("loss.name")) == ("camvid", "hem+"))
     assert hem.comparison.seeds == (0, 1)
 
@@ -224,7 +223,8 @@ def test_results_file_can_be_chosen(tmp_path):
 
 def test_the_committed_camvid_study_still_reports(tmp_path):
     """Every run committed under studies/camvid reads through today's config schema and reports, on val
-    and on test, in one group per setting."""
+    and on test, in one group per setting; a run repeated with the same settings and seed (the loss
+    screen's CE seeds repeat the CE screen's chosen recipe) counts once."""
     from ..helpers import REPO
 
     study = REPO / "studies" / "camvid"
@@ -234,7 +234,8 @@ def test_the_committed_camvid_study_still_reports(tmp_path):
         runs = find_runs([study], results)
         assert sorted(run.path for run in runs) == committed
         report = summarise(runs)
-        assert sum(len(group.runs) for group in report.groups) == len(committed)
+        distinct = {(tuple(run.settings.get(key) for key in report.varying), run.seed) for run in runs}
+        assert sum(len(group.runs) for group in report.groups) == len(distinct) >= len(committed) - 2
         assert all(0 < run.miou < 1 for run in runs)
     assert main([str(study), "--results", "test.json", "--out", str(tmp_path / "study")]) == 0
     assert (tmp_path / "study.md").read_text().startswith("# mIoU by what varies")

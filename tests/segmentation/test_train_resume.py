@@ -196,17 +196,17 @@ def test_count_units_divide_pixels_by_patch_or_image_size(tmp_path, monkeypatch)
     dataset = dataset_from_config(_folder_config(tmp_path).data, "train")
     pixels = np.array([16.0, 10.0, 2.0])
     per_image = 32 / 2  # labelled and void pixels per image
-    units = (("pixels", pixels), ("patches", pixels / 32**2), ("images", pixels / per_image))
+    units = (("pixels", pixels), ("images", pixels / per_image))
     for unit, counts in units:
         config = _folder_config(tmp_path, "loss.name=hem+", "loss.M=3", f"loss.count_unit={unit}")
         loss_fn, used = training.loss_from_config(config, dataset, progress=False)
         assert used == pytest.approx(counts)
         assert loss_fn.margin.tolist() == pytest.approx(np.sqrt(3 / (3 * counts)).tolist())
     default, _ = training.loss_from_config(_folder_config(tmp_path, "loss.name=hem+"), dataset)
-    assert (default.margin_on, default.mean_over) == ("target", "nonzero")  # the margin study's choice
-    options = "loss.margin_on=competitor", "loss.mean_over=valid"
+    assert default.margin_on == "target"  # the margin study's choice
+    options = ("loss.margin_on=competitor",)
     loss_fn, _ = training.loss_from_config(_folder_config(tmp_path, "loss.name=hem+", *options), dataset)
-    assert (loss_fn.margin_on, loss_fn.mean_over) == ("competitor", "valid")
+    assert loss_fn.margin_on == "competitor"
     hem, _ = training.loss_from_config(_folder_config(tmp_path, "loss.name=hem", "loss.M=7"), dataset)
     assert float(hem.margin) == pytest.approx(np.sqrt(7 / (28 / per_image)))  # default unit: images
     mm, _ = training.loss_from_config(_folder_config(tmp_path, "loss.name=mm", "loss.margin=0.3"), dataset)
