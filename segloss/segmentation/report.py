@@ -17,9 +17,9 @@ the table gives the mean ± sd of the differences, the number of pairs and the t
 p-value (``n/a`` below two pairs).
 
 Rarest classes (per dataset): the ``--rare`` classes with the smallest share of the training pixels, from
-the class counts a run stores in its checkpoint (runs of count-based losses: ``hem``, ``hem+``, ``la``);
-when no run of the dataset has them, the classes with the lowest mean IoU under the baseline loss (all
-runs when there is none). The report says which.
+the training pixels per class every run records in ``results.json`` (``train_pixels``); when no run of the
+dataset has them, the classes with the lowest mean IoU under the baseline loss (all runs when there is
+none). The report says which, and gives each group's mean IoU of those classes beside their IoU.
 
 Each run's config is read through the current schema, so keys added since the run was trained take their
 defaults (the behaviour the run had), and ``loss.*`` keys the run's loss does not use (e.g.
@@ -387,6 +387,16 @@ def _class_iou(group: Group, name: str) -> tuple[float, float]:
     return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else math.nan
 
 
+def _mean_class_iou(group: Group, names: Sequence[str]) -> tuple[float, float]:
+    """Mean and sample std over the group's runs of each run's mean IoU (%) of the classes ``names``."""
+    values = 100 * np.array(
+        [np.nanmean([run.class_iou.get(n, math.nan) for n in names]) for run in group.runs]
+    )
+    if len(values) == 1:
+        return float(values[0]), math.nan
+    return float(values.mean()), float(values.std(ddof=1))
+
+
 def _key_cells(group: Group) -> list[str]:
     return [_text(value) for _, value in group.key] or ["all"]
 
@@ -438,7 +448,11 @@ def markdown(report: Report) -> str:
     for rare in report.rare:
         members = [g for g in report.groups if g.runs[0].settings["data.name"] == rare.dataset]
         rows = [
-            [*_key_cells(group), *(_spread(*_class_iou(group, name)) for name in rare.classes)]
+            [
+                *_key_cells(group),
+                _spread(*_mean_class_iou(group, rare.classes)),
+                *(_spread(*_class_iou(group, name)) for name in rare.classes),
+            ]
             for group in members
         ]
         lines += [
@@ -447,14 +461,15 @@ def markdown(report: Report) -> str:
             "",
             f"Chosen by {rare.basis}.",
             "",
-            *_table([*key_header, *rare.classes], rows),
+            *_table([*key_header, f"mean of the {len(rare.classes)}", *rare.classes], rows),
         ]
     return "\n".join(lines) + "\n"
 
 
 def write_csv(report: Report, path: Path) -> None:
     """One row per group: the varying keys, runs, seeds, mIoU mean and sd (%), the paired difference to the
-    baseline (mean, sd, pairs, p) and the mean IoU (%) of each rare class (``iou_CLASS``)."""
+    baseline (mean, sd, pairs, p), the mean IoU (%) of the dataset's rare classes together (``iou_rare``)
+    and of each (``iou_CLASS``)."""
     rare_columns = list(dict.fromkeys(name for rare in report.rare for name in rare.classes))
     rare_of = {rare.dataset: rare.classes for rare in report.rare}
 
@@ -465,12 +480,13 @@ def write_csv(report: Report, path: Path) -> None:
         writer = csv.writer(file)
         writer.writerow(
             [*report.varying, "runs", "seeds", "miou_mean", "miou_std", "diff_mean", "diff_std", "pairs",
-             "p_value", *(f"iou_{name}" for name in rare_columns)]
+             "p_value", "iou_rare", *(f"iou_{name}" for name in rare_columns)]
         )  # fmt: skip
         for group in report.groups:
             c = group.comparison or Comparison()
             own = rare_of.get(group.runs[0].settings["data.name"], ())
-            rare = [number(_class_iou(group, name)[0]) if name in own else "" for name in rare_columns]
+            rare = [number(_mean_class_iou(group, own)[0]) if own else ""]
+            rare += [number(_class_iou(group, name)[0]) if name in own else "" for name in rare_columns]
             writer.writerow(
                 [*(_text(value) for _, value in group.key), len(group.runs), " ".join(map(str, group.seeds)),
                  number(group.mean), number(group.std), number(c.mean), number(c.std), len(c.seeds),

@@ -86,8 +86,8 @@ def test_report_files(runs_dir, tmp_path, capsys):
     assert "| sbd | densenet201 | hem+ | 1 | 70.00 | no ce | 0 | n/a |" in text
     # No run stored class counts: the rarest classes are those with the lowest IoU under CE.
     assert "## Rarest classes of camvid" in text and "lowest mean IoU under ce" in text
-    assert "| data.name | encoder | loss.name | pole | sign |" in text
-    assert "| camvid | resnet34 | ce | 6.20 ± 0.20 | 12.40 ± 0.40 |" in text
+    assert "| data.name | encoder | loss.name | mean of the 2 | pole | sign |" in text
+    assert "| camvid | resnet34 | ce | 9.30 ± 0.30 | 6.20 ± 0.20 | 12.40 ± 0.40 |" in text
     assert text in capsys.readouterr().out
     with open(tmp_path / "out" / "report.csv") as file:
         rows = list(csv.DictReader(file))
@@ -103,6 +103,7 @@ def test_report_files(runs_dir, tmp_path, capsys):
         "diff_std": "1.4142",
         "pairs": "2",
         "p_value": "0.2952",
+        "iou_rare": "9.4500",
         "iou_pole": "6.3000",
         "iou_sign": "12.6000",
     }
