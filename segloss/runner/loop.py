@@ -111,13 +111,11 @@ def train_one_epoch(
             penalty = None if hooks is None else hooks.penalty(model, image, logits)
         loss = loss_fn(logits, target)  # outside autocast: segloss computes half-precision logits in float32
         lr = step.lr  # the rate of this update (the schedule moves on in the step)
-        if penalty is None:
-            total += loss.detach()
-            step(loss, after_update=None if hooks is None else lambda: hooks.after_step(model))
-        else:
-            total += loss.detach() + penalty.detach()
+        objective = loss if penalty is None else loss + penalty
+        total += objective.detach()
+        if penalty is not None:
             penalties += penalty.detach()
-            step(loss + penalty, after_update=lambda: hooks.after_step(model))
+        step(objective, after_update=None if hooks is None else lambda: hooks.after_step(model))
         steps += 1
         images += image.shape[0] * world_size
         if steps % log_every == 0:
