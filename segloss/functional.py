@@ -40,7 +40,7 @@ def _margin_loss(logits, target, margin, hard, margin_on, ignore_index, reductio
         margin = margin.expand(x.shape[1])
     margins = per_class_tensor(margin, x.shape[1], "margin", x).contiguous()
     # HEM's batch mean is over the samples with a loss above zero (the paper), MM's over the valid ones.
-    options = (hard, margin_on == "target", not hard, ignore_index, reduction, sync)
+    options = (hard, margin_on == "target", ignore_index, reduction, sync)
     if not torch.compiler.is_compiling():
         return MarginLossFunction.apply(x, target, margins, *options)
     from ._kernels.ops import margin_loss  # custom ops dynamo can trace; importing them loads dynamo

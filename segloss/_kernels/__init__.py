@@ -109,17 +109,15 @@ def as_samples(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor
 
 
 def forward_sums(
-    backend, x, target, margins, hard: bool, on_target: bool, count_valid: bool, ignore_index: int,
-    need_losses: bool,
+    backend, x, target, margins, hard: bool, on_target: bool, ignore_index: int, need_losses: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
     """Margin losses of ``(N, C, S)`` logits ``x`` against ``(N, S)`` int64 ``target`` with ``(C,)``
     ``margins``, by ``backend``: the per-sample losses ``(N, S)`` (when ``need_losses``), their sum and the
-    count a mean divides by. A target outside ``[0, C)`` that is not ``ignore_index`` is a ``ValueError``."""
+    count a mean divides by (HEM: the samples with a loss above zero; MM: the valid samples). A target
+    outside ``[0, C)`` that is not ``ignore_index`` is a ``ValueError``."""
     if backend is not cpu:  # the compiled CPU kernel checks targets as it goes
         check_targets(target, x.shape[1], ignore_index)
-    return backend.margin_forward(
-        x, target, margins, hard, ignore_index, need_losses, on_target=on_target, count_valid=count_valid
-    )
+    return backend.margin_forward(x, target, margins, hard, ignore_index, need_losses, on_target=on_target)
 
 
 def reduction_scale(
@@ -146,12 +144,12 @@ class MarginLossFunction(torch.autograd.Function):
     docs/losses.md. The eager path; under ``torch.compile`` the custom ops of :mod:`.ops` take over."""
 
     @staticmethod
-    def forward(ctx, x, target, margins, hard: bool, on_target: bool, count_valid: bool, ignore_index: int,
-                reduction: str, sync: bool):  # fmt: skip
+    def forward(ctx, x, target, margins, hard: bool, on_target: bool, ignore_index: int, reduction: str,
+                sync: bool):  # fmt: skip
         x3, t2 = as_samples(x, target)
         backend = select_backend(x3)
         losses, total, count = forward_sums(
-            backend, x3, t2, margins, hard, on_target, count_valid, ignore_index, reduction == "none"
+            backend, x3, t2, margins, hard, on_target, ignore_index, reduction == "none"
         )
         scale = reduction_scale(count, reduction, sync, x3)
         if scale is None:
@@ -177,4 +175,4 @@ class MarginLossFunction(torch.autograd.Function):
             weight = grad_output * scale
         grad = backend.margin_backward(x3, t2, margins, hard, ignore_index, weight, on_target=on_target)
         grad = grad[0].t() if len(shape) == 2 else grad.view(shape)  # undo as_samples
-        return grad, None, None, None, None, None, None, None, None
+        return grad, None, None, None, None, None, None, None

@@ -89,8 +89,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     for suffix in _SUFFIX.values():
         forward = getattr(lib, f"margin_forward_{suffix}")
         forward.restype = _I64
-        forward.argtypes = [_PTR, _I64, _I64, _I64, _I64, _I64, _PTR, _I64, _PTR, _INT, _INT, _INT, _I64,
-                            _I64, _PTR, _PTR, _PTR]  # fmt: skip
+        forward.argtypes = [_PTR, _I64, _I64, _I64, _I64, _I64, _PTR, _I64, _PTR, _INT, _INT, _I64, _I64,
+                            _PTR, _PTR, _PTR]  # fmt: skip
         backward = getattr(lib, f"margin_backward_{suffix}")
         backward.restype = None
         backward.argtypes = [_PTR, _I64, _I64, _I64, _I64, _I64, _PTR, _I64, _PTR, _INT, _INT, _I64, _I64,
@@ -160,13 +160,13 @@ def _arguments(x, target, margins, hard: bool, ignore_index: int, on_target: boo
 
 
 def margin_forward(x, target, margins, hard: bool, ignore_index: int, need_losses: bool, *,
-                   on_target: bool = False, count_valid: bool = False):  # fmt: skip
+                   on_target: bool = False):  # fmt: skip
     """Per-sample losses ``(N, S)`` (or ``None``), their sum (a float) and the count a mean divides by (an
-    int): the samples with a loss above zero for HEM, unless ``count_valid``, and the valid samples for MM.
+    int): the samples with a loss above zero for HEM, the valid samples for MM.
     Plain numbers, not tensors: at small sizes every tensor created costs as much as the kernel."""
     kernel = _kernel("forward", x.dtype)
     losses = torch.empty(target.shape, dtype=x.dtype) if need_losses else None
-    head = (*_arguments(x, target, margins, hard, ignore_index, on_target), int(count_valid))
+    head = _arguments(x, target, margins, hard, ignore_index, on_target)
     l_ptr = losses.data_ptr() if need_losses else None
 
     def run(start: int, stop: int) -> tuple[float, int]:

@@ -25,15 +25,15 @@ def _selection(errors: torch.Tensor, valid: torch.Tensor, hard: bool):
 
 
 def margin_forward(x, target, margins, hard: bool, ignore_index: int, need_losses: bool, *,
-                   on_target: bool = False, count_valid: bool = False):  # fmt: skip
+                   on_target: bool = False):  # fmt: skip
     """Per-sample losses ``(N, S)``, their sum and the count a mean divides by, as tensors: the samples with
-    a loss above zero for HEM, unless ``count_valid``, and the valid samples for MM."""
+    a loss above zero for HEM, the valid samples for MM."""
     errors, _, valid = _errors(x, target, margins, ignore_index, on_target)
     selected, mean_error, k = _selection(errors, valid, hard)
     if hard:
         # 0 without errors, NaN when the errors hold NaN (as cross-entropy would)
         losses = torch.where(mean_error > 0, (errors * selected).sum(1) / k.clamp(min=1), mean_error)
-        count = valid.sum() if count_valid else (losses > 0).sum()
+        count = (losses > 0).sum()
     else:
         losses = mean_error
         count = valid.sum()

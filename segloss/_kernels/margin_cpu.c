@@ -82,8 +82,8 @@ static inline int64_t NAME(block_stats)(const T *x, int64_t sc, int64_t ss, int6
 
 static inline int64_t NAME(forward_range)(const T *x, int64_t C, int64_t S, int64_t sn, int64_t sc,
                                              int64_t ss, const int64_t *target, int64_t ignore,
-                                             const T *mu, int hard, int on_target, int per_valid, int64_t p0,
-                                             int64_t p1, T *loss_out, double *total, int64_t *count) {
+                                             const T *mu, int hard, int on_target, int64_t p0, int64_t p1,
+                                             T *loss_out, double *total, int64_t *count) {
     T yl[BLOCK], thr[BLOCK], ksel[BLOCK], lsel[BLOCK];
     int32_t tb[BLOCK];
     double sum = 0;
@@ -101,7 +101,7 @@ static inline int64_t NAME(forward_range)(const T *x, int64_t C, int64_t S, int6
             const T l = hard ? (thr[j] > 0 ? lsel[j] / ksel[j] : thr[j]) : thr[j];
             if (loss_out) loss_out[p + j] = l;
             sum += l;
-            cnt += (hard && !per_valid) ? (l > 0) : (tb[j] >= 0);
+            cnt += hard ? (l > 0) : (tb[j] >= 0);
         }
         p += len;
     }
@@ -152,18 +152,17 @@ static inline void NAME(backward_range)(const T *x, int64_t C, int64_t S, int64_
 }
 
 /* Per-sample losses over samples [p0, p1) of the flattened (N, S) grid, their sum and the count the
- * mean divides by (HEM: samples with loss > 0 unless per_valid; MM: valid samples). loss_out (N*S) may be
+ * mean divides by (HEM: samples with loss > 0, the paper's; MM: valid samples). loss_out (N*S) may be
  * NULL.
  * Returns 0, or 1 + the flat position of the first target outside [0, C) that is not `ignore`. */
 int64_t NAME(margin_forward)(const T *x, int64_t C, int64_t S, int64_t sn, int64_t sc, int64_t ss,
                                 const int64_t *target, int64_t ignore, const T *mu, int hard, int on_target,
-                                int per_valid, int64_t p0, int64_t p1, T *loss_out, double *total,
-                                int64_t *count) {
+                                int64_t p0, int64_t p1, T *loss_out, double *total, int64_t *count) {
     if (ss == 1)
-        return NAME(forward_range)(x, C, S, sn, sc, 1, target, ignore, mu, hard, on_target, per_valid, p0,
-                                      p1, loss_out, total, count);
-    return NAME(forward_range)(x, C, S, sn, sc, ss, target, ignore, mu, hard, on_target, per_valid, p0, p1,
-                                  loss_out, total, count);
+        return NAME(forward_range)(x, C, S, sn, sc, 1, target, ignore, mu, hard, on_target, p0, p1, loss_out,
+                                      total, count);
+    return NAME(forward_range)(x, C, S, sn, sc, ss, target, ignore, mu, hard, on_target, p0, p1, loss_out,
+                                  total, count);
 }
 
 /* Gradient over samples [p0, p1): each sample's loss gradient times its weight w[p * w_step]

@@ -26,14 +26,13 @@ def _forward(
     margins: Tensor,
     hard: bool,
     on_target: bool,
-    count_valid: bool,
     ignore_index: int,
     need_losses: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``margin_forward`` with ``backend`` (see :func:`~segloss._kernels.forward_sums`): the losses are
     empty unless ``need_losses``; the sum has ``x``'s dtype and device, the count is int64."""
     losses, total, count = forward_sums(
-        backend, x, target, margins, hard, on_target, count_valid, ignore_index, need_losses
+        backend, x, target, margins, hard, on_target, ignore_index, need_losses
     )
     total = torch.as_tensor(total, dtype=x.dtype, device=x.device)
     return losses if need_losses else x.new_empty(0), total, torch.as_tensor(count, device=x.device)
@@ -62,13 +61,11 @@ def _backward(
 @torch.library.custom_op(
     "segloss::margin_forward",
     mutates_args=(),
-    schema="(Tensor x, Tensor target, Tensor margins, bool hard, bool on_target, bool count_valid, "
-    "int ignore_index, bool need_losses) -> (Tensor, Tensor, Tensor)",
+    schema="(Tensor x, Tensor target, Tensor margins, bool hard, bool on_target, int ignore_index, "
+    "bool need_losses) -> (Tensor, Tensor, Tensor)",
 )
-def margin_forward(x, target, margins, hard, on_target, count_valid, ignore_index, need_losses):
-    return _forward(
-        select_backend(x), x, target, margins, hard, on_target, count_valid, ignore_index, need_losses
-    )
+def margin_forward(x, target, margins, hard, on_target, ignore_index, need_losses):
+    return _forward(select_backend(x), x, target, margins, hard, on_target, ignore_index, need_losses)
 
 
 @torch.library.custom_op(
@@ -82,7 +79,7 @@ def margin_backward(x, target, margins, weight, hard, on_target, ignore_index):
 
 
 @margin_forward.register_fake
-def _(x, target, margins, hard, on_target, count_valid, ignore_index, need_losses):
+def _(x, target, margins, hard, on_target, ignore_index, need_losses):
     losses = x.new_empty(target.shape if need_losses else (0,))
     return losses, x.new_empty(()), x.new_empty((), dtype=torch.int64)
 
@@ -93,7 +90,7 @@ def _(x, target, margins, weight, hard, on_target, ignore_index):
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    x, target, margins, hard, on_target, _, ignore_index, need_losses = inputs
+    x, target, margins, hard, on_target, ignore_index, need_losses = inputs
     ctx.save_for_backward(x, target, margins)
     ctx.options = hard, on_target, ignore_index, need_losses
 
@@ -105,7 +102,7 @@ def _backward_formula(ctx, grad_losses: Tensor, grad_total: Tensor, _grad_count:
     hard, on_target, ignore_index, need_losses = ctx.options
     weight = grad_losses + grad_total if need_losses else grad_total
     grad = margin_backward(x, target, margins, weight, hard, on_target, ignore_index)
-    return grad, None, None, None, None, None, None, None
+    return grad, None, None, None, None, None, None
 
 
 margin_forward.register_autograd(_backward_formula, setup_context=_setup_context)
@@ -117,7 +114,6 @@ def margin_loss(
     margins: Tensor,
     hard: bool,
     on_target: bool,
-    count_valid: bool,
     ignore_index: int,
     reduction: str,
     sync: bool,
@@ -125,7 +121,7 @@ def margin_loss(
     """:class:`~segloss._kernels.MarginLossFunction`'s result through the ops: traceable, so
     ``torch.compile`` sees the forward op and a few tensor operations."""
     losses, total, count = margin_forward(
-        x, target, margins, hard, on_target, count_valid, ignore_index, reduction == "none"
+        x, target, margins, hard, on_target, ignore_index, reduction == "none"
     )
     scale = reduction_scale(count, reduction, sync, x)
     return losses if scale is None else total * scale

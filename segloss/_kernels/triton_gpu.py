@@ -94,14 +94,14 @@ def _launch(x: torch.Tensor):
 
 
 def margin_forward(x, target, margins, hard: bool, ignore_index: int, need_losses: bool, *,
-                   on_target: bool = False, count_valid: bool = False):  # fmt: skip
+                   on_target: bool = False):  # fmt: skip
     """Per-sample losses ``(N, S)``, their sum and the count a mean divides by: the samples with a loss
-    above zero for HEM, unless ``count_valid``, and the valid samples for MM."""
+    above zero for HEM, the valid samples for MM."""
     losses = torch.empty(target.shape, dtype=x.dtype, device=x.device)
     grid, layout, blocks = _launch(x)
     _margin_forward[grid](x, target, margins, losses, *layout, ignore_index, HARD=hard, ON_TARGET=on_target,
                           **blocks)  # fmt: skip
-    count = (losses > 0).sum() if hard and not count_valid else (target != ignore_index).sum()
+    count = (losses > 0).sum() if hard else (target != ignore_index).sum()
     return losses, losses.sum(), count
 
 

@@ -145,7 +145,7 @@ def test_ops_pass_opcheck(backend):
     ]
     for x, t, hard, need_losses in cases:
         margins = torch.rand(5, dtype=x.dtype) + 0.1
-        args = (x.requires_grad_(), t, margins, hard, False, False, 255, need_losses)
+        args = (x.requires_grad_(), t, margins, hard, False, 255, need_losses)
         torch.library.opcheck(ops.margin_forward, args)
         weight = torch.rand(t.shape, dtype=x.dtype) if need_losses else torch.tensor(0.5, dtype=x.dtype)
         args = (x.detach(), t, margins, weight, hard, True, 255)
