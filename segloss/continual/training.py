@@ -71,7 +71,8 @@ def train_experience(
     penalty added to the task loss, its ``after_step``).
 
     Returns:
-        The last epoch's mean task loss, penalty and images/s, and the experience's training seconds.
+        The last epoch's mean task loss, penalty and images/s, and the experience's training seconds and
+        updates.
 
     Raises:
         NonFiniteLossError: the loss became NaN or infinite.
@@ -79,7 +80,7 @@ def train_experience(
     train = run.config.train
     strategy.before_experience(model, experience)
     step = run.training_step(model, steps_per_epoch=-(-len(experience.train) // train.batch_size))
-    start = time.perf_counter()
+    start, steps = time.perf_counter(), 0
     record: dict[str, float] = {}
     for epoch in range(train.epochs):
         loader = DataLoader(
@@ -92,11 +93,13 @@ def train_experience(
         batches = strategy.training_batches(loader, derive_seed(train.seed, experience.index, epoch, 1))
         desc = f"experience {experience.index + 1}, epoch {epoch + 1}"
         record = run.train_epoch(model, loss_fn, step, batches, desc=desc, hooks=strategy)
+        steps += record["steps"]
     return {
         "loss": record["loss"],
         "penalty": record["penalty"],
         "images_per_s": record["images_per_s"],
         "seconds": time.perf_counter() - start,
+        "steps": steps,
     }
 
 
@@ -201,12 +204,11 @@ def train(config: ContinualConfig, *, resume: bool = False) -> dict[str, Any] | 
             strategy.load_state_dict(run.state["strategy"], model)
             matrix[: run.start_epoch] = np.asarray(run.state["accuracy_matrix"])
 
-        def checkpoint() -> dict[str, Any]:
-            trained = matrix[np.isfinite(matrix).all(axis=1)]  # the rows of the experiences trained so far
+        def checkpoint(trained: int) -> dict[str, Any]:
             return {
                 "model": model.state_dict(),
                 "strategy": strategy.state_dict(),
-                "accuracy_matrix": trained.tolist(),
+                "accuracy_matrix": matrix[:trained].tolist(),  # the rows of the experiences trained so far
                 "classes": list(stream.classes),
             }
 
@@ -226,14 +228,14 @@ def train(config: ContinualConfig, *, resume: bool = False) -> dict[str, Any] | 
             note = f", penalty {record['penalty']:.4f} (classes {experience.classes}); accuracy {accuracies}"
             run.end_epoch(
                 {"experience": index + 1, **record, "accuracies": matrix[index].tolist()},
-                checkpoint(),
+                checkpoint(index + 1),
                 note=note,
             )
 
         results = run_results(config, stream, matrix)
         if run.is_main:
             write_results(run.dir, results)
-        run.finish(checkpoint(), format_results(results), {})
+        run.finish(checkpoint(len(run.history)), format_results(results), {})
         return results
 
 

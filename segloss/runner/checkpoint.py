@@ -51,10 +51,10 @@ def load_run(
     Returns:
         ``(state, config)``: the checkpoint (``load_checkpoint``) and its config object.
     """
-    from .config import config_from_dict
+    from .config import config_from_dict, saved_config
 
     state = load_checkpoint(checkpoint)
-    config = config_from_dict(state["config"])
+    config = config_from_dict(saved_config(state["config"]))
     if config.task != task:
         raise ValueError(f"{checkpoint} is a {config.task} checkpoint, not a {task} one")
     if classes is not None:

@@ -260,10 +260,34 @@ def config_from_dict(data: dict[str, Any], overrides: Iterable[str] = ()) -> Any
     return config
 
 
+#: Loss options removed after the margin study (docs/margin-study.md), with the behaviour that is left.
+REMOVED_LOSS_OPTIONS = {"mean_over": "nonzero"}
+
+
+def saved_config(data: dict[str, Any]) -> dict[str, Any]:
+    """A run's saved config (``config.yaml`` or a checkpoint's) as the current schema reads it: the ``loss``
+    section keeps ``name``, ``count_unit`` and the hyper-parameters its loss takes (``save_config`` writes
+    no others, older runs wrote every one). A removed option saved with the behaviour that is left is
+    dropped; with another one it is a ``ConfigError`` (that run needs the segloss it was trained with)."""
+    loss = dict(data.get("loss") or {})
+    for key, left in REMOVED_LOSS_OPTIONS.items():
+        if key in loss and loss[key] != left:
+            raise ConfigError(
+                f"loss.{key}={loss[key]!r} was removed after the margin study (docs/margin-study.md; only "
+                f"{left!r} is left): read this run with segloss at commit 819189f or earlier"
+            )
+    try:
+        kept = {"name", "count_unit", *loss_hyper_parameter_names(loss.get("name", "ce"))}
+    except ValueError:  # a loss registered by code that is not imported here: keep what is known
+        kept = set(loss) - set(REMOVED_LOSS_OPTIONS)
+    return {**data, "loss": {key: value for key, value in loss.items() if key in kept}}
+
+
 def with_defaults(data: dict[str, Any]) -> dict[str, Any]:
-    """A saved config (e.g. a run's ``config.yaml``) completed with the current schema's defaults for the
-    keys it lacks (keys added since it was written); types are checked, values are not validated.
-    ``ConfigError`` for a key the schema no longer has."""
+    """A saved config (e.g. a run's ``config.yaml``, read by ``saved_config``) completed with the current
+    schema's defaults for the keys it lacks (keys added since it was written); types are checked, values
+    are not validated. ``ConfigError`` for a key the schema no longer has."""
+    data = saved_config(data)
     schema = task_schema(data.get("task", tasks.DEFAULT_TASK))
     return config_to_dict(build_dataclass(schema, copy.deepcopy(data), "", schema))
 

@@ -70,8 +70,9 @@ def train_one_epoch(
         hooks: a continual strategy's forward, penalty and after-step hook.
 
     Returns:
-        The epoch's mean loss (over all updates and ranks), images/s (all ranks), seconds and the last lr;
-        with ``hooks``, ``loss`` is the task loss and ``penalty`` the mean penalty.
+        The epoch's mean loss (over all updates and ranks), images/s (all ranks), seconds, the last lr and
+        the number of updates (``steps``); with ``hooks``, ``loss`` is the task loss and ``penalty`` the
+        mean penalty.
 
     Raises:
         NonFiniteLossError: the loss was NaN or infinite in the updates since the last read (on any rank);
@@ -128,6 +129,7 @@ def train_one_epoch(
         "images_per_s": images / seconds,
         "seconds": seconds,
         "lr": lr,
+        "steps": steps,
     }
     if hooks is not None:  # the task loss and the penalty apart (one more read, once an epoch)
         penalty_mean = penalties.item() / max(steps, 1)

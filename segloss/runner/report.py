@@ -79,17 +79,14 @@ def varying_keys(settings: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def used_settings(config: dict[str, Any]) -> dict[str, Any]:
-    """A run's saved config as flat dotted keys, completed with the current schema's defaults, with ``None``
-    for the ``loss.*`` hyper-parameters its loss does not take (and ``loss.count_unit`` unless the loss
-    derives something from class counts). Saved loss options its loss does not take are dropped before
-    the config is read, so a run stays readable when an option it did not use leaves the schema."""
-    loss = dict(config.get("loss") or {})
+    """A run's saved config as flat dotted keys, read through ``saved_config`` and completed with the
+    current schema's defaults, with ``None`` for the ``loss.*`` hyper-parameters its loss does not take
+    (and ``loss.count_unit`` unless the loss derives something from class counts)."""
+    settings = flatten(with_defaults(config))
     try:
-        parameters = loss_hyper_parameter_names(loss.get("name", "ce"))
+        parameters = loss_hyper_parameter_names(settings[LOSS_KEY])
     except ValueError:  # a loss registered by the user's code that is not imported here: keep everything
-        return flatten(with_defaults(config))
-    kept = {"name", "count_unit", *parameters}
-    settings = flatten(with_defaults({**config, "loss": {k: v for k, v in loss.items() if k in kept}}))
+        return settings
     used = {f"loss.{name}" for name in parameters} | {LOSS_KEY}
     if loss_needs_counts(settings[LOSS_KEY]):
         used.add("loss.count_unit")

@@ -81,6 +81,7 @@ class RunFolder:
         self.tensorboard: TensorBoardWriter | None = None
         self._log_handler: logging.Handler | None = None
         self._rng: dict[str, Any] | None = None
+        self._updates = 0  # optimizer updates so far: TensorBoard's step axis
 
     # Opening and closing -------------------------------------------------------------------------
 
@@ -113,6 +114,7 @@ class RunFolder:
             self.state = load_checkpoint(checkpoint)
             config = self.config = resume_config(self.state["config"], config)
             self.history = list(self.state["history"])
+            self._updates = sum(record.get("steps", 0) for record in self.history)
         elif self.resume:
             logger.info("no checkpoint in %s: starting a new run", self.dir)
         if config.train.batch_size % world.world_size:
@@ -260,13 +262,13 @@ class RunFolder:
         ``train.log_every``, the loss of every read in TensorBoard; a NaN loss stops the run with advice."""
         on_log = None
         if self.tensorboard is not None:
-            writer, first = self.tensorboard, len(self.history) * len(loader)
+            writer, first = self.tensorboard, self._updates
 
             def on_log(update: int, loss: float, lr: float) -> None:
                 writer.step(first + update, loss, lr)
 
         try:
-            return train_one_epoch(
+            record = train_one_epoch(
                 network,
                 loss_fn,
                 step,
@@ -290,6 +292,8 @@ class RunFolder:
                 f"{error}: training stopped; {kept}. Try a lower optim.lr (now {self.config.optim.lr}) or "
                 f"check the data and loss settings."
             ) from None
+        self._updates += record["steps"]
+        return record
 
     def end_epoch(
         self,

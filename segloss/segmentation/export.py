@@ -21,8 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..runner.checkpoint import load_checkpoint
-from ..runner.config import config_from_dict
+from ..runner.checkpoint import load_run
 from ..runner.files import CHECKPOINT_FILE
 from ..runner.logs import EXPECTED_ERRORS
 from .data import presets
@@ -104,10 +103,7 @@ def _from_checkpoint(path: Path) -> tuple[nn.Module, ModelInfo]:
     from .models import model_from_config
     from .unknown_pixels import class_indices
 
-    state = load_checkpoint(path)
-    config = config_from_dict(state["config"])
-    if config.task != TASK:
-        raise ValueError(f"{path} is a {config.task} checkpoint, not a {TASK} one")
+    state, config = load_run(path, TASK)
     classes = list(state["classes"])
     model = model_from_config(config, len(classes), pretrained=False)
     model.load_state_dict(state["model"])

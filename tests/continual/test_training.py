@@ -99,3 +99,17 @@ def test_every_loss_trains_with_the_strategies(tmp_path, loss, strategy, options
     history = read_metrics(tmp_path)
     assert history[0]["penalty"] == 0
     assert history[1]["penalty"] > 0 or strategy == "replay"
+
+
+def test_tensorboard_steps_count_every_update_across_experiences(tmp_path):
+    """With ``train.tensorboard=true`` the loss of every update is one point, numbered by the updates so
+    far: Replay's joined batches (no length) and several epochs per experience included."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    options = overrides(tmp_path, "strategy.name=replay", "train.epochs=2", "train.tensorboard=true")
+    training.train(load_config(CONFIG, [*options, "train.log_every=1", "train.progress=false"]))
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    steps = [event.step for event in events.Scalars("train/loss")]
+    updates = sum(record["steps"] for record in read_metrics(tmp_path))
+    assert steps == list(range(updates)) and updates > 0

@@ -13,6 +13,7 @@ from segloss.runner.config import (
     config_to_dict,
     load_config,
     resume_config,
+    saved_config,
 )
 from segloss.runner.distributed import resolve_device
 from segloss.runner.schema import schema_keys
@@ -233,3 +234,17 @@ def test_a_saved_config_holds_only_its_losss_hyper_parameters(tmp_path):
         loss = yaml.safe_load((tmp_path / "config.yaml").read_text())["loss"]
         assert set(loss) == {"name", "count_unit"} | kept
         assert load_config(tmp_path / "config.yaml") == config  # the others read back as their defaults
+
+
+def test_a_run_saved_with_every_loss_option_or_a_removed_one_still_reads():
+    """Older runs saved every loss hyper-parameter, and ``mean_over`` (removed after the margin study) with
+    the paper's ``nonzero``: they resume and evaluate; one trained with the removed ``valid`` says which
+    segloss reads it."""
+    config = config_from_dict({}, ["loss.name=hem+", "train.out_dir=run"])
+    saved = config_to_dict(config)
+    saved["loss"].update(mean_over="nonzero", gamma=2.0, tau=0.04)  # as runs before the removal wrote them
+    assert resume_config(saved, config) == config
+    assert config_from_dict(saved_config(saved)) == config
+    saved["loss"]["mean_over"] = "valid"
+    with pytest.raises(ConfigError, match=r"loss.mean_over='valid' was removed .* commit 819189f"):
+        resume_config(saved, config)
