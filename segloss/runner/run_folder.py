@@ -374,15 +374,8 @@ class RunFolder:
 
 
 def run_length(config: Any) -> int:
-    """How many steps a run of ``config`` checkpoints in all, the unit of a checkpoint's ``epoch``:
-    ``train.epochs``, or what the config's own ``run_length()`` says (a continual run counts experiences).
-
-    Args:
-        config: a checked config of any task.
-
-    Returns:
-        The ``epoch`` of the checkpoint of a run that has trained in full.
-    """
+    """The ``epoch`` of the checkpoint of a run of ``config`` (any task) that has trained in full:
+    ``train.epochs``, or what the config's own ``run_length()`` says (a continual run counts experiences)."""
     own = getattr(config, "run_length", None)
     return own() if callable(own) else config.train.epochs
 
