@@ -6,6 +6,7 @@ Only the standard library is imported here; the classification packages load whe
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -37,3 +38,10 @@ def evaluate(args: argparse.Namespace) -> str:
         args.checkpoint, out=args.out, device=args.device, progress=not args.no_progress
     )
     return f"{args.checkpoint} (test split)\n{report.format()}"
+
+
+def report(argv: Sequence[str], prog: str) -> int:
+    """``segloss report`` for classification runs; see ``segloss.classification.report``."""
+    from .report import main
+
+    return main(argv, prog=prog)

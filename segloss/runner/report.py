@@ -15,11 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from ..registry import LOSS_NAMES, loss_hyper_parameter_names, loss_needs_counts
 from . import tasks
@@ -103,6 +105,131 @@ def value_order(key: str, value: Any) -> tuple[int, float, str]:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return (0, float(value), "")
     return (1, 0.0, str(value))
+
+
+class SeededRun(Protocol):
+    """What grouping needs of a finished run: its flat settings and its seed."""
+
+    @property
+    def settings(self) -> dict[str, Any]: ...
+
+    @property
+    def seed(self) -> int: ...
+
+    @property
+    def path(self) -> Path: ...
+
+
+Run = TypeVar("Run", bound=SeededRun)
+GroupKey = tuple[tuple[str, Any], ...]
+
+
+def group_runs(runs: Sequence[Run]) -> tuple[list[str], list[tuple[GroupKey, list[Run]]]]:
+    """The varying keys (``varying_keys``) and the groups of runs that share their values, ordered by value
+    (``value_order``), each group's runs by seed. A seed found twice in a group (a copied run folder?) is
+    logged as a warning and counted once (the first run folder).
+
+    Args:
+        runs: finished runs.
+
+    Returns:
+        ``(varying keys, [(((key, value), ...), runs), ...])``.
+    """
+    varying = varying_keys([run.settings for run in runs])
+    members: dict[GroupKey, list[Run]] = defaultdict(list)
+    for run in runs:
+        members[tuple((key, run.settings.get(key)) for key in varying)].append(run)
+    groups = []
+    for key, found in sorted(members.items(), key=lambda item: [value_order(k, v) for k, v in item[0]]):
+        for seed, count in Counter(run.seed for run in found).items():
+            if count > 1:
+                copies = [run for run in found if run.seed == seed]
+                paths = ", ".join(str(run.path) for run in copies)
+                logger.warning(
+                    "%s has seed %d %d times (%s): copies of one run? counting %s only",
+                    describe(key),
+                    seed,
+                    count,
+                    paths,
+                    copies[0].path,
+                )
+                found = [run for run in found if run.seed != seed or run is copies[0]]
+        groups.append((key, sorted(found, key=lambda run: run.seed)))
+    return varying, groups
+
+
+def describe(key: GroupKey) -> str:
+    """A group's key as ``name=value, ...`` (``all runs`` when nothing varies)."""
+    return ", ".join(f"{name}={value}" for name, value in key) or "all runs"
+
+
+def baseline_group(key: GroupKey, keys: Sequence[GroupKey], baseline: str) -> GroupKey | str:
+    """The key among ``keys`` of the group ``key`` is compared with: ``loss.name=baseline`` and the same value
+    of every other varying key or, when there is none, the unique such group that differs only in
+    ``loss.*`` options (which the baseline does not use).
+
+    Returns:
+        The baseline group's key, or why there is none (``"no ce"``, ``"2 ce groups"``).
+    """
+    values = dict(key)
+
+    def same(other: GroupKey, skip) -> bool:
+        return all(values[name] == value for name, value in other if not skip(name))
+
+    candidates = [
+        other
+        for other in keys
+        if dict(other).get(LOSS_KEY) == baseline and same(other, lambda name: name.startswith("loss."))
+    ]
+    exact = [other for other in candidates if same(other, lambda name: name == LOSS_KEY)]
+    if exact or len(candidates) == 1:
+        return (exact or candidates)[0]
+    return f"{len(candidates)} {baseline} groups" if candidates else f"no {baseline}"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One group's values against the baseline group's, paired by seed.
+
+    Attributes:
+        seeds: the paired seeds.
+        differences: group minus baseline, per paired seed.
+        p_value: two-sided paired t-test (NaN below two pairs or without spread).
+        note: why there is no comparison (then ``seeds`` is empty), e.g. ``"no ce"``.
+    """
+
+    seeds: tuple[int, ...] = ()
+    differences: tuple[float, ...] = ()
+    p_value: float = math.nan
+    note: str = ""
+
+    @property
+    def mean(self) -> float:
+        """The mean difference (NaN without pairs)."""
+        return sum(self.differences) / len(self.differences) if self.differences else math.nan
+
+    @property
+    def std(self) -> float:
+        """The sample standard deviation of the differences (NaN below two pairs)."""
+        if len(self.differences) < 2:
+            return math.nan
+        mean = self.mean
+        return math.sqrt(sum((d - mean) ** 2 for d in self.differences) / (len(self.differences) - 1))
+
+
+def compare_by_seed(
+    ours: Mapping[int, float], theirs: Mapping[int, float], baseline: str = "ce"
+) -> Comparison:
+    """``ours`` against ``theirs`` (values per seed) on their common seeds, with a two-sided paired t-test
+    (scipy) from two pairs with some spread on."""
+    seeds = tuple(seed for seed in sorted(ours) if seed in theirs)
+    differences = tuple(ours[seed] - theirs[seed] for seed in seeds)
+    p_value = math.nan
+    if len(seeds) > 1 and max(differences) > min(differences):
+        from scipy.stats import ttest_rel
+
+        p_value = float(ttest_rel([ours[s] for s in seeds], [theirs[s] for s in seeds]).pvalue)
+    return Comparison(seeds, differences, p_value, "" if seeds else f"no common seed with {baseline}")
 
 
 def reporting_tasks() -> list[str]:

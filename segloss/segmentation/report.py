@@ -37,7 +37,7 @@ import csv
 import logging
 import math
 import sys
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +47,17 @@ import numpy as np
 import yaml
 
 from ..runner.files import RESULTS_FILE
-from ..runner.report import LOSS_KEY, SEED_KEY, finished_runs, key_labels, value_order, varying_keys
+from ..runner.report import (
+    LOSS_KEY,
+    SEED_KEY,
+    Comparison,
+    GroupKey,
+    baseline_group,
+    compare_by_seed,
+    finished_runs,
+    group_runs,
+    key_labels,
+)
 from .task import TASK as SEGMENTATION
 
 logger = logging.getLogger(__name__)
@@ -82,33 +92,6 @@ class RunResult:
     def loss(self) -> str | None:
         """``loss.name``."""
         return self.settings.get(LOSS_KEY)
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """A group against the baseline loss's group, paired by seed (differences in mIoU points).
-
-    Attributes:
-        seeds: the paired seeds.
-        differences: group minus baseline, per paired seed.
-        p_value: two-sided paired t-test (NaN below two pairs or without spread).
-        note: why there is no comparison (then ``seeds`` is empty), e.g. ``"no ce"``.
-    """
-
-    seeds: tuple[int, ...] = ()
-    differences: tuple[float, ...] = ()
-    p_value: float = math.nan
-    note: str = ""
-
-    @property
-    def mean(self) -> float:
-        """The mean difference (NaN without pairs)."""
-        return float(np.mean(self.differences)) if self.differences else math.nan
-
-    @property
-    def std(self) -> float:
-        """The sample standard deviation of the differences (NaN below two pairs)."""
-        return float(np.std(self.differences, ddof=1)) if len(self.differences) > 1 else math.nan
 
 
 @dataclass(frozen=True)
@@ -232,67 +215,27 @@ def summarise(runs: Sequence[RunResult], baseline: str = "ce", rare: int = 5) ->
     Returns:
         The report's content.
     """
-    varying = varying_keys([run.settings for run in runs])
-    members: dict[tuple[tuple[str, Any], ...], list[RunResult]] = defaultdict(list)
-    for run in runs:
-        members[tuple((key, run.settings.get(key)) for key in varying)].append(run)
-    groups = []
-    for key, found in sorted(members.items(), key=lambda item: [value_order(k, v) for k, v in item[0]]):
-        for seed, count in Counter(run.seed for run in found).items():
-            if count > 1:
-                copies = [run for run in found if run.seed == seed]
-                paths = ", ".join(str(run.path) for run in copies)
-                logger.warning(
-                    "%s has seed %d %d times (%s): copies of one run? counting %s only",
-                    _describe(key),
-                    seed,
-                    count,
-                    paths,
-                    copies[0].path,
-                )
-                found = [run for run in found if run.seed != seed or run is copies[0]]
-        groups.append(Group(key, tuple(sorted(found, key=lambda run: run.seed))))
+    varying, grouped = group_runs(runs)
+    groups = [Group(key, tuple(found)) for key, found in grouped]
     if LOSS_KEY in varying:
+        keys = [group.key for group in groups]
+        by_key = {group.key: group for group in groups}
         groups = [
-            Group(group.key, group.runs, _compare(group, groups, baseline, varying))
-            if group.value(LOSS_KEY) != baseline
-            else group
+            group
+            if group.value(LOSS_KEY) == baseline
+            else Group(
+                group.key, group.runs, _compare(group, baseline_group(group.key, keys, baseline), by_key)
+            )
             for group in groups
         ]
     return Report(tuple(varying), tuple(groups), tuple(rare_classes(runs, baseline, rare)), baseline)
 
 
-def _describe(key: tuple[tuple[str, Any], ...]) -> str:
-    return ", ".join(f"{name}={_text(value)}" for name, value in key) or "all runs"
-
-
-def _compare(group: Group, groups: Sequence[Group], baseline: str, varying: Sequence[str]) -> Comparison:
-    """``group`` against the baseline group with the same other keys (or, if unique, the same keys apart
-    from ``loss.*`` options), paired by seed."""
-    candidates = [
-        other
-        for other in groups
-        if other.value(LOSS_KEY) == baseline
-        and all(other.value(key) == group.value(key) for key in varying if not key.startswith("loss."))
-    ]
-    exact = [
-        other
-        for other in candidates
-        if all(other.value(key) == group.value(key) for key in varying if key != LOSS_KEY)
-    ]
-    if exact or len(candidates) == 1:
-        match = (exact or candidates)[0]
-    else:
-        return Comparison(note=f"{len(candidates)} {baseline} groups" if candidates else f"no {baseline}")
-    ours, theirs = group.by_seed(), match.by_seed()
-    seeds = tuple(seed for seed in ours if seed in theirs)
-    differences = tuple(ours[seed] - theirs[seed] for seed in seeds)
-    p_value = math.nan
-    if len(seeds) > 1 and np.ptp(differences) > 0:
-        from scipy.stats import ttest_rel
-
-        p_value = float(ttest_rel([ours[s] for s in seeds], [theirs[s] for s in seeds]).pvalue)
-    return Comparison(seeds, differences, p_value, "" if seeds else f"no common seed with {baseline}")
+def _compare(group: Group, match: GroupKey | str, by_key: dict[GroupKey, Group]) -> Comparison:
+    """``group`` against the baseline group ``match`` (or the note why there is none), paired by seed."""
+    if isinstance(match, str):
+        return Comparison(note=match)
+    return compare_by_seed(group.by_seed(), by_key[match].by_seed(), dict(match)[LOSS_KEY])
 
 
 def rare_classes(runs: Sequence[RunResult], baseline: str, count: int) -> list[RareClasses]:

@@ -2,6 +2,7 @@
 them: grouped by what varies, mean ± sd over seeds; the report of a folder picks its runs' task."""
 
 import json
+import re
 
 import pytest
 import yaml
@@ -50,11 +51,17 @@ def test_sweep_folders_statuses_and_report(tmp_path, capsys):
     lines = (tmp_path / "cl_report.md").read_text().splitlines()
     assert "Varying: loss.name." in lines[2]
     rows = [line for line in lines if line.startswith("| ce") or line.startswith("| hem")]
-    assert [row.split(" | ")[:3] for row in rows] == [["| ce", "2", "0 1"], ["| hem", "2", "0 1"]]
-    results = [json.loads((run.run_dir / "results.json").read_text()) for run in runs[2:]]
-    mean = 50 * sum(r["average_accuracy"] for r in results)
-    assert rows[1].split(" | ")[3].startswith(f"{mean:.1f} ± ")
-    assert (tmp_path / "cl_report.csv").read_text().startswith("loss.name,runs,seeds,average_accuracy_mean")
+    assert [row.split(" | ")[:3] for row in rows[:2]] == [["| ce", "2", "0 1"], ["| hem", "2", "0 1"]]
+    results = [json.loads((run.run_dir / "results.json").read_text()) for run in runs]
+    accuracy = [100 * r["average_accuracy"] for r in results]  # ce 0, ce 1, hem 0, hem 1
+    assert rows[1].split(" | ")[3].startswith(f"{(accuracy[2] + accuracy[3]) / 2:.1f} ± ")
+    # The paired difference to CE, by seed.
+    differences = [accuracy[2] - accuracy[0], accuracy[3] - accuracy[1]]
+    assert rows[2].split(" | ")[1].startswith(f"{sum(differences) / 2:+.1f} ± ")
+    assert re.search(r"\(2, p (\d\.\d{3}|n/a)\)$", rows[2].split(" | ")[1])
+    csv_text = (tmp_path / "cl_report.csv").read_text()
+    assert csv_text.startswith("loss.name,runs,seeds,average_accuracy_mean")
+    assert "average_accuracy_diff_mean" in csv_text.splitlines()[0]
 
 
 def test_report_picks_the_task_of_the_runs(tmp_path, capsys):
@@ -65,7 +72,6 @@ def test_report_picks_the_task_of_the_runs(tmp_path, capsys):
 
     assert runner_report.report_task([tmp_path]) == "segmentation"  # no runs: the default task's report
     fake_run(tmp_path / "cl", "continual")
-    fake_run(tmp_path / "cls", "classification")  # no report of its own: left out
     assert runner_report.report_task([tmp_path]) == "continual"
     fake_run(tmp_path / "seg", "segmentation")
     with pytest.raises(ValueError, match=r"several tasks \(continual, segmentation\).*--task"):
