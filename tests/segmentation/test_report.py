@@ -6,7 +6,6 @@ import csv
 import json
 import logging
 import math
-import re
 import shutil
 
 import numpy as np
@@ -253,24 +252,3 @@ def test_rarest_classes_from_the_training_pixels_a_results_file_records(tmp_path
     (tmp_path / "ce0" / "results.json").write_text(json.dumps({**results, "train_pixels": pixels}))
     (rare,) = summarise(find_runs([tmp_path]), rare=2).rare
     assert rare.classes == ("sign", "pole") and "sign 3.00 %" in rare.basis
-
-
-def test_the_study_tables_in_readme_and_docs_are_what_the_report_prints():
-    """README and docs/camvid-study.md paste ``segloss report`` tables between markers
-    (``<!-- loss-screen-test -->`` ...): each block is one table the report prints for the committed runs."""
-    from ..helpers import REPO
-
-    study = REPO / "studies" / "camvid"
-    sources = {"loss-screen": "losses", "ce-screen": "ce-recipe"}
-    checked = 0
-    for document in (REPO / "README.md", REPO / "docs" / "camvid-study.md"):
-        text = document.read_text()
-        for marker, block in re.findall(
-            r"<!-- ((?:loss|ce)-screen-(?:val|test)(?:-rare)?) -->\n(.*?)\n<!-- /\1 -->", text, re.S
-        ):
-            name, split = marker.split("-screen-")[0] + "-screen", marker.split("-screen-")[1]
-            results = "test.json" if split.startswith("test") else "results.json"
-            printed = markdown(summarise(find_runs([study / sources[name]], results)))
-            assert block in printed, f"{document.name}: {marker} is not what segloss report prints"
-            checked += 1
-    assert checked >= 7

@@ -1,0 +1,122 @@
+"""Regenerate the study tables and plots in README.md and docs/ from the runs committed under studies/.
+
+A table in a document sits between a marker that names the report command and a closing marker:
+
+    <!-- segloss report studies/camvid/losses --results test.json (table 2) -->
+    | ... the second table that command prints ... |
+    <!-- /segloss report -->
+
+(``(table K)`` is optional: the first table.) This script runs each such ``segloss report`` on the committed
+runs and pastes its table between the markers, and redraws the plots listed in ``PLOTS``. ``--check``
+changes nothing and exits with 1 when a table differs from what the report prints (a test runs it).
+
+    python studies/update_docs.py            # rewrite the tables and plots
+    python studies/update_docs.py --check    # are they what the reports print?
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import logging
+import re
+import shlex
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DOCUMENTS = ("README.md", "docs/*.md")
+MARKER = re.compile(
+    r"(<!-- segloss report (?P<command>[^>]*?)(?: \(table (?P<table>\d+)\))? -->\n)(?P<body>.*?)\n"
+    r"(<!-- /segloss report -->)",
+    re.S,
+)
+# plot in the repository -> the report command (from the repository root) whose PNG it is
+PLOTS = {
+    "docs/images/camvid-loss-screen-test.png": "studies/camvid/losses --results test.json",
+    "docs/images/camvid-ce-recipe-val.png": "studies/camvid/ce-recipe",
+}
+
+
+def report(command: str, out: Path) -> str:
+    """Run ``segloss report COMMAND --out OUT`` from the repository root (quietly); returns ``OUT.md``."""
+    from segloss.runner.report import main
+
+    argv = [str(REPO / arg) if (REPO / arg).is_dir() else arg for arg in shlex.split(command)]
+    with contextlib.redirect_stdout(io.StringIO()):
+        status = main([*argv, "--out", str(out)])
+    if status != 0:
+        raise RuntimeError(f"segloss report {command} failed ({status})")
+    return out.with_suffix(".md").read_text()
+
+
+def tables(markdown: str) -> list[str]:
+    """The markdown tables of a report, in order (each its ``|`` lines joined)."""
+    found, current = [], []
+    for line in [*markdown.splitlines(), ""]:
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            found.append("\n".join(current))
+            current = []
+    return found
+
+
+def update(check: bool = False) -> list[str]:
+    """Refresh (or with ``check`` compare) every marked table and every plot; returns what differs
+    (``check``) or what was rewritten."""
+    changed = []
+    with tempfile.TemporaryDirectory() as scratch:
+        printed: dict[str, list[str]] = {}
+
+        def table(match: re.Match) -> str:
+            command, index = match["command"], int(match["table"] or 1)
+            if command not in printed:
+                printed[command] = tables(report(command, Path(scratch) / f"r{len(printed)}"))
+            found = printed[command]
+            if index > len(found):
+                raise ValueError(f"segloss report {command} prints {len(found)} tables, not {index}")
+            return match.group(1) + found[index - 1] + "\n" + match.group(5)
+
+        for pattern in DOCUMENTS:
+            for document in sorted(REPO.glob(pattern)):
+                text = document.read_text()
+                new = MARKER.sub(table, text)
+                if new != text:
+                    changed.append(str(document.relative_to(REPO)))
+                    if not check:
+                        document.write_text(new)
+        if not check:
+            for plot, command in PLOTS.items():
+                out = Path(scratch) / "plot"
+                report(command, out)
+                shutil.copyfile(out.with_suffix(".png"), REPO / plot)
+    return changed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 when a table is stale")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
+    changed = update(check=args.check)
+    if args.check:
+        if changed:
+            sys.stderr.write(
+                f"stale study tables in {', '.join(changed)}: run python studies/update_docs.py\n"
+            )
+        return 1 if changed else 0
+    sys.stdout.write(
+        f"tables updated in {', '.join(changed) or 'no document'}; plots redrawn: {', '.join(PLOTS)}\n"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
