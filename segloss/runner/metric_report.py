@@ -9,6 +9,7 @@ import argparse
 import csv
 import logging
 import math
+import statistics
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -119,12 +120,8 @@ def _mean_sd(values: Sequence[float], digits: int, sign: bool = False) -> str:
     """``mean ± sample sd`` (a single value alone, ``—`` for none)."""
     if not values:
         return "—"
-    mean = sum(values) / len(values)
-    text = f"{mean:{'+' if sign else ''}.{digits}f}"
-    if len(values) > 1:
-        sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-        text += f" ± {sd:.{digits}f}"
-    return text
+    text = f"{statistics.fmean(values):{'+' if sign else ''}.{digits}f}"
+    return text + (f" ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else "")
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
@@ -210,13 +207,10 @@ def write_metric_csv(
     def mean_sd(values: Sequence[float]) -> list[str]:
         if not values:
             return ["", ""]
-        mean = sum(values) / len(values)
-        sd = (
-            math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-            if len(values) > 1
-            else math.nan
-        )
-        return [number(mean), number(sd)]
+        return [
+            number(statistics.fmean(values)),
+            number(statistics.stdev(values) if len(values) > 1 else math.nan),
+        ]
 
     columns = [f"{metric}_{stat}" for metric in metrics for stat in ("mean", "std")]
     columns += [f"{metric}_diff_{stat}" for metric in metrics for stat in ("mean", "std", "pairs", "p")]

@@ -1,5 +1,6 @@
 """``segloss report``: the report of the task whose finished runs lie below the folders given, and the
-task-free pieces of every report (the config keys that vary between runs, their order).
+task-free pieces of every report (the config keys that vary between runs, their order, the groups of runs
+they make, and the pairing of a group with the baseline loss's group by seed).
 
     segloss report runs/paper --out report                # segmentation runs: mIoU paired against CE
     segloss report runs/sweep/cl_digits --out cl_report   # continual runs: accuracy and forgetting
@@ -16,6 +17,7 @@ import argparse
 import json
 import logging
 import math
+import statistics
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -206,15 +208,12 @@ class Comparison:
     @property
     def mean(self) -> float:
         """The mean difference (NaN without pairs)."""
-        return sum(self.differences) / len(self.differences) if self.differences else math.nan
+        return statistics.fmean(self.differences) if self.differences else math.nan
 
     @property
     def std(self) -> float:
         """The sample standard deviation of the differences (NaN below two pairs)."""
-        if len(self.differences) < 2:
-            return math.nan
-        mean = self.mean
-        return math.sqrt(sum((d - mean) ** 2 for d in self.differences) / (len(self.differences) - 1))
+        return statistics.stdev(self.differences) if len(self.differences) > 1 else math.nan
 
 
 def compare_by_seed(
