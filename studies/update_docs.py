@@ -67,8 +67,8 @@ def tables(markdown: str) -> list[str]:
 
 
 def update(check: bool = False) -> list[str]:
-    """Refresh (or with ``check`` compare) every marked table and every plot; returns what differs
-    (``check``) or what was rewritten."""
+    """Refresh every marked table and redraw the plots of ``PLOTS``; with ``check``, only compare the tables
+    (plots are not compared). Returns the documents whose tables differ (``check``) or were rewritten."""
     changed = []
     with tempfile.TemporaryDirectory() as scratch:
         printed: dict[str, list[str]] = {}
@@ -99,6 +99,7 @@ def update(check: bool = False) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line (see the module's docstring); returns the exit status."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -46,24 +46,37 @@ def read_metrics(results: dict[str, Any]) -> dict[str, float]:
     return values
 
 
+SCORE_ORDER = {"msp": "0", "mls": "1"}  # the paper's order of the confidence scores
+
+
+def _column_order(metric: str) -> tuple[int, str, str]:
+    """Accuracy, AUROC (MSP, MLS), then each attack's robust accuracy and DARs together, then corruption
+    accuracy."""
+    kind, _, rest = metric.partition("_")
+    if kind == "robust":
+        return (2, rest, "")
+    if kind == "dar":
+        score, _, attack = rest.partition("_")
+        return (2, attack, SCORE_ORDER.get(score, score))
+    return ({"accuracy": 0, "auroc": 1}.get(kind, 3), SCORE_ORDER.get(rest, rest), "")
+
+
 def metric_titles(runs: Sequence[MetricRun]) -> dict[str, str]:
-    """The column title of every metric some run has, in ``read_metrics``'s order."""
+    """The column title of every metric some run has: accuracy, AUROC (MSP, MLS), per attack its robust
+    accuracy and DAR (MSP, MLS), corruption accuracy."""
     titles = {}
-    for run in runs:
-        for metric in run.values:
-            if metric in titles:
-                continue
-            kind, _, rest = metric.partition("_")
-            if kind == "auroc":
-                titles[metric] = f"AUROC {rest.upper()} %"
-            elif kind == "robust":
-                norm, eps = rest.split("_")
-                titles[metric] = f"{NORM_LABELS.get(norm, norm)} {eps} robust %"
-            elif kind == "dar":
-                score, norm, eps = rest.split("_")
-                titles[metric] = f"{NORM_LABELS.get(norm, norm)} {eps} DAR {score.upper()} %"
-            else:
-                titles[metric] = metric.replace("_", " ") + " %"
+    for metric in sorted({metric for run in runs for metric in run.values}, key=_column_order):
+        kind, _, rest = metric.partition("_")
+        if kind == "auroc":
+            titles[metric] = f"AUROC {rest.upper()} %"
+        elif kind == "robust":
+            norm, eps = rest.split("_")
+            titles[metric] = f"{NORM_LABELS.get(norm, norm)} {eps} robust %"
+        elif kind == "dar":
+            score, norm, eps = rest.split("_")
+            titles[metric] = f"{NORM_LABELS.get(norm, norm)} {eps} DAR {score.upper()} %"
+        else:
+            titles[metric] = metric.replace("_", " ") + " %"
     return titles
 
 

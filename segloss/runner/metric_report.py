@@ -1,6 +1,7 @@
 """Reports of several metrics per run: the runs grouped by what varies, each metric's mean ± sd over seeds,
 and each metric's difference to the baseline loss paired by seed. The classification and continual reports
-are this with their own metrics; the segmentation report adds per-class IoU (``segloss.segmentation.report``).
+are this with their own metrics (the segmentation report, with its per-class tables and plot, is its own,
+on the same grouping and pairing: ``segloss.segmentation.report``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from .files import RESULTS_FILE
 from .report import (
     LOSS_KEY,
@@ -27,6 +30,7 @@ from .report import (
     finished_runs,
     group_runs,
     key_labels,
+    value_text,
 )
 
 logger = logging.getLogger(__name__)
@@ -56,12 +60,16 @@ class MetricGroup:
     comparisons: dict[str, Comparison] = field(default_factory=dict)
 
     def values(self, metric: str) -> list[float]:
-        """``metric`` of every run that has it."""
-        return [run.values[metric] for run in self.runs if metric in run.values]
+        """``metric`` of every run that has it (not NaN)."""
+        return list(self.by_seed(metric).values())
 
     def by_seed(self, metric: str) -> dict[int, float]:
-        """``metric`` per seed."""
-        return {run.seed: run.values[metric] for run in self.runs if metric in run.values}
+        """``metric`` per seed, for the runs that have it (not NaN)."""
+        return {
+            run.seed: run.values[metric]
+            for run in self.runs
+            if metric in run.values and not math.isnan(run.values[metric])
+        }
 
 
 def find_metric_runs(
@@ -100,20 +108,18 @@ def summarise_metrics(
             compared.append(group)
             continue
         match = baseline_group(group.key, list(by_key), baseline)
-        comparisons = {
-            metric: Comparison(note=match)
-            if isinstance(match, str)
-            else compare_by_seed(group.by_seed(metric), by_key[match].by_seed(metric), baseline)
-            for metric in metrics
-        }
+        comparisons = {}
+        for metric in metrics:
+            if isinstance(match, str):
+                comparisons[metric] = Comparison(note=match)
+            elif not group.by_seed(metric) or not by_key[match].by_seed(metric):
+                comparisons[metric] = Comparison(note="not measured")
+            else:
+                comparisons[metric] = compare_by_seed(
+                    group.by_seed(metric), by_key[match].by_seed(metric), baseline
+                )
         compared.append(MetricGroup(group.key, group.runs, comparisons))
     return varying, compared
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, tuple):
-        return "[" + ", ".join(map(_text, value)) + "]"
-    return "—" if value is None else str(value)
 
 
 def _mean_sd(values: Sequence[float], digits: int, sign: bool = False) -> str:
@@ -122,6 +128,13 @@ def _mean_sd(values: Sequence[float], digits: int, sign: bool = False) -> str:
         return "—"
     text = f"{statistics.fmean(values):{'+' if sign else ''}.{digits}f}"
     return text + (f" ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else "")
+
+
+def _cell(group: MetricGroup, metric: str, digits: int) -> str:
+    """``metric``'s mean ± sd over the group's runs, with how many runs had it when not all did."""
+    values = group.values(metric)
+    missing = len(values) < len(group.runs)
+    return _mean_sd(values, digits) + (f" ({len(values)} runs)" if missing and values else "")
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
@@ -158,14 +171,14 @@ def metric_markdown(
     key_header = [labels[key] for key in varying] or ["runs"]
 
     def key_cells(group: MetricGroup) -> list[str]:
-        return [_text(value) for _, value in group.key] or ["all"]
+        return [value_text(value) for _, value in group.key] or ["all"]
 
     rows = [
         [
             *key_cells(group),
             str(len(group.runs)),
             " ".join(str(run.seed) for run in group.runs),
-            *(_mean_sd(group.values(metric), digits) for metric in metrics),
+            *(_cell(group, metric, digits) for metric in metrics),
         ]
         for group in groups
     ]
@@ -218,7 +231,7 @@ def write_metric_csv(
         writer = csv.writer(file)
         writer.writerow([*varying, "runs", "seeds", *columns])
         for group in groups:
-            row = [*(_text(value) for _, value in group.key), len(group.runs)]
+            row = [*(value_text(value) for _, value in group.key), len(group.runs)]
             row.append(" ".join(str(run.seed) for run in group.runs))
             row += [cell for metric in metrics for cell in mean_sd(group.values(metric))]
             for metric in metrics:
@@ -254,7 +267,7 @@ def metric_report_main(
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         runs = find_metric_runs(args.folders, task, read, args.results)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, yaml.YAMLError) as error:
         parser.error(str(error))
     if not runs:
         parser.error(

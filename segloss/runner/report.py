@@ -17,13 +17,14 @@ import argparse
 import json
 import logging
 import math
-import statistics
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
+
+import numpy as np
 
 from ..registry import LOSS_NAMES, loss_hyper_parameter_names, loss_needs_counts
 from . import tasks
@@ -160,9 +161,17 @@ def group_runs(runs: Sequence[Run]) -> tuple[list[str], list[tuple[GroupKey, lis
     return varying, groups
 
 
+def value_text(value: Any) -> str:
+    """A config value in a report: lists (tuples) as ``[a, b]``, ``None`` (not set, or not used by the
+    run's loss) as ``—``."""
+    if isinstance(value, tuple):
+        return "[" + ", ".join(map(value_text, value)) + "]"
+    return "—" if value is None else str(value)
+
+
 def describe(key: GroupKey) -> str:
     """A group's key as ``name=value, ...`` (``all runs`` when nothing varies)."""
-    return ", ".join(f"{name}={value}" for name, value in key) or "all runs"
+    return ", ".join(f"{name}={value_text(value)}" for name, value in key) or "all runs"
 
 
 def baseline_group(key: GroupKey, keys: Sequence[GroupKey], baseline: str) -> GroupKey | str:
@@ -175,7 +184,7 @@ def baseline_group(key: GroupKey, keys: Sequence[GroupKey], baseline: str) -> Gr
     """
     values = dict(key)
 
-    def same(other: GroupKey, skip) -> bool:
+    def same(other: GroupKey, skip: Callable[[str], bool]) -> bool:
         return all(values[name] == value for name, value in other if not skip(name))
 
     candidates = [
@@ -207,13 +216,13 @@ class Comparison:
 
     @property
     def mean(self) -> float:
-        """The mean difference (NaN without pairs)."""
-        return statistics.fmean(self.differences) if self.differences else math.nan
+        """The mean difference (NaN without pairs, or when a value is NaN)."""
+        return float(np.mean(self.differences)) if self.differences else math.nan
 
     @property
     def std(self) -> float:
-        """The sample standard deviation of the differences (NaN below two pairs)."""
-        return statistics.stdev(self.differences) if len(self.differences) > 1 else math.nan
+        """The sample standard deviation of the differences (NaN below two pairs, or when a value is NaN)."""
+        return float(np.std(self.differences, ddof=1)) if len(self.differences) > 1 else math.nan
 
 
 def compare_by_seed(
@@ -224,7 +233,7 @@ def compare_by_seed(
     seeds = tuple(seed for seed in sorted(ours) if seed in theirs)
     differences = tuple(ours[seed] - theirs[seed] for seed in seeds)
     p_value = math.nan
-    if len(seeds) > 1 and max(differences) > min(differences):
+    if len(seeds) > 1 and np.ptp(differences) > 0:
         from scipy.stats import ttest_rel
 
         p_value = float(ttest_rel([ours[s] for s in seeds], [theirs[s] for s in seeds]).pvalue)

@@ -26,8 +26,8 @@ defaults (the behaviour the run had), and ``loss.*`` keys the run's loss does no
 ``loss.count_unit`` for ``ce``) are shown as ``—`` instead of splitting groups. ``--results test.json``
 reports the files ``segloss evaluate --split test --out RUN/test.json`` wrote instead of the runs' own
 ``results.json``. Runs of other tasks and unfinished runs are skipped with a note (continual runs have
-their own report, ``segloss.continual.report``, which ``segloss report`` picks when the folders hold
-continual runs).
+their own report, ``segloss.continual.report``, and so have classification runs,
+``segloss.classification.report``; ``segloss report`` picks the report of the runs' task).
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ from ..runner.report import (
     finished_runs,
     group_runs,
     key_labels,
+    value_text,
 )
 from .task import TASK as SEGMENTATION
 
@@ -111,7 +112,7 @@ class Group:
 
     @property
     def seeds(self) -> tuple[int, ...]:
-        """The seeds of the runs (a seed twice when a run was copied)."""
+        """The seeds of the runs (distinct: ``group_runs`` counts a copied run once)."""
         return tuple(run.seed for run in self.runs)
 
     @property
@@ -133,13 +134,9 @@ class Group:
         """The group's value of the varying ``key``."""
         return dict(self.key)[key]
 
-    def by_seed(self, values: Sequence[float] | None = None) -> dict[int, float]:
-        """``values`` (default: mIoU %) per seed, averaged over runs that share a seed."""
-        values = self.values if values is None else values
-        seeds: dict[int, list[float]] = defaultdict(list)
-        for seed, value in zip(self.seeds, values, strict=True):
-            seeds[seed].append(float(value))
-        return {seed: float(np.mean(found)) for seed, found in sorted(seeds.items())}
+    def by_seed(self) -> dict[int, float]:
+        """mIoU (%) per seed."""
+        return {seed: float(value) for seed, value in zip(self.seeds, self.values, strict=True)}
 
 
 @dataclass(frozen=True)
@@ -224,18 +221,20 @@ def summarise(runs: Sequence[RunResult], baseline: str = "ce", rare: int = 5) ->
             group
             if group.value(LOSS_KEY) == baseline
             else Group(
-                group.key, group.runs, _compare(group, baseline_group(group.key, keys, baseline), by_key)
+                group.key,
+                group.runs,
+                _compare(group, baseline_group(group.key, keys, baseline), by_key, baseline),
             )
             for group in groups
         ]
     return Report(tuple(varying), tuple(groups), tuple(rare_classes(runs, baseline, rare)), baseline)
 
 
-def _compare(group: Group, match: GroupKey | str, by_key: dict[GroupKey, Group]) -> Comparison:
+def _compare(group: Group, match: GroupKey | str, by_key: dict[GroupKey, Group], baseline: str) -> Comparison:
     """``group`` against the baseline group ``match`` (or the note why there is none), paired by seed."""
     if isinstance(match, str):
         return Comparison(note=match)
-    return compare_by_seed(group.by_seed(), by_key[match].by_seed(), dict(match)[LOSS_KEY])
+    return compare_by_seed(group.by_seed(), by_key[match].by_seed(), baseline)
 
 
 def rare_classes(runs: Sequence[RunResult], baseline: str, count: int) -> list[RareClasses]:
@@ -305,12 +304,6 @@ def _training_shares(runs: Sequence[RunResult]) -> dict[str, float] | None:
 # Output
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, tuple):
-        return "[" + ", ".join(map(_text, value)) + "]"
-    return "—" if value is None else str(value)
-
-
 def _number(value: float, digits: int = 2, sign: bool = False) -> str:
     return "n/a" if math.isnan(value) else f"{value:{'+' if sign else ''}.{digits}f}"
 
@@ -341,7 +334,7 @@ def _mean_class_iou(group: Group, names: Sequence[str]) -> tuple[float, float]:
 
 
 def _key_cells(group: Group) -> list[str]:
-    return [_text(value) for _, value in group.key] or ["all"]
+    return [value_text(value) for _, value in group.key] or ["all"]
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
@@ -431,7 +424,7 @@ def write_csv(report: Report, path: Path) -> None:
             rare = [number(_mean_class_iou(group, own)[0]) if own else ""]
             rare += [number(_class_iou(group, name)[0]) if name in own else "" for name in rare_columns]
             writer.writerow(
-                [*(_text(value) for _, value in group.key), len(group.runs), " ".join(map(str, group.seeds)),
+                [*(value_text(v) for _, v in group.key), len(group.runs), " ".join(map(str, group.seeds)),
                  number(group.mean), number(group.std), number(c.mean), number(c.std), len(c.seeds),
                  number(c.p_value), *rare]
             )  # fmt: skip
@@ -457,7 +450,9 @@ def plot_groups(report: Report, path: Path) -> None:
             ax.axvline(group.mean, color=color, linestyle="--", linewidth=0.8)
     names = [
         " · ".join(
-            _text(v) if k == LOSS_KEY else f"{labels[k]}={_text(v)}" for k, v in group.key if v is not None
+            value_text(v) if k == LOSS_KEY else f"{labels[k]}={value_text(v)}"
+            for k, v in group.key
+            if v is not None
         )
         or "all"
         for group in report.groups

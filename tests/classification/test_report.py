@@ -3,12 +3,15 @@ mean ± sd over seeds and paired against CE, checked by hand on results files wr
 
 import csv
 import json
+import math
+from pathlib import Path
 
 import pytest
 import yaml
 
-from segloss.classification.report import read_metrics
+from segloss.classification.report import metric_titles, read_metrics
 from segloss.runner import report as runner_report
+from segloss.runner.metric_report import MetricRun, metric_markdown, summarise_metrics
 
 from ..helpers import run_cli
 
@@ -71,6 +74,13 @@ def test_metrics_of_a_results_file():
         }  # fmt: skip
     )
     assert read_metrics({"accuracy": 0.9, "num_test": 10}) == {"accuracy": pytest.approx(90)}
+    # Columns: accuracy, AUROC, each attack's robust accuracy and DARs together, corruptions.
+    runs = [MetricRun(Path("a"), {}, 0, {"corruption_accuracy": 1.0, "accuracy": 1.0}),
+            MetricRun(Path("b"), {}, 1, read_metrics(results))]  # fmt: skip
+    assert list(metric_titles(runs).values()) == [
+        "accuracy %", "AUROC MSP %", "AUROC MLS %", "L2 2 robust %", "L2 2 DAR MSP %", "L2 2 DAR MLS %",
+        "corruption accuracy %",
+    ]  # fmt: skip
     with pytest.raises(KeyError):
         read_metrics({})
 
@@ -100,3 +110,34 @@ def test_report_by_hand(runs_dir, tmp_path):
     assert float(hem["auroc_msp_mean"]) == pytest.approx(92.5)
     assert float(hem["auroc_msp_diff_mean"]) == pytest.approx(7.5) and hem["auroc_msp_diff_pairs"] == "2"
     assert next(row for row in table if row["loss.name"] == "ce")["accuracy_diff_mean"] == ""
+
+
+def run(loss, seed, **values):
+    settings = {"model.arch": "lenet", "loss.name": loss, "train.seed": seed}
+    return MetricRun(Path(f"/runs/{loss}{seed}"), settings, seed, values)
+
+
+def test_missing_and_undefined_metrics():
+    """A metric some runs lack (or NaN) is averaged over the runs that have it, which the cell says; a
+    metric the CE group lacks is "not measured"; a group without a CE group says so."""
+    runs = [
+        run("ce", 0, accuracy=90.0, robust_Linf_0=1.0),
+        run("ce", 1, accuracy=92.0),
+        run("hem", 0, accuracy=91.0, robust_Linf_0=3.0, auroc_msp=80.0),
+        run("hem", 1, accuracy=math.nan, robust_Linf_0=5.0, auroc_msp=70.0),
+    ]
+    metrics = {"accuracy": "acc", "robust_Linf_0": "robust", "auroc_msp": "auroc"}
+    varying, groups = summarise_metrics(runs, list(metrics))
+    ce, hem = groups
+    assert hem.comparisons["accuracy"].differences == (1.0,)  # seed 1 is NaN for hem
+    assert hem.comparisons["robust_Linf_0"].differences == (2.0,)  # CE measured seed 0 only
+    assert hem.comparisons["auroc_msp"].note == "not measured"
+    text = metric_markdown(varying, groups, metrics)
+    assert "| ce | 2 | 0 1 | 91.0 ± 1.4 | 1.0 (1 runs) | — |" in text
+    assert "| hem | 2 | 0 1 | 91.0 (1 runs) | 4.0 ± 1.4 | 75.0 ± 7.1 |" in text
+    assert "| hem | +1.0 (1, p n/a) | +2.0 (1, p n/a) | not measured |" in text
+    _, groups = summarise_metrics([run("hem", 0, accuracy=1.0)], ["accuracy"])
+    assert groups[0].comparisons == {}  # the loss does not vary: nothing to compare
+    runs = [run("hem", 0, accuracy=1.0), run("mm", 0, accuracy=2.0)]
+    _, groups = summarise_metrics(runs, ["accuracy"])
+    assert [group.comparisons["accuracy"].note for group in groups] == ["no ce", "no ce"]

@@ -252,3 +252,17 @@ def test_rarest_classes_from_the_training_pixels_a_results_file_records(tmp_path
     (tmp_path / "ce0" / "results.json").write_text(json.dumps({**results, "train_pixels": pixels}))
     (rare,) = summarise(find_runs([tmp_path]), rare=2).rare
     assert rare.classes == ("sign", "pole") and "sign 3.00 %" in rare.basis
+
+
+def test_an_undefined_miou_reports_as_a_dash(tmp_path):
+    """A run whose mIoU is undefined (``null``: no class had pixels) makes its group's mean and its paired
+    differences undefined, shown as ``—``, instead of failing the report."""
+    for seed in (0, 1):
+        write_run(tmp_path / f"ce{seed}", "camvid", "resnet34", "ce", seed, 0.4 + 0.1 * seed)
+        write_run(tmp_path / f"hem{seed}", "camvid", "resnet34", "hem+", seed, 0.5)
+    results = tmp_path / "hem1" / "results.json"
+    results.write_text(json.dumps({**json.loads(results.read_text()), "miou": None}))
+    report = summarise(find_runs([tmp_path]))
+    hem = next(group for group in report.groups if group.value("loss.name") == "hem+")
+    assert math.isnan(hem.mean) and math.isnan(hem.comparison.mean) and math.isnan(hem.comparison.p_value)
+    assert "| hem+ | 2 | — | — | 2 | n/a |" in markdown(report)
