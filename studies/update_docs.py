@@ -37,16 +37,23 @@ MARKER = re.compile(
 )
 # plot in the repository -> the report command (from the repository root) whose PNG it is
 PLOTS = {
+    "docs/images/camvid-confirmation-test.png": "studies/camvid/losses/ce-s? studies/camvid/losses/hemplus-s? studies/camvid/losses/dice-s? studies/camvid/losses/ce+dice-s? studies/camvid/losses/lovasz-s? --results test.json",
     "docs/images/camvid-loss-screen-test.png": "studies/camvid/losses --results test.json",
     "docs/images/camvid-ce-recipe-val.png": "studies/camvid/ce-recipe",
 }
 
 
 def report(command: str, out: Path) -> str:
-    """Run ``segloss report COMMAND --out OUT`` from the repository root (quietly); returns ``OUT.md``."""
+    """Run ``segloss report COMMAND --out OUT`` from the repository root (quietly; folder patterns such as
+    ``studies/camvid/losses/ce-s?`` expanded as a shell would); returns ``OUT.md``."""
     from segloss.runner.report import main
 
-    argv = [str(REPO / arg) if (REPO / arg).is_dir() else arg for arg in shlex.split(command)]
+    argv = []
+    for arg in shlex.split(command):
+        if any(char in arg for char in "*?[") and not arg.startswith("-"):
+            argv += sorted(str(path) for path in REPO.glob(arg) if path.is_dir())  # as a shell expands it
+        else:
+            argv.append(str(REPO / arg) if (REPO / arg).is_dir() else arg)
     with contextlib.redirect_stdout(io.StringIO()):
         status = main([*argv, "--out", str(out)])
     if status != 0:
