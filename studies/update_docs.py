@@ -30,8 +30,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 DOCUMENTS = ("README.md", "docs/*.md")
+# a marked table; its body is optional and lazy, so an empty one never reaches the next table's closing marker
 MARKER = re.compile(
-    r"(<!-- segloss report (?P<command>[^>]*?)(?: \(table (?P<table>\d+)\))? -->\n)(?P<body>.*?)\n"
+    r"(<!-- segloss report (?P<command>[^>]*?)(?: \(table (?P<table>\d+)\))? -->\n)(?P<body>.*?\n)??"
     r"(<!-- /segloss report -->)",
     re.S,
 )

@@ -42,3 +42,15 @@ def test_a_stale_table_is_found(tmp_path, monkeypatch):
     assert "| stale |" not in text and "| lr | weight_decay | schedule | n | mIoU % (mean ± sd) |" in text
     assert update_docs.update(check=True) == []
     assert (tmp_path / "docs" / "images" / "ce.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_an_empty_table_is_filled_without_swallowing_the_next_one():
+    update_docs = load_update_docs()
+    text = (
+        "<!-- segloss report a -->\n<!-- /segloss report -->\nprose\n"
+        "<!-- segloss report b (table 2) -->\n| old |\n<!-- /segloss report -->\n"
+    )
+    found = [(m["command"], m["table"], m["body"]) for m in update_docs.MARKER.finditer(text)]
+    assert found == [("a", None, None), ("b", "2", "| old |\n")]
+    filled = update_docs.MARKER.sub(lambda m: m.group(1) + f"| {m['command']} |\n" + m.group(5), text)
+    assert filled == text.replace("-->\n<!-- /", "-->\n| a |\n<!-- /", 1).replace("| old |", "| b |")
