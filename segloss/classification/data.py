@@ -158,6 +158,11 @@ def _check_files(name: str, spec: DatasetSpec, root: Path, split: str) -> None:
             layout += "\nor the same files gzip-compressed (NAME.gz)"
         if name == "mnist":
             layout += f", or PNG folders {root}/{{train,test}}/<label>/<index>.png (rasbt/mnist-pngs)"
+        if name == "fashionmnist":
+            layout += (
+                "\n(offline: Debian's package dataset-fashion-mnist installs the .gz files in "
+                f"/usr/share/datasets/fashion-mnist/; link that folder as {root / spec.reader / 'raw'})"
+            )
         raise FileNotFoundError(
             f"dataset {name!r} not found under {root}: missing {', '.join(missing)}.\n"
             f"expected layout (torchvision's {spec.reader}):\n{layout}\n"

@@ -132,6 +132,14 @@ def test_kmnist_and_notmnist_test_sets(tmp_path):
         read_unknown_set("omniglot", tmp_path)
 
 
+def test_only_omniglot_may_be_an_unpacked_folder(tmp_path):
+    (tmp_path / "KMNIST" / "kmnist-test-imgs").mkdir(parents=True)  # a folder where the .npz belongs
+    with pytest.raises(FileNotFoundError, match="unknown set 'kmnist': .*kmnist-test-imgs.npz not found"):
+        check_unknown_sets(["kmnist"], (1, 28, 28), root=tmp_path)
+    write_omniglot(tmp_path / "omniglot", zipped=False)
+    check_unknown_sets(["omniglot"], (1, 28, 28), root=tmp_path)
+
+
 def test_cls_mnist_evaluates_the_papers_seven_unknown_sets_from_local_files(tmp_path):
     config = load_config(CONFIGS / "cls_mnist.yaml", [f"eval.unknown_root={tmp_path}"])
     assert config.eval.unknown_sets == [

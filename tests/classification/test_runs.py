@@ -205,7 +205,8 @@ def test_evaluation_inputs_are_checked_before_training(tmp_path, monkeypatch):
         (
             ["data.name=mnist", f"data.root={tmp_path / 'mnist'}", "eval.unknown_sets=[fashionmnist]"],
             FileNotFoundError,
-            r"eval.unknown_sets: dataset 'fashionmnist' not found under .*t10k-images-idx3-ubyte",
+            r"eval.unknown_sets: dataset 'fashionmnist' not found under .*t10k-images-idx3-ubyte(.|\n)*"
+            r"Debian's package dataset-fashion-mnist",
         ),
         (
             ["eval.unknown_sets=[mnist]"],  # 28×28 images against the 8×8 digits
