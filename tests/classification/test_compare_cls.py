@@ -1,5 +1,5 @@
 """``benchmarks/compare_cls.py``: loss names checked before anything trains, config overrides after
-``--losses`` (or after ``--``) applied to every run."""
+``--losses`` (or after ``--``) applied to every run; ``benchmarks/bench_attack.py`` times AutoAttack."""
 
 import importlib.util
 import json
@@ -67,3 +67,20 @@ def test_documented_command_line_trains_every_loss_with_the_overrides(compare_cl
         state = load_checkpoint(out / loss / "checkpoint.pt")
         assert state["epoch"] == 1 and state["config"]["loss"]["name"] == loss
         assert list(results[loss]["unknown"]["per_set"]) == ["blobs"] and results[loss]["attacks"] == []
+
+
+def test_bench_attack_times_autoattack_per_norm_on_a_trained_run(tmp_path, capsys):
+    pytest.importorskip("torchattacks")
+    from segloss.classification.training import train
+    from segloss.runner.config import load_config
+
+    train(load_config(DIGITS, [f"train.out_dir={tmp_path}", "train.epochs=1", "train.progress=false",
+                               "eval.unknown_sets=[]", "eval.attack_samples=0"]))  # fmt: skip
+    spec = importlib.util.spec_from_file_location("_bench_attack", REPO / "benchmarks" / "bench_attack.py")
+    bench_attack = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_attack)
+    rows = bench_attack.main(["--checkpoint", str(tmp_path / "checkpoint.pt"), "--samples", "3"])
+    budgets = [(row["norm"], row["eps"]) for row in rows]
+    assert budgets == [("Linf", 0.3), ("L2", 2.0)]  # the digits get MNIST's budgets
+    assert all(row["seconds_per_image"] > 0 and 0 <= row["robust"] <= 1 for row in rows)
+    assert "AutoAttack on 3 test images" in capsys.readouterr().out
