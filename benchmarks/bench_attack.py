@@ -3,11 +3,12 @@
     python benchmarks/bench_attack.py --checkpoint RUN/checkpoint.pt --samples 200
     python benchmarks/bench_attack.py --checkpoint RUN/checkpoint.pt --data-root data/mnist --threads 1
 
-Loads the run, attacks its first ``--samples`` test images with AutoAttack (torchattacks' standard version,
-seed 0) at the run's budgets (``eval.attack_norms``, ε as the run uses them) and prints, per norm, the
-seconds per image and the robust accuracy. The cost depends on the network: AutoAttack runs its four
-attacks one after another on the images the earlier ones did not break, so a network the first attack
-(APGD-CE) breaks completely is the cheap case and a robust one costs all four attacks on every image.
+Loads the run on the CPU, attacks its first ``--samples`` test images with AutoAttack (torchattacks'
+standard version, seed 0) at the run's budgets (``eval.attack_norms``, ε as the run uses them) and prints,
+per norm, the seconds per image and the robust accuracy. The cost depends on the network: AutoAttack runs
+its four attacks one after another on the images the earlier ones did not break, so a network the first
+attack (APGD-CE) breaks completely is the cheap case and a robust one costs all four attacks on every
+image.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -25,8 +27,8 @@ from segloss.classification.rejection import adversarial_rejection, attack_budge
 from segloss.runner.checkpoint import load_run
 
 
-def main(argv: Sequence[str] | None = None) -> list[dict[str, float]]:
-    """The command line; returns one row per norm (``seconds_per_image``, ``robust_accuracy``, ...)."""
+def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """The command line; returns one row per norm: ``norm``, ``eps``, ``seconds_per_image``, ``robust``."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -54,9 +56,15 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, float]]:
     for norm, budget in zip(config.eval.attack_norms, eps, strict=True):
         start = time.perf_counter()
         result = adversarial_rejection(
-            model, images, labels, norm=norm, eps=budget, num_classes=data.num_classes, device="cpu",
+            model,
+            images,
+            labels,
+            norm=norm,
+            eps=budget,
+            num_classes=data.num_classes,
+            device="cpu",
             progress=False,
-        )  # fmt: skip
+        )
         seconds = (time.perf_counter() - start) / len(labels)
         rows.append(
             {"norm": norm, "eps": budget, "seconds_per_image": seconds, "robust": result.robust_accuracy}
