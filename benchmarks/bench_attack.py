@@ -23,7 +23,7 @@ import torch
 from segloss.classification import recipe
 from segloss.classification.config import TASK
 from segloss.classification.data import stack_images
-from segloss.classification.rejection import adversarial_rejection, attack_budget
+from segloss.classification.rejection import adversarial_rejection, attack_budgets
 from segloss.runner.checkpoint import load_run
 
 
@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     model.load_state_dict(state["model"])
     images, labels = stack_images(data.test)
     images, labels = images[: args.samples], labels[: args.samples]
-    eps = config.eval.attack_eps or [attack_budget(data.name, norm) for norm in config.eval.attack_norms]
+    eps = attack_budgets(data.name, config.eval.attack_norms, config.eval.attack_eps)
     rows = []
     print(f"{args.checkpoint}: AutoAttack on {len(labels)} test images, {torch.get_num_threads()} threads")
     print(f"{'norm':6} {'eps':>6} {'s/image':>8} {'robust %':>9}")

@@ -22,6 +22,7 @@ _EXPORTS = {
     "UnknownRejection": "rejection",
     "adversarial_rejection": "rejection",
     "attack_budget": "rejection",
+    "attack_budgets": "rejection",
     "build_classifier": "models",
     "build_image_data": "data",
     "build_unknown_sets": "unknown",

@@ -21,7 +21,7 @@ from .rejection import (
     CorruptionResult,
     UnknownRejection,
     adversarial_rejection,
-    attack_budget,
+    attack_budgets,
     corruption_accuracy,
     format_attack_table,
     format_unknown_table,
@@ -101,15 +101,9 @@ def evaluate_classifier(
         )
         report.unknown = unknown_rejection(test_logits, report.unknown_logits)
     if attack_samples > 0:
-        if attack_eps is not None and len(attack_eps) != len(attack_norms):
-            raise ValueError(
-                f"attack_eps needs one budget per norm of {list(attack_norms)}, got {attack_eps}"
-            )
+        budgets = attack_budgets(data.name, attack_norms, attack_eps)
         images, labels = stack_images(data.test)
         images, labels = images[:attack_samples], labels[:attack_samples]
-        budgets = (
-            attack_eps if attack_eps is not None else [attack_budget(data.name, n) for n in attack_norms]
-        )
         for norm, eps in zip(attack_norms, budgets, strict=True):
             report.attacks.append(
                 adversarial_rejection(

@@ -27,6 +27,7 @@ __all__ = [
     "read_notmnist_test",
     "read_omniglot",
     "read_unknown_set",
+    "missing_unknown_set_file",
 ]
 
 SIDE = 28
@@ -189,6 +190,16 @@ def read_omniglot(folder: str | os.PathLike) -> np.ndarray:
     if not images:
         raise FileNotFoundError(f"{folder}: the Omniglot parts hold no .png images")
     return np.stack(images)
+
+
+def missing_unknown_set_file(name: str, root: str | os.PathLike) -> Path | None:
+    """The first file of the unknown set ``name`` (a key of ``UNKNOWN_SET_FILES``) missing under ``root``, or
+    ``None`` when its reader finds them all (Omniglot's parts zipped or unpacked)."""
+    for file in UNKNOWN_SET_FILES[name][0]:
+        path = Path(root) / file
+        if not (path.is_file() or (name == "omniglot" and path.with_suffix("").is_dir())):
+            return path
+    return None
 
 
 def read_unknown_set(name: str, root: str | os.PathLike) -> np.ndarray:

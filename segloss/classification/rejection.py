@@ -30,6 +30,7 @@ __all__ = [
     "UnknownRejection",
     "adversarial_rejection",
     "attack_budget",
+    "attack_budgets",
     "check_corruptions_root",
     "corruption_accuracy",
     "format_attack_table",
@@ -135,6 +136,16 @@ def attack_budget(dataset: str, norm: str) -> float:
     digits, MNIST and FashionMNIST, CIFAR's for the others."""
     _check_norm(norm)
     return ATTACK_BUDGETS["mnist" if dataset in MNIST_LIKE_DATASETS else "cifar"][norm]
+
+
+def attack_budgets(dataset: str, norms: Sequence[str], eps: Sequence[float] | None = None) -> list[float]:
+    """One ε per norm of ``norms``: ``eps`` when given (``ValueError`` unless one per norm), else the
+    paper's budgets for ``dataset`` (``attack_budget``)."""
+    if eps is None:
+        return [attack_budget(dataset, norm) for norm in norms]
+    if len(eps) != len(norms):
+        raise ValueError(f"attack_eps needs one budget per norm of {list(norms)}, got {eps}")
+    return list(eps)
 
 
 def adversarial_rejection(

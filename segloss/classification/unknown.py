@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from .data import IMAGE_DATASETS, check_split_files, load_split
-from .readers import SIDE, UNKNOWN_SET_FILES, read_unknown_set
+from .readers import SIDE, UNKNOWN_SET_FILES, missing_unknown_set_file, read_unknown_set
 
 __all__ = [
     "DEFAULT_UNKNOWN_SAMPLES",
@@ -158,12 +157,10 @@ def _check_real_unknown_set(
     if root is None:
         raise ValueError(f"unknown set {name!r} is read from a root folder (eval.unknown_root); none given")
     if name in UNKNOWN_SET_FILES:
-        files, source = UNKNOWN_SET_FILES[name]
-        for file in files:
-            path = Path(root) / file
-            unpacked = name == "omniglot" and path.with_suffix("").is_dir()  # only Omniglot reads folders
-            if not (path.is_file() or unpacked):
-                raise FileNotFoundError(f"unknown set {name!r}: {path} not found; fetch it from {source}")
+        missing = missing_unknown_set_file(name, root)
+        if missing is not None:
+            source = UNKNOWN_SET_FILES[name][1]
+            raise FileNotFoundError(f"unknown set {name!r}: {missing} not found; fetch it from {source}")
     elif not download:
         check_split_files(name, root, "test")
 

@@ -14,6 +14,7 @@ from segloss.classification.rejection import (
     AttackResult,
     adversarial_rejection,
     attack_budget,
+    attack_budgets,
     corruption_accuracy,
     format_attack_table,
     format_unknown_table,
@@ -51,6 +52,12 @@ def test_attack_budgets_follow_spec():
     assert attack_budget("cifar10", "Linf") == 8 / 255 and attack_budget("cifar100", "L2") == 0.5
     with pytest.raises(ValueError, match="unknown attack norm 'L1'"):
         attack_budget("mnist", "L1")
+    assert attack_budgets("fashionmnist", ["Linf", "L2"]) == [0.3, 2.0]
+    assert attack_budgets("cifar10", ["L2"], [0.25]) == [0.25]
+    with pytest.raises(
+        ValueError, match=r"attack_eps needs one budget per norm of \['Linf', 'L2'\], got \[0.1\]"
+    ):
+        attack_budgets("mnist", ["Linf", "L2"], [0.1])
 
 
 @pytest.fixture
