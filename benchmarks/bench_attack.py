@@ -41,9 +41,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         parser.error(f"--samples must be at least 1, got {args.samples}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    state, config = load_run(args.checkpoint, TASK)
-    if args.data_root:
-        config.data.root = args.data_root
+    moved = [f"data.root={args.data_root}"] if args.data_root else []
+    state, config = load_run(args.checkpoint, TASK, overrides=moved)
     data = recipe.data_from_config(config)
     model = recipe.model_from_config(config, data)
     model.load_state_dict(state["model"])

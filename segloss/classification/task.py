@@ -26,7 +26,8 @@ def train(config: Any, resume: bool = False) -> Any:
 
 def add_evaluate_arguments(group: argparse._ArgumentGroup) -> list[str]:
     """The classification evaluation takes only the common options (``--out``, ``--device``,
-    ``--no-progress``): the run's ``eval`` settings say what to measure."""
+    ``--no-progress``, ``data.root``/``eval.*`` overrides): the run's ``eval`` settings say what to
+    measure."""
     return []
 
 
@@ -35,7 +36,11 @@ def evaluate(args: argparse.Namespace) -> str:
     from .training import evaluate_checkpoint
 
     report = evaluate_checkpoint(
-        args.checkpoint, out=args.out, device=args.device, progress=not args.no_progress
+        args.checkpoint,
+        out=args.out,
+        device=args.device,
+        progress=not args.no_progress,
+        overrides=args.overrides,
     )
     return f"{args.checkpoint} (test split)\n{report.format()}"
 

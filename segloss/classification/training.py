@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -116,10 +117,12 @@ def evaluate_checkpoint(
     out: str | os.PathLike | None = None,
     device: str = "auto",
     progress: bool = True,
+    overrides: Sequence[str] = (),
 ) -> ClassificationReport:
     """The full evaluation of the classifier in ``checkpoint`` with its run's ``eval`` settings (what the
-    run wrote to ``results.json``); ``out`` gets the same JSON."""
-    state, config = load_run(checkpoint, TASK)
+    run wrote to ``results.json``) changed by ``overrides`` (``data.root``/``eval.*`` ``key=value``, e.g.
+    ``eval.attack_samples=5000``); ``out`` gets the same JSON."""
+    state, config = load_run(checkpoint, TASK, overrides=overrides)
     config.train.progress = progress
     data = recipe.data_from_config(config)
     check_trained_classes(checkpoint, state, data.classes, data.name)

@@ -28,8 +28,9 @@ def train(config: Any, resume: bool = False) -> Any:
 
 
 def add_evaluate_arguments(group: argparse._ArgumentGroup) -> list[str]:
-    """The continual evaluation takes only the common options (``--out``, ``--device``,
-    ``--no-progress``): it re-tests the checkpoint's model on every experience of its stream."""
+    """The continual evaluation takes only the common options (``--out``, ``--device``, ``--no-progress``,
+    ``data.root``/``eval.*`` overrides): it re-tests the checkpoint's model on every experience of its
+    stream."""
     return []
 
 
@@ -38,7 +39,11 @@ def evaluate(args: argparse.Namespace) -> str:
     from .training import evaluate_checkpoint, format_results
 
     results = evaluate_checkpoint(
-        args.checkpoint, out=args.out, device=args.device, progress=not args.no_progress
+        args.checkpoint,
+        out=args.out,
+        device=args.device,
+        progress=not args.no_progress,
+        overrides=args.overrides,
     )
     return f"{args.checkpoint} (test split of every experience)\n{format_results(results)}"
 

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -245,6 +246,7 @@ def evaluate_checkpoint(
     out: str | os.PathLike | None = None,
     device: str = "auto",
     progress: bool = True,
+    overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The results of the continual run in ``checkpoint``, its last row of the accuracy matrix evaluated
     anew from the checkpoint's model; ``out`` gets them as JSON.
@@ -254,11 +256,12 @@ def evaluate_checkpoint(
         out: optional JSON path.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         progress: show progress bars.
+        overrides: ``key=value`` changes of ``data.root`` and ``eval.*`` (e.g. ``data.root=DIR``).
 
     Returns:
         The ``results.json`` dict of the run (partial for an unfinished one).
     """
-    state, config = load_run(checkpoint, TASK)
+    state, config = load_run(checkpoint, TASK, overrides=overrides)
     stream = stream_from_config(config)
     torch_device = resolve_device(device)
     model = recipe.model_from_config(config, stream)

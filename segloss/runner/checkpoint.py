@@ -42,19 +42,47 @@ def load_checkpoint(
     return state
 
 
+#: What ``segloss evaluate`` may override: where the data is and what is measured. The other data keys, the
+#: model, the loss and the train settings describe what the checkpoint was trained on and with.
+EVALUATION_OVERRIDES = ("data.root", "data.download", "eval.*")
+
+
+def _evaluation_override(key: str) -> bool:
+    return any(
+        key.startswith(allowed[:-1]) if allowed.endswith(".*") else key == allowed
+        for allowed in EVALUATION_OVERRIDES
+    )
+
+
 def load_run(
-    checkpoint: str | os.PathLike, task: str, classes: Sequence[str] | None = None, source: str = ""
+    checkpoint: str | os.PathLike,
+    task: str,
+    classes: Sequence[str] | None = None,
+    source: str = "",
+    overrides: Sequence[str] = (),
 ) -> tuple[dict[str, Any], Any]:
     """A run's checkpoint and config, for evaluating it: ``ValueError`` unless it is a ``task`` run and,
     when ``classes`` are given, trained on those classes (of ``source``, named in the message).
 
+    Args:
+        overrides: ``key=value`` changes of ``data.root``, ``data.download`` and the ``eval`` section
+            (``EVALUATION_OVERRIDES``; e.g. ``data.root=DIR`` for data that moved); ``ConfigError`` for
+            another key.
+
     Returns:
         ``(state, config)``: the checkpoint (``load_checkpoint``) and its config object.
     """
-    from .config import config_from_dict, saved_config
+    from .config import config_from_dict, parse_override, saved_config
+    from .schema import ConfigError
 
+    for text in overrides:
+        if not _evaluation_override(parse_override(text)[0]):
+            raise ConfigError(
+                f"override {text!r}: an evaluation may change only {', '.join(EVALUATION_OVERRIDES)}; the "
+                f"other settings are those {checkpoint} was trained with"
+            )
     state = load_checkpoint(checkpoint)
-    config = config_from_dict(saved_config(state["config"]))
+    config = config_from_dict(saved_config(state["config"]), overrides)
     if config.task != task:
         raise ValueError(f"{checkpoint} is a {config.task} checkpoint, not a {task} one")
     if classes is not None:

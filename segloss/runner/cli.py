@@ -55,6 +55,10 @@ AUROC, AutoAttack), or the accuracy matrix with its last row re-tested for conti
 --unknown-classes reports how well the per-pixel confidence (MSP, MLS) tells the pixels of those classes
 from the other classes' pixels (AUROC); by default for the classes the run held out of training
 (data.holdout_classes). The logits of those classes are left out of the scores.
+
+The run's own settings apply, except where key=value overrides of data.root, data.download or eval.* change
+them: data.root=DIR for data that moved, eval.attack_samples=5000 or eval.unknown_sets=[kmnist,phase] to
+measure more or other things. What the checkpoint was trained on and with cannot change.
 """
 
 
@@ -162,7 +166,13 @@ def evaluate_main(argv: Sequence[str] | None = None, prog: str | None = None) ->
     parser.add_argument("--out", help="write the results JSON here (docs/results.md)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    common = ["--out", "--device", "--no-progress"]
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="changes of data.root, data.download and eval.* (e.g. eval.attack_samples=5000)",
+    )
+    common = ["--out", "--device", "--no-progress", "key=value"]
     task_options = {
         name: tasks.load_task(name).add_evaluate_arguments(parser.add_argument_group(f"{name} only"))
         for name in tasks.TASK_MODULES

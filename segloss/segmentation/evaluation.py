@@ -182,15 +182,18 @@ def evaluate_checkpoint(
     num_workers: int | None = None,
     progress: bool = True,
     unknown_classes: Sequence[str] | None = None,
+    overrides: Sequence[str] = (),
 ) -> SegmentationResults:
     """Scores of the model in ``checkpoint`` on ``split`` (default: the run's ``eval.split``) at full
     resolution; optionally the results JSON (docs/results.md) in ``out`` and one PNG per image in
     ``save_predictions``.
 
-    Classes held out of the run's training are never predicted. ``unknown_classes`` (default: the held-out
-    ones) adds the pixel-level unknown rejection (``SegmentationResults.pixel_rejection``, also in ``out``).
+    ``overrides`` change the run's ``data.root`` and ``eval`` settings (``key=value``, e.g. ``data.root=DIR``
+    for data that moved). Classes held out of the run's training are never predicted. ``unknown_classes``
+    (default: the held-out ones) adds the pixel-level unknown rejection
+    (``SegmentationResults.pixel_rejection``, also in ``out``).
     """
-    state, config = load_run(checkpoint, TASK)
+    state, config = load_run(checkpoint, TASK, overrides=overrides)
     split = split or config.eval.split
     dataset = eval_dataset(config, split)
     classes = tuple(dataset.classes)

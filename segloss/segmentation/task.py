@@ -69,6 +69,7 @@ def evaluate(args: argparse.Namespace) -> str:
         num_workers=args.num_workers,
         progress=not args.no_progress,
         unknown_classes=args.unknown_classes,
+        overrides=args.overrides,
     )
     return results.format_table(f"{args.checkpoint} ({args.split or 'eval split'})")
 

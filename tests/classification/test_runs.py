@@ -125,6 +125,18 @@ def test_segmentation_options_on_a_classification_run_are_refused(tmp_path, caps
     with pytest.raises(ValueError, match="is a classification checkpoint, not a segmentation one"):
         evaluate_segmentation_checkpoint(checkpoint)
 
+    # eval.* overrides change what is measured; the trained sections cannot change.
+    out = tmp_path / "more.json"
+    overrides = ["eval.attack_samples=3", "eval.attack_norms=[L2]", "eval.unknown_sets=[phase]"]
+    assert evaluate(["--checkpoint", checkpoint, "--out", str(out), "--no-progress", *overrides]) == 0
+    results = json.loads(out.read_text())
+    assert [(a["norm"], a["num_samples"]) for a in results["attacks"]] == [("L2", 3)]
+    assert list(results["unknown"]["per_set"]) == ["phase"]
+    assert evaluate(["--checkpoint", checkpoint, "--no-progress", "loss.name=ce"]) == 1
+    assert "an evaluation may change only data.root, data.download, eval.*" in capsys.readouterr().err
+    assert evaluate(["--checkpoint", checkpoint, "--no-progress", "data.name=mnist"]) == 1
+    assert "override 'data.name=mnist'" in capsys.readouterr().err
+
 
 def quick_overrides(out_dir, *extra):
     """A two-epoch digits run of well under a second on the CPU, evaluated on one small unknown set, no

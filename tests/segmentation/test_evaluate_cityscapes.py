@@ -2,6 +2,7 @@
 evaluation, which agrees with our per-class IoU; the other prediction formats; errors."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -119,3 +120,23 @@ def test_evaluate_errors(cityscapes_run, tmp_path, capsys):
     _, checkpoint = cityscapes_run
     assert evaluate(["--checkpoint", str(checkpoint), "--split", "nosuchsplit", "--no-progress"]) == 1
     assert "nosuchsplit" in capsys.readouterr().err
+
+
+def test_evaluate_reads_data_that_moved(cityscapes_run, tmp_path, capsys):
+    root, checkpoint = cityscapes_run
+    argv = ["--checkpoint", str(checkpoint), "--split", "val", "--no-progress"]
+    evaluate = evaluate_main
+    assert evaluate([*argv, f"data.root={tmp_path / 'gone'}"]) == 1
+    assert str(tmp_path / "gone") in capsys.readouterr().err
+    moved = tmp_path / "moved"
+    for folder in ("leftImg8bit", "gtFine"):
+        shutil.copytree(root / folder, moved / folder)
+    assert evaluate([*argv, "--out", str(tmp_path / "moved.json"), f"data.root={moved}"]) == 0
+    assert evaluate([*argv, "--out", str(tmp_path / "here.json")]) == 0
+    read = [json.loads((tmp_path / f"{name}.json").read_text()) for name in ("moved", "here")]
+    assert read[0] == read[1]
+    assert evaluate([*argv, "model.encoder=resnet34"]) == 1
+    assert (
+        "override 'model.encoder=resnet34': an evaluation may change only data.root, data.download, eval.*"
+        in capsys.readouterr().err
+    )
