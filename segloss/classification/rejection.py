@@ -126,7 +126,7 @@ def import_torchattacks() -> ModuleType:
     except ImportError as error:
         raise ImportError(
             f"AutoAttack needs the torchattacks package, which cannot be imported ({error}); install it with "
-            f"pip install torchattacks (or the segloss[cls] extra)"
+            f"pip install torchattacks (or the segloss-hem[cls] extra)"
         ) from error
     return torchattacks
 

@@ -16,6 +16,7 @@ from typing import Any
 from torch import nn
 
 from ..runner.checkpoint import check_trained_classes, load_run
+from ..runner.config import parse_override
 from ..runner.distributed import amp_dtype, resolve_device
 from ..runner.files import write_results_json
 from ..runner.randomness import seed_everything
@@ -121,8 +122,14 @@ def evaluate_checkpoint(
 ) -> ClassificationReport:
     """The full evaluation of the classifier in ``checkpoint`` with its run's ``eval`` settings (what the
     run wrote to ``results.json``) changed by ``overrides`` (``data.root``/``eval.*`` ``key=value``, e.g.
-    ``eval.attack_samples=5000``); ``out`` gets the same JSON."""
+    ``eval.attack_samples=5000``); ``out`` gets the same JSON. Unknown sets the run read from its
+    ``data.root`` (the default ``eval.unknown_root``) are read from a new ``data.root`` too."""
     state, config = load_run(checkpoint, TASK, overrides=overrides)
+    saved = state["config"]
+    overridden = {parse_override(text)[0] for text in overrides}
+    read_from_data_root = saved["eval"].get("unknown_root") == saved["data"].get("root")
+    if read_from_data_root and "eval.unknown_root" not in overridden:
+        config.eval.unknown_root = config.data.root
     config.train.progress = progress
     data = recipe.data_from_config(config)
     check_trained_classes(checkpoint, state, data.classes, data.name)

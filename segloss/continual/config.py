@@ -80,7 +80,8 @@ class ContinualTrainConfig(TrainConfig):
     experience order (class split or permutations), the same for every loss and strategy. Every
     experience ends with an evaluation on all of them (``eval_every`` is not used); ``channels_last`` and
     ``compile`` are not used (one process, no DDP; strategies address the plain model's parameters). A
-    resumed run may change only ``epochs``, ``progress`` and ``device``."""
+    resumed run may change only the train keys of ``RESUMABLE_KEYS`` (``epochs``, ``progress``, ``device``,
+    ...)."""
 
     batch_size: int = 64
     epochs: int = 10

@@ -56,9 +56,10 @@ AUROC, AutoAttack), or the accuracy matrix with its last row re-tested for conti
 from the other classes' pixels (AUROC); by default for the classes the run held out of training
 (data.holdout_classes). The logits of those classes are left out of the scores.
 
-The run's own settings apply, except where key=value overrides of data.root, data.download or eval.* change
-them: data.root=DIR for data that moved, eval.attack_samples=5000 or eval.unknown_sets=[kmnist,phase] to
-measure more or other things. What the checkpoint was trained on and with cannot change.
+The run's own settings apply, except where key=value overrides of data.root, eval.* or (classification,
+continual) data.download change them: data.root=DIR for data that moved, eval.attack_samples=5000 or
+eval.unknown_sets=[kmnist,phase] to measure more or other things. What the checkpoint was trained on and
+with cannot change.
 """
 
 

@@ -119,13 +119,14 @@ class TrainConfig:
 
     ``progress`` shows progress bars when the output is a terminal (log files get one line per epoch either
     way); ``tensorboard`` also writes TensorBoard event files to ``RUN/tensorboard/`` (the ``tensorboard``
-    extra). A resumed run may change only ``epochs``, ``eval_every``, ``progress``, ``device`` and
-    ``tensorboard`` (``RESUMABLE_KEYS``). ``num_workers`` is fixed because each worker seeds its own
-    augmentation stream; a resume on another kind of device continues the run but not bit-identically (AMP,
-    channels_last). ``clip_grad_norm`` > 0 clips the global gradient norm (``segloss.runner.optim``).
-    ``log_every``: the loss is summed on the device and read (logged, checked for NaN) every that many
-    updates and at the end of an epoch, never synchronising with the host in between. ``compile`` trains
-    through ``torch.compile`` of the model (evaluation and checkpoints use the plain model)."""
+    extra). A resumed run may change only ``epochs``, ``eval_every``, ``progress``, ``device``,
+    ``tensorboard``, ``log_every`` and ``compile`` (``RESUMABLE_KEYS``). ``num_workers`` is fixed because
+    each worker seeds its own augmentation stream; a resume on another kind of device continues the run but
+    not bit-identically (AMP, channels_last). ``clip_grad_norm`` > 0 clips the global gradient norm
+    (``segloss.runner.optim``). ``log_every``: the loss is summed on the device and read (logged, checked
+    for NaN) every that many updates and at the end of an epoch, never synchronising with the host in
+    between. ``compile`` trains through ``torch.compile`` of the model (evaluation and checkpoints use the
+    plain model)."""
 
     batch_size: int = 8
     epochs: int = 10

@@ -13,7 +13,7 @@ their checkpoint. The config's ``task`` picks the trainer, as in ``train.py``.
 
 ``--executor local`` trains ``--jobs`` runs at a time here, each in a subprocess with ``cores // jobs``
 threads and its output in ``OUT/<name>/sweep.log``. ``--executor slurm`` submits one array job through
-submitit (``pip install segloss[slurm]``); a preempted or timed-out run is requeued and resumes.
+submitit (``pip install "segloss-hem[slurm]"``); a preempted or timed-out run is requeued and resumes.
 """
 
 from __future__ import annotations

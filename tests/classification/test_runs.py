@@ -138,6 +138,30 @@ def test_segmentation_options_on_a_classification_run_are_refused(tmp_path, caps
     assert "override 'data.name=mnist'" in capsys.readouterr().err
 
 
+def test_evaluate_follows_the_data_to_a_new_root(tmp_path):
+    """Unknown sets read from the run's data.root (the default eval.unknown_root) move with it."""
+    root = tmp_path / "data"
+    write_mnist(root)
+    write_mnist(root, folder="FashionMNIST", test=4)
+    overrides = [
+        f"data.root={root}",
+        f"train.out_dir={tmp_path / 'run'}",
+        "train.epochs=1",
+        "train.num_workers=0",
+    ]
+    overrides += ["train.progress=false", "model.arch=mlp", "eval.unknown_sets=[fashionmnist]"]
+    training.train(load_config("cls_mnist", [*overrides, "eval.attack_samples=0"]))
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    moved = root.rename(tmp_path / "moved")
+    checkpoint = str(tmp_path / "run" / "checkpoint.pt")
+    out = tmp_path / "moved.json"
+    assert (
+        evaluate_main(["--checkpoint", checkpoint, "--no-progress", "--out", str(out), f"data.root={moved}"])
+        == 0
+    )
+    assert json.loads(out.read_text()) == results
+
+
 def quick_overrides(out_dir, *extra):
     """A two-epoch digits run of well under a second on the CPU, evaluated on one small unknown set, no
     AutoAttack."""
