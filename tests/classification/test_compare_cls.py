@@ -70,7 +70,6 @@ def test_documented_command_line_trains_every_loss_with_the_overrides(compare_cl
 
 
 def test_bench_attack_times_autoattack_per_norm_on_a_trained_run(tmp_path, capsys):
-    pytest.importorskip("torchattacks")
     from segloss.classification.training import train
     from segloss.runner.config import load_config
 

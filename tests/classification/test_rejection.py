@@ -1,7 +1,5 @@
 """Rejection evaluation: unknown-class AUROC, AutoAttack with DAR, corruptions, tables and histograms."""
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -11,7 +9,6 @@ from torch import nn
 from segloss.classification import rejection
 from segloss.classification.plots import plot_confidence_histograms
 from segloss.classification.rejection import (
-    AttackResult,
     adversarial_rejection,
     attack_budget,
     attack_budgets,
@@ -195,12 +192,3 @@ def test_confidence_histograms_png(tmp_path):
     assert width > height  # 2 rows of up to 4 panels
     with pytest.raises(ValueError, match="at least one"):
         plot_confidence_histograms({}, tmp_path / "empty.png")
-
-
-def test_attack_result_is_json_ready():
-    import dataclasses
-    import json
-
-    result = AttackResult("L2", 0.5, 10, 0.9, 0.1, {"msp": 0.3, "mls": 0.4})
-    assert json.loads(json.dumps(dataclasses.asdict(result)))["dar"]["mls"] == 0.4
-    assert math.isclose(result.eps, 0.5)

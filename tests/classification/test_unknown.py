@@ -80,6 +80,13 @@ def test_permuted_and_phase_sets_repeat_the_known_images(known_images):
     permuted = synthetic_unknown_set("permuted", known_images, num_samples=8, seed=0)
     # image 7 comes from known image 1
     assert sorted(permuted[7].flatten().tolist()) == sorted(known_images[1].flatten().tolist())
+    low_contrast = 0.5 + 0.05 * (known_images - 0.5)  # no clipping: the amplitude spectrum is kept exactly
+    phase = synthetic_unknown_set("phase", low_contrast, num_samples=8, seed=0)
+    amplitude = [
+        torch.fft.fft2(image.double()).abs() for image in (phase[7], low_contrast[1], low_contrast[0])
+    ]
+    torch.testing.assert_close(amplitude[0], amplitude[1], atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(amplitude[0], amplitude[2], atol=1e-2)
 
 
 def test_build_unknown_sets_and_errors(known_images, tmp_path):

@@ -12,9 +12,6 @@ import segloss
 
 from ..helpers import REPO
 
-pytest.importorskip("transformers")
-pytest.importorskip("accelerate")
-
 EXAMPLE = REPO / "examples" / "huggingface_segformer.py"
 TINY = ["--num-train", "8", "--size", "64", "--batch-size", "4", "--steps", "3"]
 

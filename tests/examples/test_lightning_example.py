@@ -13,9 +13,6 @@ import pytest
 
 from ..helpers import REPO, cli_env
 
-pytest.importorskip("lightning")
-pytest.importorskip("torchmetrics")
-
 EXAMPLE = REPO / "examples" / "lightning_segmentation.py"
 # 8 scenes of 64×64, global batch 4: 2 steps; the 4 validation scenes split evenly over 2 processes.
 TINY = [

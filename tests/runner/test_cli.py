@@ -44,8 +44,6 @@ def test_recipes_are_found_by_name(tmp_path, monkeypatch):
 
 
 def test_the_wheel_carries_the_top_level_recipes(tmp_path):
-    pytest.importorskip("setuptools")
-
     built = subprocess.run(
         [
             sys.executable,

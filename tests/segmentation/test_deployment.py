@@ -124,7 +124,6 @@ def test_model_folder_loads_with_smp_alone(run):
 
 
 def test_onnx_export_matches_pytorch(run, tmp_path, capsys):
-    pytest.importorskip("onnxruntime")
     run_dir, _ = run
     target = tmp_path / "model.onnx"
     assert export.main([str(run_dir), "--onnx", str(target), "--size", "64", "96"]) == 0
