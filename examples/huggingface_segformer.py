@@ -136,6 +136,7 @@ def build(args: argparse.Namespace) -> Trainer:
         report_to=[],
         seed=args.seed,
         dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),  # pinned memory serves only a GPU
         average_tokens_across_devices=False,
         remove_unused_columns=False,
     )

@@ -436,7 +436,18 @@ def plot_groups(report: Report, path: Path) -> None:
     from matplotlib.figure import Figure
 
     labels = key_labels(report.varying)
-    fig = Figure(figsize=(8.0, 1.2 + 0.42 * len(report.groups)))
+    names = [
+        " · ".join(
+            value_text(v) if k == LOSS_KEY else f"{labels[k]}={value_text(v)}"
+            for k, v in group.key
+            if v is not None
+        )
+        or "all"
+        for group in report.groups
+    ]
+    # wide enough for the longest group name at 8 pt (about 0.07 inch a character) beside the axes
+    width = max(8.0, 4.0 + 0.07 * max(map(len, names)))
+    fig = Figure(figsize=(width, 1.2 + 0.42 * len(report.groups)))
     ax = fig.subplots()
     rng = np.random.default_rng(0)  # jitter only
     for row, group in enumerate(report.groups):
@@ -448,15 +459,6 @@ def plot_groups(report: Report, path: Path) -> None:
         ax.errorbar(group.mean, row - 0.1, xerr=std, fmt="|", markersize=12, capsize=4, color=color)
         if is_baseline:
             ax.axvline(group.mean, color=color, linestyle="--", linewidth=0.8)
-    names = [
-        " · ".join(
-            value_text(v) if k == LOSS_KEY else f"{labels[k]}={value_text(v)}"
-            for k, v in group.key
-            if v is not None
-        )
-        or "all"
-        for group in report.groups
-    ]
     ax.set_yticks(range(len(report.groups)), names, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("mIoU (%)")
