@@ -7,7 +7,7 @@
 
 import sys
 
-from segloss.runner.cli import evaluate_main
+from segloss.runner.cli import main
 
 if __name__ == "__main__":
-    sys.exit(evaluate_main(prog="evaluate.py"))
+    sys.exit(main(["evaluate", *sys.argv[1:]], prog="evaluate.py"))  # as `segloss evaluate`: logging, hints

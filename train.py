@@ -9,7 +9,7 @@
 
 import sys
 
-from segloss.runner.cli import train_main
+from segloss.runner.cli import main
 
 if __name__ == "__main__":
-    sys.exit(train_main(prog="train.py"))
+    sys.exit(main(["train", *sys.argv[1:]], prog="train.py"))  # as `segloss train`: logging, hints

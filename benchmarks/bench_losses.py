@@ -34,7 +34,7 @@ from segloss._kernels import cpu as cpu_kernel
 
 SHAPES = {
     "cityscapes": "4x19x512x1024",
-    "camvid": "12x12x360x480",
+    "camvid": "12x12x360x480",  # CamVid's batch of 12; its 11 classes and void
     "cifar100": "128x100",
 }
 IGNORE = 255

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 import segloss
-from segloss.segmentation.data import IGNORE_INDEX, SyntheticScenes, class_counts, presets
+from segloss.segmentation.data import IGNORE_INDEX, SyntheticScenes, class_statistics, presets
 from segloss.segmentation.evaluation import predict
 from segloss.segmentation.iou import SegmentationScores
 
@@ -136,8 +136,16 @@ def main(argv: list[str] | None = None) -> dict:
     if args.batch_size % args.devices:
         raise SystemExit(f"--batch-size {args.batch_size} is not divisible by --devices {args.devices}")
     train_set, val_set = datasets(args)
-    counts = class_counts(SyntheticScenes("train", args.num_train, args.size, seed=args.seed), progress=False)
-    criterion = segloss.build_loss(args.loss, class_counts=counts, ignore_index=IGNORE_INDEX, sync=True)
+    train_scenes = SyntheticScenes("train", args.num_train, args.size, seed=args.seed)
+    stats = class_statistics(train_scenes, progress=False)
+    criterion = segloss.build_loss(  # the segmentation defaults: image-equivalent counts, target margins
+        args.loss,
+        class_counts=stats.counts / stats.pixels_per_image,
+        presence_counts=stats.presence / stats.pixels_per_image,
+        ignore_index=IGNORE_INDEX,
+        sync=True,
+        **({"margin_on": "target"} if args.loss == "hem+" else {}),
+    )
     model = smp.FPN(
         args.encoder,
         encoder_weights=args.encoder_weights,

@@ -10,7 +10,7 @@ from torch import nn
 from . import comparison
 from . import functional as F
 from ._checks import DEFAULT_IGNORE_INDEX, check_reduction
-from .margins import DEFAULT_M, class_priors, class_weights, hem_margin, hem_plus_margins
+from .margins import DEFAULT_M, ClassCounts, class_priors, class_weights, hem_margin, hem_plus_margins
 
 
 class _Loss(nn.Module):
@@ -60,7 +60,7 @@ class LogitAdjustedLoss(_Loss):
 
     @classmethod
     def from_class_counts(
-        cls, counts, *, class_names: Sequence[str] | None = None, **kw
+        cls, counts: ClassCounts, *, class_names: Sequence[str] | None = None, **kw
     ) -> LogitAdjustedLoss:
         return cls(class_priors(counts, class_names=class_names), **kw)
 
@@ -117,7 +117,9 @@ class HEMLoss(MultiMarginLoss):
         )
 
     @classmethod
-    def from_class_counts(cls, counts, M: float = DEFAULT_M, *, class_names=None, **kw) -> HEMLoss:
+    def from_class_counts(
+        cls, counts: ClassCounts, M: float = DEFAULT_M, *, class_names: Sequence[str] | None = None, **kw
+    ) -> HEMLoss:
         """HEM with margin ``sqrt(M / S)``; ``counts`` are training samples per class.
 
         For segmentation pass *image-equivalents*, labelled pixels per class ÷ pixels per image (what
@@ -159,7 +161,9 @@ class HEMPlusLoss(HEMLoss):
         super().__init__(margins, ignore_index=ignore_index, reduction=reduction, sync=sync, **options)
 
     @classmethod
-    def from_class_counts(cls, counts, M: float = DEFAULT_M, *, class_names=None, **kw) -> HEMPlusLoss:
+    def from_class_counts(
+        cls, counts: ClassCounts, M: float = DEFAULT_M, *, class_names: Sequence[str] | None = None, **kw
+    ) -> HEMPlusLoss:
         """HEM+ with margins ``sqrt(M / (n s_i))``; ``counts`` are training samples per class.
 
         For segmentation, what docs/margin-study.md measured best (the
@@ -181,11 +185,11 @@ class WeightedCrossEntropyLoss(_Loss):
     @classmethod
     def from_class_counts(
         cls,
-        counts,
+        counts: ClassCounts,
         weighting: str = "median_frequency",
         beta: float = 0.9999,
         *,
-        presence_counts=None,
+        presence_counts: ClassCounts | None = None,
         class_names: Sequence[str] | None = None,
         **kw,
     ) -> WeightedCrossEntropyLoss:

@@ -43,7 +43,7 @@ CONFIRMATION = " ".join(
 # plot in the repository -> the report command (from the repository root) whose PNG it is
 PLOTS = {
     "docs/images/camvid-confirmation-test.png": f"{CONFIRMATION} --results test.json",
-    "docs/images/camvid-loss-screen-test.png": "studies/camvid/losses --results test.json",
+    "docs/images/camvid-loss-screen-test.png": "studies/camvid/losses/*-s[01] --results test.json",
     "docs/images/camvid-ce-recipe-val.png": "studies/camvid/ce-recipe",
 }
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from .._cache import default_cache_dir
 from .._checks import raise_bad_target
 
 logger = logging.getLogger(__name__)
@@ -50,8 +51,7 @@ os.register_at_fork(after_in_child=_forget_pool)
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("SEGLOSS_CACHE") or Path.home() / ".cache" / "segloss"
-    return Path(root) / "kernels"
+    return default_cache_dir() / "kernels"
 
 
 def _compiler() -> str | None:

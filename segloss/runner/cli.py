@@ -92,8 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``segloss COMMAND ARGS`` and return the exit status."""
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """Run ``segloss COMMAND ARGS`` and return the exit status; ``prog`` names the command in its usage line
+    (default ``segloss COMMAND``; the ``train.py`` and ``evaluate.py`` scripts pass their own names)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     if not argv or argv[0].startswith("-"):
@@ -103,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.parse_args(argv[:1])  # an unknown command stops here, listing the valid ones
     configure_logging()  # once, for every command
     try:
-        return _run_command(all_commands()[argv[0]][0], argv[1:], prog=f"{parser.prog} {argv[0]}")
+        return _run_command(all_commands()[argv[0]][0], argv[1:], prog=prog or f"{parser.prog} {argv[0]}")
     except ModuleNotFoundError as error:  # an optional dependency: `pip install .` gives the loss core alone
         if (error.name or "segloss").split(".")[0] == "segloss":
             raise

@@ -118,9 +118,7 @@ def prediction_picture(prediction: np.ndarray, info: ModelInfo, fmt: str) -> np.
     if fmt == "trainid":
         return prediction
     if info.label_ids is None:
-        raise ValueError(
-            "--format cityscapes needs a model trained on Cityscapes (label ids in segloss.json)"
-        )
+        raise ValueError(CITYSCAPES_ONLY)
     return info.label_ids[prediction].astype(np.uint8)
 
 
@@ -145,9 +143,7 @@ def predict_folder(
     if fmt not in PREDICTION_FORMATS:
         raise ValueError(f"unknown format {fmt!r}; valid formats: {', '.join(PREDICTION_FORMATS)}")
     if fmt == "cityscapes" and info.label_ids is None:
-        raise ValueError(
-            "--format cityscapes needs a model trained on Cityscapes (label ids in segloss.json)"
-        )
+        raise ValueError(CITYSCAPES_ONLY)
     device = device or torch.device("cpu")
     model = prediction_model(model, info.held_out or []).to(device).eval()
     files = image_files(images)

@@ -182,9 +182,8 @@ def write_results(
     write_results_json(run_dir, with_train_pixels(results.to_json(), dataset.classes, train_pixels))
     title = f"{config.data.name} {config.eval.split}: {config.model.encoder}, {config.loss.name}"
     plots.plot_class_iou(results, run_dir / CLASS_IOU_PLOT, title)
-    count = min(config.eval.num_overlays, len(dataset))
-    if count:
-        indices = np.linspace(0, len(dataset) - 1, count).round().astype(int).tolist()
+    indices = overlay_indices(config.eval.num_overlays, dataset)
+    if indices:
         overlays = predict_samples(model, dataset, indices, device, dtype)
         plots.plot_overlays(overlays, dataset.palette, dataset.classes, run_dir / OVERLAYS_PLOT)
 

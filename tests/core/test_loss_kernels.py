@@ -25,6 +25,14 @@ PROBE = textwrap.dedent(
 )
 
 
+def test_kernel_cache_follows_the_cache_environment(tmp_path, monkeypatch):
+    monkeypatch.delenv("SEGLOSS_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cpu.cache_dir() == tmp_path / "xdg" / "segloss" / "kernels"
+    monkeypatch.setenv("SEGLOSS_CACHE", str(tmp_path / "own"))
+    assert cpu.cache_dir() == tmp_path / "own" / "kernels"
+
+
 def run_probe(env_changes: dict) -> subprocess.CompletedProcess:
     env = {**os.environ, **env_changes}
     return subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=120)

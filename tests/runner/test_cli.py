@@ -174,3 +174,20 @@ def test_the_top_level_scripts_keep_their_flags(script, option, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"usage: {script}") and option in result.stdout
+
+
+def test_train_py_logs_like_the_command(tmp_path):
+    """``python train.py`` sets up logging as ``segloss train`` does: the epoch lines reach the terminal and
+    the run's train.log."""
+    run_dir = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *tiny_overrides(run_dir, train__epochs=1)],
+        env=cli_env(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "epoch 1/1: loss" in result.stderr
+    assert "epoch 1/1: loss" in (run_dir / "train.log").read_text()

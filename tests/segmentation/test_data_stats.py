@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
+from segloss._cache import default_cache_dir
 from segloss.segmentation.data import CamVid, SyntheticScenes, class_counts, class_statistics
-from segloss.segmentation.data.counts import default_cache_dir
 from segloss.segmentation.data.stats import main
 
 # Two 4×5 CamVid masks; 11 is void.

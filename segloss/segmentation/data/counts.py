@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..._cache import default_cache_dir
 from ...runner.files import write_text_atomically
 from ...runner.progress import progress_bar
 from ._common import IGNORE_INDEX, SegmentationDataset
@@ -20,7 +21,6 @@ logger = logging.getLogger(__name__)
 
 # Bump when the counting or the cache file changes, so that old cache entries are not reused.
 CACHE_FORMAT = 2
-CACHE_ENV = "SEGLOSS_CACHE"
 
 
 @dataclass(frozen=True)
@@ -39,13 +39,6 @@ class ClassStatistics:
     def pixels_per_image(self) -> float:
         """Mean number of pixels (labelled and ignored) per image."""
         return (int(self.counts.sum()) + self.ignored) / self.num_images
-
-
-def default_cache_dir() -> Path:
-    """``$SEGLOSS_CACHE``, else ``$XDG_CACHE_HOME/segloss``, else ``~/.cache/segloss``."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "segloss"
 
 
 def cache_key(dataset: SegmentationDataset) -> str:

@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..._cache import CACHE_ENV
 from ...margins import hem_margin, hem_plus_margins
-from .counts import CACHE_ENV, ClassStatistics, class_statistics
+from .counts import ClassStatistics, class_statistics
 from .registry import DATASETS, build_dataset
 
 
@@ -94,7 +95,9 @@ def _parse_args(
     parser.add_argument("--M", type=float, default=2000.0, help="margin constant M (default 2000)")
     parser.add_argument("--out", type=Path, help="JSON output (default DATASET_SPLIT_class_stats.json)")
     parser.add_argument(
-        "--cache-dir", type=Path, help=f"count cache (default ${CACHE_ENV} or ~/.cache/segloss)"
+        "--cache-dir",
+        type=Path,
+        help=f"count cache (default ${CACHE_ENV}, else $XDG_CACHE_HOME/segloss or ~/.cache/segloss)",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     folder = parser.add_argument_group("folder dataset")
