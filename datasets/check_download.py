@@ -1,4 +1,4 @@
-"""Check a downloaded CamVid, Cityscapes or SBD folder against the layout segloss.segmentation.data reads.
+"""Check a downloaded CamVid, Cityscapes, IDD-Lite or SBD folder against the layout the readers expect.
 
 For every split: the number of images against the official count, then the first and last sample
 (or every sample with --all) read through the segloss reader, which checks that images decode, that
@@ -18,9 +18,15 @@ from tqdm import tqdm
 from segloss.segmentation.data import build_dataset
 from segloss.segmentation.data.camvid import SPLIT_SIZES as CAMVID_SIZES
 from segloss.segmentation.data.cityscapes import SPLIT_SIZES as CITYSCAPES_SIZES
+from segloss.segmentation.data.idd_lite import SPLIT_SIZES as IDD_LITE_SIZES
 from segloss.segmentation.data.sbd import SPLIT_SIZES as SBD_SIZES
 
-SPLIT_SIZES = {"camvid": CAMVID_SIZES, "cityscapes": CITYSCAPES_SIZES, "sbd": SBD_SIZES}
+SPLIT_SIZES = {
+    "camvid": CAMVID_SIZES,
+    "cityscapes": CITYSCAPES_SIZES,
+    "idd_lite": IDD_LITE_SIZES,
+    "sbd": SBD_SIZES,
+}
 
 
 def check_split(name: str, root: str, split: str, expected: int, read_all: bool) -> list[str]:

@@ -13,18 +13,53 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from .environment import cpu_bf16_support, cpu_model
 from .schema import ConfigError, check_device
 
 logger = logging.getLogger(__name__)
 
 
 def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of ``train.amp``: ``auto`` = bf16 on CUDA where supported, else fp16; CPU: none."""
-    if device.type != "cuda" or setting == "off":
+    """The autocast dtype of ``train.amp`` on ``device``.
+
+    ``auto``: on CUDA bf16 where the GPU supports it, else fp16; on the CPU none (fp32), because bf16 is
+    fast only on CPUs with bf16 units (``amx_bf16``, ``avx512_bf16``) and a config that changed precision
+    with the machine would train differently on each (docs/benchmarks.md). ``bf16`` works on CUDA and the
+    CPU (a warning on a CPU without native bf16, where it is slower than fp32); ``fp16`` is CUDA only.
+
+    Raises:
+        ConfigError: ``fp16`` on a device other than CUDA.
+    """
+    if setting == "off" or device.type not in ("cuda", "cpu"):
+        return None
+    if device.type == "cpu":
+        if setting == "fp16":
+            raise ConfigError(
+                "train.amp=fp16 trains on CUDA only; on the CPU use train.amp=bf16 (fast on CPUs with "
+                "amx_bf16 or avx512_bf16) or train.amp=off"
+            )
+        if setting == "bf16":
+            _warn_without_native_bf16()
+            return torch.bfloat16
         return None
     if setting == "auto":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[setting]
+
+
+def _warn_without_native_bf16() -> None:
+    support = cpu_bf16_support()
+    if support == "none":
+        logger.warning(
+            "train.amp=bf16 on a CPU without bf16 instructions (%s has neither amx_bf16 nor avx512_bf16): "
+            "bf16 is emulated there and trains slower than fp32; train.amp=off is faster",
+            cpu_model(),
+        )
+    elif support is None:
+        logger.warning(
+            "train.amp=bf16 on the CPU, which does not say whether it has bf16 instructions: measure with "
+            "benchmarks/bench_train.py --speedups, as bf16 is slower than fp32 where it is emulated"
+        )
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:

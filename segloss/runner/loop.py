@@ -62,7 +62,7 @@ def train_one_epoch(
         device: where to train.
         desc: the epoch in words (``epoch 3``), for the progress bar and messages.
         dtype: the autocast dtype, or ``None``.
-        channels_last: move images to channels-last memory.
+        channels_last: move (4-D) images to channels-last memory.
         progress: show a progress bar (on a terminal).
         log_every: read the summed loss every that many updates.
         on_log: ``on_log(update, mean loss since the last read, lr)`` at every read (update counted from 0
@@ -105,7 +105,9 @@ def train_one_epoch(
         read_total, read_steps = value, steps
 
     for image, target in bar:
-        image = image.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        image = image.to(device, non_blocking=True)
+        if image.dim() == 4:
+            image = image.contiguous(memory_format=memory_format)
         target = target.to(device, non_blocking=True).long()
         with autocast(device, dtype):
             logits = model(image) if hooks is None else hooks.forward(model, image)

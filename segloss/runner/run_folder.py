@@ -22,6 +22,7 @@ from torch import nn
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import config_to_dict, flatten, resume_config, save_config
 from .distributed import amp_dtype, distributed_initialized, init_distributed, resolve_device
+from .environment import run_environment
 from .files import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -30,6 +31,7 @@ from .files import (
     RESULTS_FILE,
     add_log_file,
     write_metrics,
+    write_text_atomically,
 )
 from .loop import NonFiniteLossError, StepHooks, train_one_epoch
 from .optim import TrainingStep
@@ -65,6 +67,9 @@ class RunFolder:
         world, device, dir: the process group, the device, the run folder.
         state: the checkpoint of a resumed run, else ``None``.
         history: one record per finished epoch (restored on resume).
+        environments: where the run trained (``segloss.runner.environment.run_environment``): one entry, or
+            one more for each resume in a different environment; ``results.json`` gets them as
+            ``environment``.
         dtype: the autocast dtype of ``train.amp``; ``channels_last``, ``progress``: the train settings as
             they apply on this device and rank.
         tensorboard: the writer of ``train.tensorboard`` (rank 0), else ``None``.
@@ -77,6 +82,7 @@ class RunFolder:
         self.one_process = one_process
         self.state: dict[str, Any] | None = None
         self.history: list[dict[str, Any]] = []
+        self.environments: list[dict[str, Any]] = []
         self.finished = False
         self.tensorboard: TensorBoardWriter | None = None
         self._log_handler: logging.Handler | None = None
@@ -114,6 +120,7 @@ class RunFolder:
             self.state = load_checkpoint(checkpoint)
             config = self.config = resume_config(self.state["config"], config)
             self.history = list(self.state["history"])
+            self.environments = list(self.state.get("environments", []))
             self._updates = sum(record.get("steps", 0) for record in self.history)
         elif self.resume:
             logger.info("no checkpoint in %s: starting a new run", self.dir)
@@ -122,7 +129,10 @@ class RunFolder:
                 f"train.batch_size={config.train.batch_size} is not divisible by {world.world_size} processes"
             )
         self.dtype = amp_dtype(config.train.amp, self.device)
-        self.channels_last = config.train.channels_last and self.device.type == "cuda"
+        self.channels_last = config.train.channels_last and self.device.type in ("cuda", "cpu")
+        environment = run_environment(self.device, self.dtype, self.channels_last)
+        if not self.environments or self.environments[-1] != environment:
+            self.environments.append(environment)
         self.progress = config.train.progress and world.is_main
         if world.is_main:
             self.dir.mkdir(parents=True, exist_ok=True)
@@ -213,7 +223,7 @@ class RunFolder:
         return TrainingStep.from_config(model.parameters(), self.config, steps_per_epoch, fp16=fp16)
 
     def network(self, model: nn.Module) -> nn.Module:
-        """The model as trained: channels-last on CUDA with ``train.channels_last`` (in place, so the
+        """The model as trained: channels-last with ``train.channels_last`` (in place, so the
         optimizer keeps its parameters), DDP-wrapped under ``torchrun``, compiled with ``train.compile``."""
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
@@ -335,6 +345,7 @@ class RunFolder:
         self.history[-1].update(evaluation)
         logger.info("final evaluation after %s %d%s", self.unit, len(self.history), note)
         if self.is_main:
+            stamp_environment(self.dir / RESULTS_FILE, self.environments)
             self._save(checkpoint, finished=True)
             write_metrics(self.dir / METRICS_FILE, self.history)
             self._log_to_tensorboard(self.history[-1], evaluation)
@@ -367,10 +378,17 @@ class RunFolder:
                 "rng": self._rng if self._rng is not None else rng_states(),
                 "config": config_to_dict(self.config),
                 "device": self.device.type,
+                "environments": self.environments,
                 "finished": finished,  # the final evaluation's results were written
             },
             self.dir / CHECKPOINT_FILE,
         )
+
+
+def stamp_environment(results_file: Path, environments: list[dict[str, Any]]) -> None:
+    """Add ``environment`` (the environments a run trained in) to the task's ``results_file``."""
+    results = json.loads(results_file.read_text())
+    write_text_atomically(results_file, json.dumps({**results, "environment": environments}, indent=2))
 
 
 def run_length(config: Any) -> int:

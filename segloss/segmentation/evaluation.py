@@ -209,7 +209,7 @@ def evaluate_checkpoint(
     model = model_from_config(config, len(classes), pretrained=False)
     model.load_state_dict(state["model"])
     model.to(torch_device)
-    if torch_device.type == "cuda" and config.train.channels_last:
+    if torch_device.type in ("cuda", "cpu") and config.train.channels_last:
         model.to(memory_format=torch.channels_last)
     logger.info("evaluating %s (epoch %d) on %r", checkpoint, state["epoch"], dataset)
     writer = None

@@ -8,7 +8,6 @@ import torch
 from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix, MulticlassJaccardIndex
 
-from segloss.runner.distributed import amp_dtype
 from segloss.segmentation.evaluation import predict
 from segloss.segmentation.iou import SegmentationScores, confusion_matrix
 
@@ -110,11 +109,3 @@ def test_predict_pads_to_multiple_of_32_and_crops_back():
     logits = predict(_PositionModel(), image)
     assert logits.shape == (1, 2, 45, 70)
     assert torch.equal(logits, image[:, :2] * 2)
-
-
-def test_amp_dtype_is_cuda_only():
-    cpu = torch.device("cpu")
-    assert amp_dtype("auto", cpu) is None and amp_dtype("fp16", cpu) is None
-    assert amp_dtype("off", torch.device("cuda")) is None
-    assert amp_dtype("fp16", torch.device("cuda")) is torch.float16
-    assert amp_dtype("bf16", torch.device("cuda")) is torch.bfloat16

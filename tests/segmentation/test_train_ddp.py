@@ -46,6 +46,7 @@ def test_torchrun_two_gloo_processes(tmp_path, monkeypatch):
     saved = json.loads((run_dir / "results.json").read_text())
     pixels = load_checkpoint(run_dir / "checkpoint.pt")["train_pixels"]  # counted by rank 0, read by rank 1
     assert list(saved.pop("train_pixels").values()) == pixels and sum(pixels) > 0
+    assert [e["device"] for e in saved.pop("environment")] == ["cpu"]
     assert saved == single.to_json()
 
 

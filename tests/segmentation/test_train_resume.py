@@ -62,7 +62,12 @@ def test_sigkill_resume_matches_uninterrupted_run(tmp_path, monkeypatch):
     for name, tensor in final_a["model"].items():
         assert torch.equal(tensor, final_b["model"][name]), name
     results = json.loads((killed_dir / "results.json").read_text())
-    assert results == json.loads((reference_dir / "results.json").read_text())
+    reference_results = json.loads((reference_dir / "results.json").read_text())
+    # Where each trained: the killed run's one environment (same machine and settings on resume).
+    environments = results.pop("environment")
+    assert [(e["precision"], e["device"]) for e in environments] == [("fp32", "cpu")]
+    assert reference_results.pop("environment")[0]["cpu"] == environments[0]["cpu"]
+    assert results == reference_results
     assert results["miou"] == pytest.approx(reference.miou)
     assert [row["class"] for row in results["per_class"]] == list(SyntheticScenes.classes)
 

@@ -152,7 +152,10 @@ def test_holdout_run_and_evaluate_unknown_classes(tmp_path, monkeypatch, capsys)
 
     # results.json: the scores' keys first (docs/results.md), the rejection under its own key.
     saved = json.loads((run_dir / "results.json").read_text())
-    assert list(saved) == ["miou", "pixel_accuracy", "per_class", "pixel_rejection", "train_pixels"]
+    assert list(saved) == [
+        "miou", "pixel_accuracy", "per_class", "pixel_rejection", "train_pixels", "environment"
+    ]  # fmt: skip
+    assert saved.pop("environment")[0]["precision"] == "fp32"
     assert saved["train_pixels"]["pedestrian"] == 0  # held out of training: its pixels are ignored
     assert {key: value for key, value in saved.items() if key != "train_pixels"} == results.to_json()
     pedestrian = saved["per_class"][PEDESTRIAN]

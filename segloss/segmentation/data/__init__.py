@@ -9,6 +9,7 @@ from .camvid import CamVid
 from .cityscapes import Cityscapes
 from .counts import ClassStatistics, class_counts, class_statistics
 from .folder import SegmentationFolder
+from .idd_lite import IDDLite
 from .registry import DATASETS, build_dataset
 from .sbd import SBD
 from .synthetic import SyntheticScenes
@@ -20,6 +21,7 @@ __all__ = [
     "CamVid",
     "Cityscapes",
     "ClassStatistics",
+    "IDDLite",
     "SegmentationDataset",
     "SegmentationFolder",
     "SyntheticScenes",

@@ -18,6 +18,7 @@ from ._common import SegmentationDataset
 from .camvid import CamVid
 from .cityscapes import Cityscapes
 from .folder import SegmentationFolder
+from .idd_lite import IDDLite
 from .sbd import SBD
 from .synthetic import SyntheticScenes
 
@@ -102,6 +103,7 @@ def _synthetic_options(data: Any, split: str) -> dict[str, Any]:
 register_dataset(DatasetEntry("camvid", CamVid))
 register_dataset(DatasetEntry("cityscapes", Cityscapes))
 register_dataset(DatasetEntry("sbd", SBD))
+register_dataset(DatasetEntry("idd_lite", IDDLite))
 register_dataset(
     DatasetEntry(
         "folder",
