@@ -65,6 +65,13 @@ def make_losses(num_classes: int, device: torch.device, compiled: bool) -> dict:
     for name in (*segloss.LOSS_NAMES, "ce+dice"):
         module = segloss.build_loss(name, class_counts=counts, presence_counts=presence, ignore_index=IGNORE)
         losses[name] = (module.to(device), None)
+    weights = segloss.margins.class_weights(counts, "median_frequency", presence_counts=presence)
+    weighted = segloss.build_loss("hem+", class_counts=counts, weight=weights, ignore_index=IGNORE)
+    losses["hem+ weighted"] = (weighted.to(device), None)  # median-frequency per-class weights
+    losses["F.cross_entropy weighted"] = (
+        lambda x, t, w=weights.float().to(device): F.cross_entropy(x, t, weight=w, ignore_index=IGNORE),
+        None,
+    )
     if device.type == "cpu":
         losses["hem+ (eager)"] = (losses["hem+"][0], "eager")
     with contextlib.suppress(ImportError):  # the reference implementations, where smp is installed

@@ -94,3 +94,51 @@ def prepare_logits(logits: torch.Tensor, target: torch.Tensor, reduction: str) -
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """Half precision is computed in float32; float32 and float64 stay as they are."""
     return torch.float32 if dtype in LOW_PRECISION else dtype
+
+
+ClassWeight = Sequence[float] | torch.Tensor | None
+
+
+def check_weight_values(weight: torch.Tensor, num_classes: int | None = None) -> None:
+    """``ValueError`` naming the problem when the per-class ``weight`` (on the host) is not a
+    ``(num_classes,)`` vector of finite, non-negative numbers; ``num_classes=None`` checks only the values."""
+    if weight.dim() != 1 or (num_classes is not None and weight.shape[0] != num_classes):
+        expected = "(C,) tensor of per-class weights"
+        if num_classes is not None:
+            expected = f"({num_classes},) tensor of per-class weights for {num_classes} classes"
+        raise ValueError(f"weight must be a {expected}, got shape {tuple(weight.shape)}")
+    bad = ~torch.isfinite(weight) | (weight < 0)
+    if bool(bad.any()):
+        index = int(bad.nonzero()[0])
+        raise ValueError(
+            f"weight must be finite and non-negative for each of the {weight.shape[0]} classes, got "
+            f"{weight[index].item()} for class {index} (a zero weight is allowed: the class adds nothing)"
+        )
+
+
+def class_weight_tensor(
+    weight: ClassWeight, num_classes: int, like: torch.Tensor, on_device: bool
+) -> torch.Tensor | None:
+    """The per-class ``weight`` as a ``(C,)`` tensor on ``like``'s device and dtype, or ``None``.
+
+    The length is checked at once; the values (finite, non-negative) too on the CPU path, and on the device
+    path (``on_device``) by a queued assertion, without a host synchronisation, as the targets are."""
+    if weight is None:
+        return None
+    weight = torch.as_tensor(weight)
+    if weight.dim() != 1 or weight.shape[0] != num_classes:
+        check_weight_values(weight, num_classes)  # raises, naming the shape
+    if not on_device:
+        check_weight_values(weight, num_classes)
+    else:
+        torch._assert_async(
+            (torch.isfinite(weight) & (weight >= 0)).all(),
+            f"segloss: weight must be finite and non-negative for each of the {num_classes} classes",
+        )
+    return weight.to(device=like.device, dtype=like.dtype)
+
+
+def sample_weights(weight: torch.Tensor, target: torch.Tensor, ignore_index: int) -> torch.Tensor:
+    """``w_l`` of every sample, shaped like ``target``: the weight of its true class, 0 where ignored."""
+    valid = target != ignore_index
+    return torch.where(valid, weight[torch.where(valid, target, 0).long()], 0)

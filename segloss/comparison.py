@@ -3,7 +3,8 @@ losses"): class-weighted cross-entropy, the softmax focal loss, Lovász-softmax 
 
 Shaped like ``F.cross_entropy``: logits ``(N, C)`` or ``(N, C, d1, ..., dk)``, targets ``(N)`` or
 ``(N, d1, ..., dk)``; ``ignore_index`` targets contribute nothing; half-precision logits are computed in
-float32; ``sync=True`` makes the batch statistics global under ``torch.distributed``.
+float32; ``sync=True`` makes the batch statistics global under ``torch.distributed``; ``weight`` is a
+``(C,)`` tensor of per-class weights, as in :mod:`segloss.functional`.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from . import _distributed
-from ._checks import DEFAULT_IGNORE_INDEX, per_class_tensor, prepare_logits
-from ._kernels import as_samples, count_valid_targets
+from . import _distributed, functional
+from ._checks import DEFAULT_IGNORE_INDEX, ClassWeight, class_weight_tensor, prepare_logits, sample_weights
+from ._kernels import as_samples, count_valid_targets, on_device_path
 
 __all__ = ["focal_loss", "lovasz_softmax", "ohem_cross_entropy", "weighted_cross_entropy"]
 
@@ -44,7 +45,7 @@ def weighted_cross_entropy(
     Args:
         logits: unnormalised scores.
         target: class indices or ``ignore_index``.
-        class_weights: ``(C,)`` positive weights ``w_c``.
+        class_weights: ``(C,)`` non-negative weights ``w_c`` (``functional.cross_entropy``'s ``weight``).
         ignore_index: target value that contributes no loss.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
         sync: the weight sum of ``mean`` over all ranks.
@@ -55,15 +56,9 @@ def weighted_cross_entropy(
     Returns:
         The loss (Eigen & Fergus 2015, https://arxiv.org/abs/1411.4734; SegNet's CamVid weighting).
     """
-    x = prepare_logits(logits, target, reduction)
-    weights = per_class_tensor(class_weights, x.shape[1], "class_weights", x)
-    count_valid_targets(target, x.shape[1], ignore_index)
-    t = target.long()
-    if reduction == "none":
-        return F.cross_entropy(x, t, weight=weights, ignore_index=ignore_index, reduction="none")
-    total = F.cross_entropy(x, t, weight=weights, ignore_index=ignore_index, reduction="sum")
-    weight_sum = torch.where(t != ignore_index, weights[torch.where(t != ignore_index, t, 0)], 0).sum()
-    return _distributed.reduce_losses(total, weight_sum, reduction, sync, floor=torch.finfo(x.dtype).tiny)
+    return functional.cross_entropy(
+        logits, target, weight=class_weights, ignore_index=ignore_index, reduction=reduction, sync=sync
+    )
 
 
 def focal_loss(
@@ -71,6 +66,7 @@ def focal_loss(
     target: torch.Tensor,
     gamma: float = 2.0,
     *,
+    weight: ClassWeight = None,
     ignore_index: int = DEFAULT_IGNORE_INDEX,
     reduction: str = "mean",
     sync: bool = False,
@@ -82,6 +78,7 @@ def focal_loss(
         logits: unnormalised scores.
         target: class indices or ``ignore_index``.
         gamma: the focusing exponent γ ≥ 0 (2 in the paper).
+        weight: ``(C,)`` per-class weights: ``w_l · loss``, ``mean`` = ``Σ w_l loss / Σ w_l``.
         ignore_index: target value that contributes no loss.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
         sync: the sample count of ``mean`` over all ranks.
@@ -98,8 +95,8 @@ def focal_loss(
     count = count_valid_targets(target, x.shape[1], ignore_index)
     log_p, _ = _true_log_probs(x, target, ignore_index)
     # 1 − p by expm1 (exact near p = 1); the floor keeps the gradient finite for γ < 1 at p = 1
-    weight = (-torch.expm1(log_p)).clamp(min=torch.finfo(x.dtype).tiny).pow(gamma)
-    return _distributed.reduce_losses(-weight * log_p, count, reduction, sync)
+    focus = (-torch.expm1(log_p)).clamp(min=torch.finfo(x.dtype).tiny).pow(gamma)
+    return _weighted_reduction(-focus * log_p, count, weight, x, target, ignore_index, reduction, sync)
 
 
 def ohem_cross_entropy(
@@ -108,6 +105,7 @@ def ohem_cross_entropy(
     thresh: float = 0.7,
     min_kept: int = 100_000,
     *,
+    weight: ClassWeight = None,
     ignore_index: int = DEFAULT_IGNORE_INDEX,
     reduction: str = "mean",
     sync: bool = False,
@@ -126,6 +124,8 @@ def ohem_cross_entropy(
         target: class indices or ``ignore_index``.
         thresh: probability below which a sample is always hard.
         min_kept: the number of samples kept at least (per batch, per rank; MMSegmentation's is per image).
+        weight: ``(C,)`` per-class weights: ``w_l · loss``, ``mean`` = ``Σ w_l loss / Σ w_l`` over the kept
+            samples (the selection stays unweighted).
         ignore_index: target value that contributes no loss.
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (0 for the samples not kept).
         sync: the kept count of ``mean`` over all ranks.
@@ -149,13 +149,36 @@ def ohem_cross_entropy(
         k = (torch.as_tensor(num_valid, device=prob.device) - 1).clamp(min=0, max=smallest.numel() - 1)
         threshold = smallest.gather(0, k.reshape(1)).clamp(min=thresh).reshape(())
         keep = valid & ((log_p.exp() < threshold) | (num_valid <= min_kept))
-    return _distributed.reduce_losses(torch.where(keep, -log_p, 0), keep.sum(), reduction, sync)
+    losses = torch.where(keep, -log_p, 0)
+    return _weighted_reduction(losses, keep.sum(), weight, x, torch.where(keep, target, ignore_index),
+                               ignore_index, reduction, sync)  # fmt: skip
+
+
+def _weighted_reduction(
+    losses: torch.Tensor,
+    count: torch.Tensor,
+    weight: ClassWeight,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    ignore_index: int,
+    reduction: str,
+    sync: bool,
+) -> torch.Tensor:
+    """Per-sample ``losses`` reduced over ``count`` samples, or, with per-class ``weight``, ``w_l · losses``
+    reduced over the weight sum of the samples whose ``target`` is not ``ignore_index``."""
+    weights = class_weight_tensor(weight, x.shape[1], x, on_device_path(x))
+    if weights is None:
+        return _distributed.reduce_losses(losses, count, reduction, sync)
+    per_sample = sample_weights(weights, target, ignore_index)
+    floor = torch.finfo(x.dtype).tiny
+    return _distributed.reduce_losses(losses * per_sample, per_sample.sum(), reduction, sync, floor=floor)
 
 
 def lovasz_softmax(
     logits: torch.Tensor,
     target: torch.Tensor,
     *,
+    weight: ClassWeight = None,
     ignore_index: int = DEFAULT_IGNORE_INDEX,
     reduction: str = "mean",
     sync: bool = False,
@@ -169,6 +192,8 @@ def lovasz_softmax(
     Args:
         logits: unnormalised scores.
         target: class indices or ``ignore_index``.
+        weight: ``(C,)`` per-class weights: ``w_c · loss_c``, ``mean`` = ``Σ w_c loss_c / Σ w_c`` over the
+            present classes.
         ignore_index: target value that contributes no loss.
         reduction: ``"mean"`` (over present classes), ``"sum"`` or ``"none"`` (the ``(C,)`` per-class
             losses, 0 for a class absent from the batch).
@@ -183,6 +208,7 @@ def lovasz_softmax(
     """
     x = prepare_logits(logits, target, reduction)
     count_valid_targets(target, x.shape[1], ignore_index)
+    weights = class_weight_tensor(weight, x.shape[1], x, on_device_path(x))
     x3, t2 = as_samples(x, target)
     num_classes = x3.shape[1]
     probs = x3.softmax(1).transpose(0, 1).reshape(num_classes, -1)  # (C, P)
@@ -203,10 +229,14 @@ def lovasz_softmax(
     losses = (sorted_errors.clamp(min=0) * gradient).sum(1)
     present = positives.squeeze(1) > 0
     losses = torch.where(present, losses, 0)
+    denominator = present.sum().clamp(min=1)
+    if weights is not None:
+        losses = losses * weights
+        denominator = torch.where(present, weights, 0).sum().clamp(min=torch.finfo(x.dtype).tiny)
     if reduction == "sum":
         losses = losses.sum()
     elif reduction == "mean":
-        losses = losses.sum() / present.sum().clamp(min=1)
+        losses = losses.sum() / denominator
     if world > 1:  # the same value on every rank, the gradient times the world size for DDP's averaging
         losses = losses.detach() + world * (losses - losses.detach())
     return losses

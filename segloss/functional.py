@@ -2,6 +2,10 @@
 
 Logits are ``(N, C)`` or ``(N, C, d1, ..., dk)``, targets ``(N)`` or ``(N, d1, ..., dk)``. Samples whose
 target is ``ignore_index`` contribute nothing. Half-precision logits are computed in float32.
+
+Every loss takes ``weight``, a ``(C,)`` tensor of per-class weights (docs/losses.md, "Per-class weights"):
+a sample's loss is multiplied by the weight of its true class and ``mean`` divides by the sum of the weights
+it averages over, as ``F.cross_entropy(weight=...)`` does; Dice weights its per-class terms.
 """
 
 from __future__ import annotations
@@ -12,7 +16,14 @@ import torch
 import torch.nn.functional as F
 
 from . import _distributed
-from ._checks import DEFAULT_IGNORE_INDEX, per_class_tensor, prepare_logits
+from ._checks import (
+    DEFAULT_IGNORE_INDEX,
+    ClassWeight,
+    class_weight_tensor,
+    per_class_tensor,
+    prepare_logits,
+    sample_weights,
+)
 from ._kernels import MarginLossFunction, as_samples, count_valid_targets, on_device_path
 
 Margin = float | Sequence[float] | torch.Tensor
@@ -33,19 +44,24 @@ def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
 
 
-def _margin_loss(logits, target, margin, hard, margin_on, ignore_index, reduction, sync) -> torch.Tensor:
+def _margin_loss(
+    logits, target, margin, hard, margin_on, ignore_index, reduction, sync, weight
+) -> torch.Tensor:
     _check_choice("margin_on", margin_on, MARGIN_PLACEMENTS)
     x = prepare_logits(logits, target, reduction)
     if isinstance(margin, torch.Tensor) and margin.dim() == 0:  # one margin: no .item(), no graph break
         margin = margin.expand(x.shape[1])
     margins = per_class_tensor(margin, x.shape[1], "margin", x).contiguous()
-    # HEM's batch mean is over the samples with a loss above zero (the paper), MM's over the valid ones.
+    weights = class_weight_tensor(weight, x.shape[1], x, on_device_path(x))
+    weights = None if weights is None else weights.contiguous()
+    # HEM's batch mean is over the samples with a loss above zero (the paper), MM's over the valid ones;
+    # the fused kernels weight each sample's loss and its share of that count by its class's weight.
     options = (hard, margin_on == "target", ignore_index, reduction, sync)
     if not torch.compiler.is_compiling():
-        return MarginLossFunction.apply(x, target, margins, *options)
+        return MarginLossFunction.apply(x, target, margins, weights, *options)
     from ._kernels.ops import margin_loss  # custom ops dynamo can trace; importing them loads dynamo
 
-    out = margin_loss(*as_samples(x, target), margins, *options)
+    out = margin_loss(*as_samples(x, target), margins, weights, *options)
     return out.reshape(target.shape) if reduction == "none" else out
 
 
@@ -55,6 +71,7 @@ def hem_loss(
     margin: Margin,
     *,
     margin_on: str = "competitor",
+    weight: ClassWeight = None,
     ignore_index: int = DEFAULT_IGNORE_INDEX,
     reduction: str = "mean",
     sync: bool = False,
@@ -64,9 +81,10 @@ def hem_loss(
 
     ``margin_on="competitor"`` (the paper) gives errors ``max(0, y_i - y_l + mu_i)``, the margin of each
     competing class ``i``; ``"target"`` gives ``max(0, y_i - y_l + mu_l)``, the margin of the true class
-    ``l``. ``mean`` averages over the samples with a loss above zero (the paper).
+    ``l``. ``mean`` averages over the samples with a loss above zero (the paper); with per-class ``weight``
+    it is ``Σ w_l loss / Σ w_l`` over those samples (the threshold and the selection stay unweighted).
     """
-    return _margin_loss(logits, target, margin, True, margin_on, ignore_index, reduction, sync)
+    return _margin_loss(logits, target, margin, True, margin_on, ignore_index, reduction, sync, weight)
 
 
 def multi_margin_loss(
@@ -75,30 +93,38 @@ def multi_margin_loss(
     margin: Margin = 1.0,
     *,
     margin_on: str = "competitor",
+    weight: ClassWeight = None,
     ignore_index: int = DEFAULT_IGNORE_INDEX,
     reduction: str = "mean",
     sync: bool = False,
 ) -> torch.Tensor:
     """Multi-class margin loss: the mean of a sample's margin errors over the C classes; ``mean`` averages
     over the valid samples. ``margin_on`` places per-class margins as in :func:`hem_loss`."""
-    return _margin_loss(logits, target, margin, False, margin_on, ignore_index, reduction, sync)
+    return _margin_loss(logits, target, margin, False, margin_on, ignore_index, reduction, sync, weight)
 
 
 def cross_entropy(
     logits: torch.Tensor,
     target: torch.Tensor,
     *,
+    weight: ClassWeight = None,
     ignore_index: int = DEFAULT_IGNORE_INDEX,
     reduction: str = "mean",
     sync: bool = False,
 ) -> torch.Tensor:
-    """``F.cross_entropy`` with segloss's target checks, float32 compute for half inputs and ``sync``."""
+    """``F.cross_entropy`` with segloss's target checks, float32 compute for half inputs and ``sync``; with
+    ``weight``, ``F.cross_entropy(weight=...)``'s weighted mean ``Σ w_l ce / Σ w_l``."""
     x = prepare_logits(logits, target, reduction)
     count = count_valid_targets(target, x.shape[1], ignore_index)
+    weights = class_weight_tensor(weight, x.shape[1], x, on_device_path(x))
+    t = target.long()
     if reduction == "none":
-        return F.cross_entropy(x, target.long(), ignore_index=ignore_index, reduction="none")
-    total = F.cross_entropy(x, target.long(), ignore_index=ignore_index, reduction="sum")
-    return _distributed.reduce_losses(total, count, reduction, sync)
+        return F.cross_entropy(x, t, weight=weights, ignore_index=ignore_index, reduction="none")
+    total = F.cross_entropy(x, t, weight=weights, ignore_index=ignore_index, reduction="sum")
+    if weights is None:
+        return _distributed.reduce_losses(total, count, reduction, sync)
+    weight_sum = sample_weights(weights, t, ignore_index).sum()
+    return _distributed.reduce_losses(total, weight_sum, reduction, sync, floor=torch.finfo(x.dtype).tiny)
 
 
 def logit_norm_loss(
@@ -106,6 +132,7 @@ def logit_norm_loss(
     target: torch.Tensor,
     tau: float = 0.04,
     *,
+    weight: ClassWeight = None,
     ignore_index: int = DEFAULT_IGNORE_INDEX,
     reduction: str = "mean",
     sync: bool = False,
@@ -115,7 +142,9 @@ def logit_norm_loss(
         raise ValueError(f"tau must be positive, got {tau}")
     x = prepare_logits(logits, target, reduction)
     normed = x / (tau * (torch.linalg.vector_norm(x, dim=1, keepdim=True) + 1e-7))
-    return cross_entropy(normed, target, ignore_index=ignore_index, reduction=reduction, sync=sync)
+    return cross_entropy(
+        normed, target, weight=weight, ignore_index=ignore_index, reduction=reduction, sync=sync
+    )
 
 
 def logit_adjusted_loss(
@@ -123,6 +152,7 @@ def logit_adjusted_loss(
     target: torch.Tensor,
     class_priors: Sequence[float] | torch.Tensor,
     *,
+    weight: ClassWeight = None,
     ignore_index: int = DEFAULT_IGNORE_INDEX,
     reduction: str = "mean",
     sync: bool = False,
@@ -137,20 +167,25 @@ def logit_adjusted_loss(
         torch._assert_async((priors > 0).all(), "segloss: class_priors must all be positive")
     shape = (1, -1) + (1,) * (x.dim() - 2)
     adjusted = x + priors.log().view(shape)
-    return cross_entropy(adjusted, target, ignore_index=ignore_index, reduction=reduction, sync=sync)
+    return cross_entropy(
+        adjusted, target, weight=weight, ignore_index=ignore_index, reduction=reduction, sync=sync
+    )
 
 
 def dice_loss(
     logits: torch.Tensor,
     target: torch.Tensor,
     *,
+    weight: ClassWeight = None,
     ignore_index: int = DEFAULT_IGNORE_INDEX,
     reduction: str = "mean",
     sync: bool = False,
 ) -> torch.Tensor:
     """Soft Dice: per class ``1 - 2 sum(t z) / sum(t + z)`` over the valid samples of the batch, ``z`` the
-    softmax. ``none`` gives the ``(C,)`` per-class losses, ``mean``/``sum`` reduce over classes."""
+    softmax. ``none`` gives the ``(C,)`` per-class losses, ``mean``/``sum`` reduce over classes; with
+    ``weight``, ``w_c · loss_c`` and ``mean`` = ``Σ w_c loss_c / Σ w_c``."""
     x = prepare_logits(logits, target, reduction)
+    weights = class_weight_tensor(weight, x.shape[1], x, on_device_path(x))
     count_valid_targets(target, x.shape[1], ignore_index)
     x3, t2 = as_samples(x, target)
     valid = t2 != ignore_index
@@ -172,8 +207,12 @@ def dice_loss(
     present = cardinality > 0  # false only when no sample is valid anywhere
     tiny = torch.finfo(cardinality.dtype).tiny
     losses = (1 - 2 * intersection / cardinality.clamp(min=tiny)) * present
-    if reduction != "none":
-        losses = losses.sum() if reduction == "sum" else losses.mean()
+    if weights is not None:
+        losses = losses * weights
+    if reduction == "sum":
+        losses = losses.sum()
+    elif reduction == "mean":
+        losses = losses.mean() if weights is None else losses.sum() / weights.sum().clamp(min=tiny)
     if world > 1:  # the same value on every rank, the gradient times the world size for DDP's averaging
         losses = losses.detach() + world * (losses - losses.detach())
     return losses

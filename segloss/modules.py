@@ -3,29 +3,52 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from . import comparison
 from . import functional as F
-from ._checks import DEFAULT_IGNORE_INDEX, check_reduction
+from ._checks import DEFAULT_IGNORE_INDEX, ClassWeight, check_reduction, check_weight_values
 from .margins import DEFAULT_M, ClassCounts, class_priors, class_weights, hem_margin, hem_plus_margins
 
 
 class _Loss(nn.Module):
-    def __init__(self, ignore_index: int = DEFAULT_IGNORE_INDEX, reduction: str = "mean", sync: bool = False):
+    """The options every loss module takes: ``weight`` (per-class weights, a float32 buffer that moves with
+    the module, checked here once), ``ignore_index``, ``reduction`` and ``sync``."""
+
+    weight: torch.Tensor | None
+
+    def __init__(
+        self,
+        ignore_index: int = DEFAULT_IGNORE_INDEX,
+        reduction: str = "mean",
+        sync: bool = False,
+        *,
+        weight: ClassWeight = None,
+    ):
         super().__init__()
         check_reduction(reduction)
         self.ignore_index = ignore_index
         self.reduction = reduction
         self.sync = sync
+        if weight is not None:
+            weight = torch.as_tensor(weight, dtype=torch.float32).clone()
+            check_weight_values(weight)
+        self.register_buffer("weight", weight)
 
     def _options(self) -> dict:
-        return {"ignore_index": self.ignore_index, "reduction": self.reduction, "sync": self.sync}
+        return {
+            "weight": self.weight,
+            "ignore_index": self.ignore_index,
+            "reduction": self.reduction,
+            "sync": self.sync,
+        }
 
     def extra_repr(self) -> str:
-        return f"ignore_index={self.ignore_index}, reduction={self.reduction!r}, sync={self.sync}"
+        weight = "" if self.weight is None else f"weight={[round(w, 4) for w in self.weight.tolist()]}, "
+        return f"{weight}ignore_index={self.ignore_index}, reduction={self.reduction!r}, sync={self.sync}"
 
 
 class CrossEntropyLoss(_Loss):
@@ -111,9 +134,15 @@ class HEMLoss(MultiMarginLoss):
         sync: bool = False,
         *,
         margin_on: str = "competitor",
+        weight: ClassWeight = None,
     ):
         super().__init__(
-            margin, margin_on=margin_on, ignore_index=ignore_index, reduction=reduction, sync=sync
+            margin,
+            margin_on=margin_on,
+            ignore_index=ignore_index,
+            reduction=reduction,
+            sync=sync,
+            weight=weight,
         )
 
     @classmethod
@@ -151,7 +180,7 @@ class HEMPlusLoss(HEMLoss):
         ignore_index: int = DEFAULT_IGNORE_INDEX,
         reduction: str = "mean",
         sync: bool = False,
-        **options: str,
+        **options: Any,
     ):
         margins = torch.as_tensor(margins)
         if margins.dim() != 1:
@@ -176,11 +205,21 @@ class HEMPlusLoss(HEMLoss):
 
 
 class WeightedCrossEntropyLoss(_Loss):
-    """Class-weighted cross-entropy (``wce``), :func:`segloss.comparison.weighted_cross_entropy`."""
+    """Class-weighted cross-entropy (``wce``): cross-entropy with ``weight=class_weights`` derived from
+    the class counts (:func:`segloss.margins.class_weights`); ``build_loss("ce", weight=...)`` is the same
+    loss with weights of your own."""
 
     def __init__(self, class_weights: Sequence[float] | torch.Tensor, **kw):
-        super().__init__(**kw)
-        self.register_buffer("class_weights", torch.as_tensor(class_weights, dtype=torch.float32).clone())
+        if kw.get("weight") is not None:
+            raise ValueError(
+                "wce derives its weights from the class counts (its weighting); pass weights of your own "
+                "to 'ce' instead: build_loss('ce', weight=...)"
+            )
+        super().__init__(**{**kw, "weight": class_weights})
+
+    @property
+    def class_weights(self) -> torch.Tensor:
+        return self.weight
 
     @classmethod
     def from_class_counts(
@@ -201,7 +240,7 @@ class WeightedCrossEntropyLoss(_Loss):
         return cls(weights, **kw)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return comparison.weighted_cross_entropy(logits, target, self.class_weights, **self._options())
+        return F.cross_entropy(logits, target, **self._options())
 
     def per_class_values(self) -> tuple[str, torch.Tensor]:
         """What the loss derived from the class counts: ``("weight", (C,) weights)``."""

@@ -213,6 +213,7 @@ def build_loss(
     *,
     class_counts: Sequence[float] | Any = None,
     presence_counts: Sequence[float] | Any = None,
+    weight: Sequence[float] | Any = None,
     ignore_index: int = DEFAULT_IGNORE_INDEX,
     reduction: str = "mean",
     sync: bool = False,
@@ -229,6 +230,9 @@ def build_loss(
             (``la``, ``hem``, ``hem+``, ``wce``), ignored by the others.
         presence_counts: per class, the size of the training images that contain it ``(C,)``, in the unit
             of ``class_counts``; needed by ``wce``'s median-frequency weights, ignored by the others.
+        weight: ``(C,)`` per-class weights, as ``F.cross_entropy``'s ``weight`` (docs/losses.md, "Per-class
+            weights"; from class counts: :func:`segloss.margins.class_weights`); a sum passes it to every
+            term. ``wce`` makes its own from the counts and takes none.
         ignore_index: target value that contributes no loss.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
         sync: global batch statistics under DDP (docs/losses.md).
@@ -252,6 +256,8 @@ def build_loss(
     if loss_needs_counts(name) and class_counts is None:
         raise ValueError(f"loss {name!r} needs class_counts (per-class training counts)")
     options = {"ignore_index": ignore_index, "reduction": reduction, "sync": sync}
+    if weight is not None:
+        options["weight"] = weight
     counts = {"presence_counts": presence_counts, "class_names": class_names}
     modules = []
     for _, term in terms:

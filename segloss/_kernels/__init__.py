@@ -109,33 +109,38 @@ def as_samples(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor
 
 
 def forward_sums(
-    backend, x, target, margins, hard: bool, on_target: bool, ignore_index: int, need_losses: bool,
+    backend, x, target, margins, class_weight, hard: bool, on_target: bool, ignore_index: int,
+    need_losses: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
     """Margin losses of ``(N, C, S)`` logits ``x`` against ``(N, S)`` int64 ``target`` with ``(C,)``
     ``margins``, by ``backend``: the per-sample losses ``(N, S)`` (when ``need_losses``), their sum and the
-    count a mean divides by (HEM: the samples with a loss above zero; MM: the valid samples). A target
-    outside ``[0, C)`` that is not ``ignore_index`` is a ``ValueError``."""
+    count a mean divides by (HEM: the samples with a loss above zero; MM: the valid samples); with a
+    ``(C,)`` ``class_weight`` each sample's loss and its share of the count are times its class's weight.
+    A target outside ``[0, C)`` that is not ``ignore_index`` is a ``ValueError``."""
     if backend is not cpu:  # the compiled CPU kernel checks targets as it goes
         check_targets(target, x.shape[1], ignore_index)
-    return backend.margin_forward(x, target, margins, hard, ignore_index, need_losses, on_target=on_target)
+    return backend.margin_forward(
+        x, target, margins, hard, ignore_index, need_losses, on_target=on_target, class_weight=class_weight
+    )
 
 
 def reduction_scale(
     count: torch.Tensor | int, reduction: str, sync: bool, like: torch.Tensor
 ) -> torch.Tensor | float | None:
     """The factor turning the loss sum into the ``sum``/``mean`` reduction (over all ranks when ``sync``;
-    an all-ignored batch gives 0, not NaN), or ``None`` for ``none``. Traceable by ``torch.compile``.
-    An ``int`` count on one rank (the CPU kernel's) gives a ``float``: no tensor work at all."""
+    an all-ignored batch, or a count of zero weight, gives 0, not NaN), or ``None`` for ``none``. Traceable
+    by ``torch.compile``. A number on one rank (the CPU kernel's count) gives a ``float``: no tensor work
+    at all."""
     if reduction == "none":
         return None
     world = _distributed.world_size(sync)
-    if isinstance(count, int) and world == 1:
-        return 1.0 if reduction == "sum" else 1.0 / max(count, 1)
+    if isinstance(count, (int, float)) and world == 1:
+        return 1.0 if reduction == "sum" else (1.0 / count if count > 0 else 0.0)
     count = torch.as_tensor(count)
     if reduction == "sum":
         return like.new_full((), float(world))  # a fill on the device, no host-to-device copy
-    count = _distributed.all_reduce_sum(count.to(like.device), sync)
-    return world / count.clamp(min=1).to(like.dtype)
+    count = _distributed.all_reduce_sum(count.to(like.device), sync).to(like.dtype)
+    return torch.where(count > 0, world / count, 0)
 
 
 class MarginLossFunction(torch.autograd.Function):
@@ -144,12 +149,12 @@ class MarginLossFunction(torch.autograd.Function):
     docs/losses.md. The eager path; under ``torch.compile`` the custom ops of :mod:`.ops` take over."""
 
     @staticmethod
-    def forward(ctx, x, target, margins, hard: bool, on_target: bool, ignore_index: int, reduction: str,
-                sync: bool):  # fmt: skip
+    def forward(ctx, x, target, margins, class_weight, hard: bool, on_target: bool, ignore_index: int,
+                reduction: str, sync: bool):  # fmt: skip
         x3, t2 = as_samples(x, target)
         backend = select_backend(x3)
         losses, total, count = forward_sums(
-            backend, x3, t2, margins, hard, on_target, ignore_index, reduction == "none"
+            backend, x3, t2, margins, class_weight, hard, on_target, ignore_index, reduction == "none"
         )
         scale = reduction_scale(count, reduction, sync, x3)
         if scale is None:
@@ -158,14 +163,14 @@ class MarginLossFunction(torch.autograd.Function):
             out = torch.scalar_tensor(total * scale, dtype=x.dtype)
         else:
             out = torch.as_tensor(total, dtype=x.dtype, device=x.device) * scale
-        ctx.save_for_backward(x3, t2, margins)
+        ctx.save_for_backward(x3, t2, margins, class_weight)
         ctx.options = backend, hard, on_target, ignore_index, scale, x.shape
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output):
-        x3, t2, margins = ctx.saved_tensors
+        x3, t2, margins, class_weight = ctx.saved_tensors
         backend, hard, on_target, ignore_index, scale, shape = ctx.options
         if scale is None:
             weight = grad_output.reshape(t2.shape)
@@ -173,6 +178,8 @@ class MarginLossFunction(torch.autograd.Function):
             weight = grad_output.item() * scale
         else:
             weight = grad_output * scale
-        grad = backend.margin_backward(x3, t2, margins, hard, ignore_index, weight, on_target=on_target)
+        grad = backend.margin_backward(
+            x3, t2, margins, hard, ignore_index, weight, on_target=on_target, class_weight=class_weight
+        )
         grad = grad[0].t() if len(shape) == 2 else grad.view(shape)  # undo as_samples
-        return grad, None, None, None, None, None, None, None
+        return grad, None, None, None, None, None, None, None, None

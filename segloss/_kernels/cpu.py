@@ -89,12 +89,12 @@ def _declare(lib: ctypes.CDLL) -> None:
     for suffix in _SUFFIX.values():
         forward = getattr(lib, f"margin_forward_{suffix}")
         forward.restype = _I64
-        forward.argtypes = [_PTR, _I64, _I64, _I64, _I64, _I64, _PTR, _I64, _PTR, _INT, _INT, _I64, _I64,
-                            _PTR, _PTR, _PTR]  # fmt: skip
+        forward.argtypes = [_PTR, _I64, _I64, _I64, _I64, _I64, _PTR, _I64, _PTR, _PTR, _INT, _INT, _I64,
+                            _I64, _PTR, _PTR, _PTR]  # fmt: skip
         backward = getattr(lib, f"margin_backward_{suffix}")
         backward.restype = None
-        backward.argtypes = [_PTR, _I64, _I64, _I64, _I64, _I64, _PTR, _I64, _PTR, _INT, _INT, _I64, _I64,
-                             _PTR, _I64, _PTR]  # fmt: skip
+        backward.argtypes = [_PTR, _I64, _I64, _I64, _I64, _I64, _PTR, _I64, _PTR, _PTR, _INT, _INT, _I64,
+                             _I64, _PTR, _I64, _PTR]  # fmt: skip
 
 
 def library() -> ctypes.CDLL | None:
@@ -152,38 +152,43 @@ def _map(function, total: int) -> list:
     return list(pool.map(lambda bounds: function(*bounds), ranges))
 
 
-def _arguments(x, target, margins, hard: bool, ignore_index: int, on_target: bool) -> tuple:
-    """The kernels' leading arguments: logits, their (C, S, sn, sc, ss) layout, target, margins, flags."""
+def _arguments(x, target, margins, class_weight, hard: bool, ignore_index: int, on_target: bool) -> tuple:
+    """The kernels' leading arguments: logits, their (C, S, sn, sc, ss) layout, target, margins, class
+    weights (or NULL), flags."""
     _, num_classes, size = x.shape
+    cw_ptr = None if class_weight is None else class_weight.data_ptr()
     return (x.data_ptr(), num_classes, size, *x.stride(), target.data_ptr(), ignore_index, margins.data_ptr(),
-            int(hard), int(on_target))  # fmt: skip
+            cw_ptr, int(hard), int(on_target))  # fmt: skip
 
 
 def margin_forward(x, target, margins, hard: bool, ignore_index: int, need_losses: bool, *,
-                   on_target: bool = False):  # fmt: skip
+                   on_target: bool = False, class_weight: torch.Tensor | None = None):  # fmt: skip
     """Per-sample losses ``(N, S)`` (or ``None``), their sum (a float) and the count a mean divides by (an
-    int): the samples with a loss above zero for HEM, the valid samples for MM.
-    Plain numbers, not tensors: at small sizes every tensor created costs as much as the kernel."""
+    int): the samples with a loss above zero for HEM, the valid samples for MM. With ``class_weight``
+    (``(C,)``, ``x``'s dtype) each sample's loss and its share of the count are times its class's weight (the
+    count is a float then). Plain numbers, not tensors: at small sizes every tensor created costs as much
+    as the kernel."""
     kernel = _kernel("forward", x.dtype)
     losses = torch.empty(target.shape, dtype=x.dtype) if need_losses else None
-    head = _arguments(x, target, margins, hard, ignore_index, on_target)
+    head = _arguments(x, target, margins, class_weight, hard, ignore_index, on_target)
     l_ptr = losses.data_ptr() if need_losses else None
 
-    def run(start: int, stop: int) -> tuple[float, int]:
-        total, count = ctypes.c_double(), ctypes.c_int64()
+    def run(start: int, stop: int) -> tuple[float, float]:
+        total, count = ctypes.c_double(), ctypes.c_double()
         bad = kernel(*head, start, stop, l_ptr, ctypes.byref(total), ctypes.byref(count))
         if bad:
             raise_bad_target(int(target.view(-1)[bad - 1]), x.shape[1], ignore_index)
         return total.value, count.value
 
     results = _map(run, target.numel())
-    return losses, sum(r[0] for r in results), sum(r[1] for r in results)
+    count = sum(r[1] for r in results)
+    return losses, sum(r[0] for r in results), count if class_weight is not None else round(count)
 
 
 def margin_backward(x, target, margins, hard: bool, ignore_index: int, weight: torch.Tensor | float, *,
-                    on_target: bool = False):  # fmt: skip
-    """Gradient of ``sum(weight * losses)`` w.r.t. ``x``; ``weight`` is ``(N, S)``, a single value or a
-    float."""
+                    on_target: bool = False, class_weight: torch.Tensor | None = None):  # fmt: skip
+    """Gradient of ``sum(weight * losses)`` w.r.t. ``x`` (the losses times their class weights with
+    ``class_weight``); ``weight`` is ``(N, S)``, a single value or a float."""
     kernel = _kernel("backward", x.dtype)
     grad = torch.empty_like(x)
     if isinstance(weight, float):
@@ -192,7 +197,7 @@ def margin_backward(x, target, margins, hard: bool, ignore_index: int, weight: t
     else:
         weight = weight.to(x.dtype).contiguous()
         w_ptr, step = weight.data_ptr(), 0 if weight.numel() == 1 else 1
-    head = _arguments(x, target, margins, hard, ignore_index, on_target)
+    head = _arguments(x, target, margins, class_weight, hard, ignore_index, on_target)
     g_ptr = grad.data_ptr()
     _map(lambda start, stop: kernel(*head, start, stop, w_ptr, step, g_ptr), target.numel())
     return grad

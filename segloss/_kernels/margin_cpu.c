@@ -12,6 +12,8 @@
  * the true class, computed by lowering y_l once per sample so the class loops stay the same), and
  *   MM  (hard == 0): loss = (1/C) sum_i e_i;
  *   HEM (hard == 1): t = (1/C) sum_i e_i, loss = mean of the e_i >= t (0 when t == 0).
+ * With per-class weights cw (NULL: none) a sample's loss, its share of the count a mean divides by and
+ * its gradient are multiplied by cw[l], the weight of its true class; the threshold and selection are not.
  * Built without -ffast-math, so forward and backward recompute bit-identical errors and thresholds.
  */
 #ifndef T
@@ -82,12 +84,11 @@ static inline int64_t NAME(block_stats)(const T *x, int64_t sc, int64_t ss, int6
 
 static inline int64_t NAME(forward_range)(const T *x, int64_t C, int64_t S, int64_t sn, int64_t sc,
                                              int64_t ss, const int64_t *target, int64_t ignore,
-                                             const T *mu, int hard, int on_target, int64_t p0, int64_t p1,
-                                             T *loss_out, double *total, int64_t *count) {
+                                             const T *mu, const T *cw, int hard, int on_target, int64_t p0,
+                                             int64_t p1, T *loss_out, double *total, double *count) {
     T yl[BLOCK], thr[BLOCK], ksel[BLOCK], lsel[BLOCK];
     int32_t tb[BLOCK];
-    double sum = 0;
-    int64_t cnt = 0;
+    double sum = 0, cnt = 0;
     for (int64_t p = p0; p < p1;) {
         const int64_t n = p / S, s = p % S;
         int64_t len = S - s;
@@ -99,9 +100,11 @@ static inline int64_t NAME(forward_range)(const T *x, int64_t C, int64_t S, int6
         for (int64_t j = 0; j < len; j++) {
             /* thr is 0 (no error), positive, or NaN */
             const T l = hard ? (thr[j] > 0 ? lsel[j] / ksel[j] : thr[j]) : thr[j];
-            if (loss_out) loss_out[p + j] = l;
-            sum += l;
-            cnt += hard ? (l > 0) : (tb[j] >= 0);
+            const T wl = (cw && tb[j] >= 0) ? cw[tb[j]] : (T)1;
+            const int counted = hard ? (l > 0) : (tb[j] >= 0);
+            if (loss_out) loss_out[p + j] = cw ? wl * l : l;
+            sum += cw ? wl * l : l;
+            cnt += counted ? (double)wl : 0.0;
         }
         p += len;
     }
@@ -112,8 +115,8 @@ static inline int64_t NAME(forward_range)(const T *x, int64_t C, int64_t S, int6
 
 static inline void NAME(backward_range)(const T *x, int64_t C, int64_t S, int64_t sn, int64_t sc,
                                            int64_t ss, const int64_t *target, int64_t ignore, const T *mu,
-                                           int hard, int on_target, int64_t p0, int64_t p1, const T *w,
-                                           int64_t w_step, T *grad) {
+                                           const T *cw, int hard, int on_target, int64_t p0, int64_t p1,
+                                           const T *w, int64_t w_step, T *grad) {
     T yl[BLOCK], thr[BLOCK], ksel[BLOCK], lsel[BLOCK], coef[BLOCK], gsum[BLOCK];
     int32_t tb[BLOCK];
     for (int64_t p = p0; p < p1;) {
@@ -126,7 +129,7 @@ static inline void NAME(backward_range)(const T *x, int64_t C, int64_t S, int64_
         NAME(block_stats)(xb, sc, ss, C, len, target + p, ignore, mu, hard, on_target, yl, tb, thr, ksel,
                           lsel);
         for (int64_t j = 0; j < len; j++) {
-            const T wj = w[(p + j) * w_step];
+            const T wj = w[(p + j) * w_step] * ((cw && tb[j] >= 0) ? cw[tb[j]] : (T)1);
             /* HEM: each selected error gets w / K; MM: each positive error gets w / C (threshold 0) */
             coef[j] = hard ? (thr[j] > 0 ? wj / ksel[j] : (T)0) : (tb[j] >= 0 ? wj / (T)C : (T)0);
             if (!hard) thr[j] = 0;
@@ -152,30 +155,31 @@ static inline void NAME(backward_range)(const T *x, int64_t C, int64_t S, int64_
 }
 
 /* Per-sample losses over samples [p0, p1) of the flattened (N, S) grid, their sum and the count the
- * mean divides by (HEM: samples with loss > 0, the paper's; MM: valid samples). loss_out (N*S) may be
- * NULL.
+ * mean divides by (HEM: samples with loss > 0, the paper's; MM: valid samples), each times the sample's
+ * class weight when cw is not NULL. loss_out (N*S) may be NULL.
  * Returns 0, or 1 + the flat position of the first target outside [0, C) that is not `ignore`. */
 int64_t NAME(margin_forward)(const T *x, int64_t C, int64_t S, int64_t sn, int64_t sc, int64_t ss,
-                                const int64_t *target, int64_t ignore, const T *mu, int hard, int on_target,
-                                int64_t p0, int64_t p1, T *loss_out, double *total, int64_t *count) {
+                                const int64_t *target, int64_t ignore, const T *mu, const T *cw, int hard,
+                                int on_target, int64_t p0, int64_t p1, T *loss_out, double *total,
+                                double *count) {
     if (ss == 1)
-        return NAME(forward_range)(x, C, S, sn, sc, 1, target, ignore, mu, hard, on_target, p0, p1, loss_out,
-                                      total, count);
-    return NAME(forward_range)(x, C, S, sn, sc, ss, target, ignore, mu, hard, on_target, p0, p1, loss_out,
-                                  total, count);
+        return NAME(forward_range)(x, C, S, sn, sc, 1, target, ignore, mu, cw, hard, on_target, p0, p1,
+                                      loss_out, total, count);
+    return NAME(forward_range)(x, C, S, sn, sc, ss, target, ignore, mu, cw, hard, on_target, p0, p1,
+                                  loss_out, total, count);
 }
 
 /* Gradient over samples [p0, p1): each sample's loss gradient times its weight w[p * w_step]
- * (w_step 0: one weight for all). grad has the strides of x. */
+ * (w_step 0: one weight for all) and its class weight (cw, may be NULL). grad has the strides of x. */
 void NAME(margin_backward)(const T *x, int64_t C, int64_t S, int64_t sn, int64_t sc, int64_t ss,
-                              const int64_t *target, int64_t ignore, const T *mu, int hard, int on_target,
-                              int64_t p0, int64_t p1, const T *w, int64_t w_step, T *grad) {
+                              const int64_t *target, int64_t ignore, const T *mu, const T *cw, int hard,
+                              int on_target, int64_t p0, int64_t p1, const T *w, int64_t w_step, T *grad) {
     if (ss == 1)
-        NAME(backward_range)(x, C, S, sn, sc, 1, target, ignore, mu, hard, on_target, p0, p1, w, w_step,
+        NAME(backward_range)(x, C, S, sn, sc, 1, target, ignore, mu, cw, hard, on_target, p0, p1, w, w_step,
                              grad);
     else
-        NAME(backward_range)(x, C, S, sn, sc, ss, target, ignore, mu, hard, on_target, p0, p1, w, w_step,
-                             grad);
+        NAME(backward_range)(x, C, S, sn, sc, ss, target, ignore, mu, cw, hard, on_target, p0, p1, w,
+                             w_step, grad);
 }
 
 #endif

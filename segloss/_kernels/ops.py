@@ -24,6 +24,7 @@ def _forward(
     x: Tensor,
     target: Tensor,
     margins: Tensor,
+    class_weight: Tensor | None,
     hard: bool,
     on_target: bool,
     ignore_index: int,
@@ -32,10 +33,11 @@ def _forward(
     """``margin_forward`` with ``backend`` (see :func:`~segloss._kernels.forward_sums`): the losses are
     empty unless ``need_losses``; the sum has ``x``'s dtype and device, the count is int64."""
     losses, total, count = forward_sums(
-        backend, x, target, margins, hard, on_target, ignore_index, need_losses
+        backend, x, target, margins, class_weight, hard, on_target, ignore_index, need_losses
     )
     total = torch.as_tensor(total, dtype=x.dtype, device=x.device)
-    return losses if need_losses else x.new_empty(0), total, torch.as_tensor(count, device=x.device)
+    count = torch.as_tensor(count, dtype=x.dtype, device=x.device)  # a weighted count is fractional
+    return losses if need_losses else x.new_empty(0), total, count
 
 
 def _backward(
@@ -43,6 +45,7 @@ def _backward(
     x: Tensor,
     target: Tensor,
     margins: Tensor,
+    class_weight: Tensor | None,
     weight: Tensor,
     hard: bool,
     on_target: bool,
@@ -51,8 +54,9 @@ def _backward(
     """``margin_backward`` with ``backend``: the gradient w.r.t. ``x`` of ``sum(weight * losses)``;
     ``weight`` is ``(N, S)`` or a single value. The gradient has ``x``'s strides."""
     grad = backend.margin_backward(
-        x, target, margins, hard, ignore_index, weight.to(x.dtype), on_target=on_target
-    )
+        x, target, margins, hard, ignore_index, weight.to(x.dtype), on_target=on_target,
+        class_weight=class_weight,
+    )  # fmt: skip
     if grad.stride() != x.stride():  # the fake registration promises x's layout
         grad = torch.empty_like(x).copy_(grad)
     return grad
@@ -61,48 +65,52 @@ def _backward(
 @torch.library.custom_op(
     "segloss::margin_forward",
     mutates_args=(),
-    schema="(Tensor x, Tensor target, Tensor margins, bool hard, bool on_target, int ignore_index, "
-    "bool need_losses) -> (Tensor, Tensor, Tensor)",
+    schema="(Tensor x, Tensor target, Tensor margins, Tensor? class_weight, bool hard, bool on_target, "
+    "int ignore_index, bool need_losses) -> (Tensor, Tensor, Tensor)",
 )
-def margin_forward(x, target, margins, hard, on_target, ignore_index, need_losses):
-    return _forward(select_backend(x), x, target, margins, hard, on_target, ignore_index, need_losses)
+def margin_forward(x, target, margins, class_weight, hard, on_target, ignore_index, need_losses):
+    return _forward(
+        select_backend(x), x, target, margins, class_weight, hard, on_target, ignore_index, need_losses
+    )
 
 
 @torch.library.custom_op(
     "segloss::margin_backward",
     mutates_args=(),
-    schema="(Tensor x, Tensor target, Tensor margins, Tensor weight, bool hard, bool on_target, "
-    "int ignore_index) -> Tensor",
+    schema="(Tensor x, Tensor target, Tensor margins, Tensor? class_weight, Tensor weight, bool hard, "
+    "bool on_target, int ignore_index) -> Tensor",
 )
-def margin_backward(x, target, margins, weight, hard, on_target, ignore_index):
-    return _backward(select_backend(x), x, target, margins, weight, hard, on_target, ignore_index)
+def margin_backward(x, target, margins, class_weight, weight, hard, on_target, ignore_index):
+    return _backward(
+        select_backend(x), x, target, margins, class_weight, weight, hard, on_target, ignore_index
+    )
 
 
 @margin_forward.register_fake
-def _(x, target, margins, hard, on_target, ignore_index, need_losses):
+def _(x, target, margins, class_weight, hard, on_target, ignore_index, need_losses):
     losses = x.new_empty(target.shape if need_losses else (0,))
-    return losses, x.new_empty(()), x.new_empty((), dtype=torch.int64)
+    return losses, x.new_empty(()), x.new_empty(())
 
 
 @margin_backward.register_fake
-def _(x, target, margins, weight, hard, on_target, ignore_index):
+def _(x, target, margins, class_weight, weight, hard, on_target, ignore_index):
     return torch.empty_like(x)
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    x, target, margins, hard, on_target, ignore_index, need_losses = inputs
-    ctx.save_for_backward(x, target, margins)
+    x, target, margins, class_weight, hard, on_target, ignore_index, need_losses = inputs
+    ctx.save_for_backward(x, target, margins, class_weight)
     ctx.options = hard, on_target, ignore_index, need_losses
 
 
 def _backward_formula(ctx, grad_losses: Tensor, grad_total: Tensor, _grad_count: Tensor | None):
     """The gradient of the per-sample losses and of their sum (autograd hands zeros for an output that was
     not used) through :func:`margin_backward`; targets, margins and the flags get none."""
-    x, target, margins = ctx.saved_tensors
+    x, target, margins, class_weight = ctx.saved_tensors
     hard, on_target, ignore_index, need_losses = ctx.options
     weight = grad_losses + grad_total if need_losses else grad_total
-    grad = margin_backward(x, target, margins, weight, hard, on_target, ignore_index)
-    return grad, None, None, None, None, None, None
+    grad = margin_backward(x, target, margins, class_weight, weight, hard, on_target, ignore_index)
+    return grad, None, None, None, None, None, None, None
 
 
 margin_forward.register_autograd(_backward_formula, setup_context=_setup_context)
@@ -112,6 +120,7 @@ def margin_loss(
     x: Tensor,
     target: Tensor,
     margins: Tensor,
+    class_weight: Tensor | None,
     hard: bool,
     on_target: bool,
     ignore_index: int,
@@ -121,7 +130,7 @@ def margin_loss(
     """:class:`~segloss._kernels.MarginLossFunction`'s result through the ops: traceable, so
     ``torch.compile`` sees the forward op and a few tensor operations."""
     losses, total, count = margin_forward(
-        x, target, margins, hard, on_target, ignore_index, reduction == "none"
+        x, target, margins, class_weight, hard, on_target, ignore_index, reduction == "none"
     )
     scale = reduction_scale(count, reduction, sync, x)
     return losses if scale is None else total * scale

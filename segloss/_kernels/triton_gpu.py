@@ -44,8 +44,15 @@ def _tile(x_ptr, t_ptr, mu_ptr, C, S, sn, sc, ss, ignore,
 
 
 @triton.jit
-def _margin_forward(x_ptr, t_ptr, mu_ptr, loss_ptr, C, S, sn, sc, ss, ignore,
-                    HARD: tl.constexpr, ON_TARGET: tl.constexpr, BLOCK_C: tl.constexpr,
+def _class_weight(cw_ptr, t_ptr, n, s, S, valid):
+    """Each sample's class weight (0 where ignored)."""
+    target = tl.load(t_ptr + n * S + s, mask=valid, other=0)
+    return tl.load(cw_ptr + target, mask=valid, other=0.0)
+
+
+@triton.jit
+def _margin_forward(x_ptr, t_ptr, mu_ptr, cw_ptr, loss_ptr, C, S, sn, sc, ss, ignore,
+                    HARD: tl.constexpr, ON_TARGET: tl.constexpr, HAS_CW: tl.constexpr, BLOCK_C: tl.constexpr,
                     BLOCK_S: tl.constexpr):  # fmt: skip
     n, s, in_range, valid, inside, offsets, is_true, errors, mean_error = _tile(
         x_ptr, t_ptr, mu_ptr, C, S, sn, sc, ss, ignore, ON_TARGET, BLOCK_C, BLOCK_S
@@ -57,17 +64,21 @@ def _margin_forward(x_ptr, t_ptr, mu_ptr, loss_ptr, C, S, sn, sc, ss, ignore,
         loss = tl.where(mean_error > 0, total / tl.maximum(count, 1.0), mean_error)
     else:
         loss = mean_error
+    if HAS_CW:
+        loss = loss * _class_weight(cw_ptr, t_ptr, n, s, S, valid).to(loss.dtype)
     tl.store(loss_ptr + n * S + s, loss, mask=in_range)
 
 
 @triton.jit
-def _margin_backward(x_ptr, t_ptr, mu_ptr, w_ptr, w_step, grad_ptr, C, S, sn, sc, ss, ignore,
-                     HARD: tl.constexpr, ON_TARGET: tl.constexpr, BLOCK_C: tl.constexpr,
-                    BLOCK_S: tl.constexpr):  # fmt: skip
+def _margin_backward(x_ptr, t_ptr, mu_ptr, cw_ptr, w_ptr, w_step, grad_ptr, C, S, sn, sc, ss, ignore,
+                     HARD: tl.constexpr, ON_TARGET: tl.constexpr, HAS_CW: tl.constexpr, BLOCK_C: tl.constexpr,
+                     BLOCK_S: tl.constexpr):  # fmt: skip
     n, s, in_range, valid, inside, offsets, is_true, errors, mean_error = _tile(
         x_ptr, t_ptr, mu_ptr, C, S, sn, sc, ss, ignore, ON_TARGET, BLOCK_C, BLOCK_S
     )
     weight = tl.load(w_ptr + (n * S + s) * w_step, mask=in_range, other=0.0).to(errors.dtype)
+    if HAS_CW:
+        weight = weight * _class_weight(cw_ptr, t_ptr, n, s, S, valid).to(errors.dtype)
     if HARD:
         selected = (errors >= mean_error[None, :]) & (errors > 0)
         count = tl.sum(selected.to(errors.dtype), axis=0)
@@ -94,24 +105,34 @@ def _launch(x: torch.Tensor):
 
 
 def margin_forward(x, target, margins, hard: bool, ignore_index: int, need_losses: bool, *,
-                   on_target: bool = False):  # fmt: skip
+                   on_target: bool = False, class_weight: torch.Tensor | None = None):  # fmt: skip
     """Per-sample losses ``(N, S)``, their sum and the count a mean divides by: the samples with a loss
-    above zero for HEM, the valid samples for MM."""
+    above zero for HEM, the valid samples for MM; each times its class weight with ``class_weight``."""
     losses = torch.empty(target.shape, dtype=x.dtype, device=x.device)
     grid, layout, blocks = _launch(x)
-    _margin_forward[grid](x, target, margins, losses, *layout, ignore_index, HARD=hard, ON_TARGET=on_target,
-                          **blocks)  # fmt: skip
-    count = (losses > 0).sum() if hard else (target != ignore_index).sum()
-    return losses, losses.sum(), count
+    has_cw = class_weight is not None
+    _margin_forward[grid](x, target, margins, class_weight if has_cw else margins, losses, *layout,
+                          ignore_index, HARD=hard, ON_TARGET=on_target, HAS_CW=has_cw, **blocks)  # fmt: skip
+    valid = target != ignore_index
+    # with class weights, a weighted loss is > 0 where the loss is and the weight too; a zero weight adds
+    # nothing to the count either way
+    counted = losses > 0 if hard else valid
+    if not has_cw:
+        return losses, losses.sum(), counted.sum()
+    sample_weight = torch.where(counted, class_weight[torch.where(valid, target, 0)], 0)
+    return losses, losses.sum(), sample_weight.sum()
 
 
 def margin_backward(x, target, margins, hard: bool, ignore_index: int, weight: torch.Tensor, *,
-                    on_target: bool = False):  # fmt: skip
-    """Gradient of ``sum(weight * losses)`` w.r.t. ``x``; ``weight`` is ``(N, S)`` or a single value."""
+                    on_target: bool = False, class_weight: torch.Tensor | None = None):  # fmt: skip
+    """Gradient of ``sum(weight * losses)`` w.r.t. ``x`` (the losses times their class weights with
+    ``class_weight``); ``weight`` is ``(N, S)`` or a single value."""
     grad = torch.empty_like(x)
     weight = weight.to(x.dtype).contiguous()
     grid, layout, blocks = _launch(x)
     step = 0 if weight.numel() == 1 else 1
-    _margin_backward[grid](x, target, margins, weight, step, grad, *layout, ignore_index, HARD=hard,
-                           ON_TARGET=on_target, **blocks)  # fmt: skip
+    has_cw = class_weight is not None
+    _margin_backward[grid](x, target, margins, class_weight if has_cw else margins, weight, step, grad,
+                           *layout, ignore_index, HARD=hard, ON_TARGET=on_target, HAS_CW=has_cw,
+                           **blocks)  # fmt: skip
     return grad

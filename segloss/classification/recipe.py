@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..registry import build_loss, loss_needs_counts
-from ..runner.config import ConfigError, loss_hyper_parameters
+from ..runner.config import ConfigError, loss_class_weights, loss_hyper_parameters
 from ..runner.randomness import derive_seed
 from .config import ClassificationConfig
 from .data import ImageData, build_image_data, stack_images
@@ -56,14 +56,16 @@ def loss_from_config(config: ClassificationConfig, data: ImageData) -> nn.Module
     """The loss of ``config.loss``; the count-based losses use the training split's class counts (an image
     holds one class, so ``wce``'s median-frequency weights are all 1 here)."""
     name = config.loss.name
+    counts, names = data.class_counts, data.classes
     loss = build_loss(
         name,
-        class_counts=data.class_counts,
-        presence_counts=data.class_counts,
-        class_names=data.classes,
+        class_counts=counts,
+        presence_counts=counts,
+        weight=loss_class_weights(config.loss, counts, counts, names),
+        class_names=names,
         **loss_hyper_parameters(config.loss),
     )
-    if loss_needs_counts(name):
+    if loss_needs_counts(name) or config.loss.class_weighting != "none":
         logger.info("loss %s from class counts %s", loss, data.class_counts.tolist())
     return loss
 

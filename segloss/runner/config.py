@@ -24,6 +24,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from ..margins import CLASS_WEIGHTINGS, class_weights
 from ..registry import HYPER_PARAMETERS, LOSSES, loss_hyper_parameter_names, loss_terms
 from . import tasks
 from .optim import OPTIMIZERS, SCHEDULES
@@ -63,9 +66,14 @@ def _is_loss_name(name: Any) -> bool:
         return False
 
 
+#: ``loss.class_weighting``: per-class weights of any loss from the training split's class counts.
+CLASS_WEIGHTING_CHOICES = ("none", *CLASS_WEIGHTINGS)
+
+
 def _loss_fields() -> list[tuple[str, type, Any]]:
     name = field(default="ce", metadata={"choices": lambda: LOSSES, "also_accepts": _is_loss_name})
-    fields: list[tuple[str, type, Any]] = [("name", str, name)]
+    weighting = field(default="none", metadata={"choices": CLASS_WEIGHTING_CHOICES})
+    fields: list[tuple[str, type, Any]] = [("name", str, name), ("class_weighting", str, weighting)]
     for key, parameter in HYPER_PARAMETERS.items():
         metadata: dict[str, Any] = {"choices": parameter.choices} if parameter.choices else {}
         metadata["taken_by"] = lambda key=key: [
@@ -80,8 +88,10 @@ LossConfig = dataclasses.make_dataclass(
     _loss_fields(),
     namespace={
         "__doc__": "A loss of ``segloss.registry.LOSSES`` (or a weighted sum of them, ``ce+dice``) by "
-        "``name`` and one key per hyper-parameter of "
-        "``segloss.registry.HYPER_PARAMETERS`` (each loss uses its own; docs/losses.md)."
+        "``name``, ``class_weighting`` (per-class weights from the class counts: ``none``, "
+        "``median_frequency``, ``inverse`` or ``effective_number`` with ``beta``; ``loss_class_weights``) "
+        "and one key per hyper-parameter of ``segloss.registry.HYPER_PARAMETERS`` (each loss uses its own; "
+        "docs/losses.md)."
     },
 )
 LossConfig.__module__ = __name__
@@ -91,6 +101,22 @@ def loss_hyper_parameters(loss: Any) -> dict[str, Any]:
     """The hyper-parameters of ``loss.name`` (its registry entry's) with their values in the section
     ``loss``, as keywords for ``segloss.build_loss``."""
     return {key: getattr(loss, key) for key in loss_hyper_parameter_names(loss.name)}
+
+
+def loss_class_weights(
+    loss: Any,
+    counts: Sequence[float],
+    presence_counts: Sequence[float] | None = None,
+    class_names: Sequence[str] | None = None,
+) -> torch.Tensor | None:
+    """The per-class ``weight`` of ``loss.class_weighting`` from the training counts (``None`` for
+    ``none``), by the rule of ``wce`` (:func:`segloss.margins.class_weights`; ``effective_number`` uses
+    ``loss.beta``, ``median_frequency`` needs ``presence_counts``)."""
+    if loss.class_weighting == "none":
+        return None
+    return class_weights(
+        counts, loss.class_weighting, beta=loss.beta, presence_counts=presence_counts, class_names=class_names
+    )
 
 
 @dataclass
@@ -169,6 +195,11 @@ def check_shared_sections(config: Any) -> None:
             bounds[f"loss.{key}"] = getattr(config.loss, key)
     check_bounds(positive=positive, non_negative=non_negative)
     check_device("train.device", config.train.device)
+    if config.loss.class_weighting != "none" and any(t == "wce" for _, t in loss_terms(config.loss.name)):
+        raise ConfigError(
+            f"loss.class_weighting={config.loss.class_weighting} with loss.name={config.loss.name}: wce "
+            f"weights its classes already (loss.weighting); use loss.name=ce with loss.class_weighting"
+        )
     milestones = config.optim.milestones
     if milestones != sorted(set(milestones)) or any(m < 1 for m in milestones):
         raise ConfigError(f"optim.milestones must be increasing positive epochs, got {milestones}")

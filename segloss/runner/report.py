@@ -92,9 +92,12 @@ def used_settings(config: dict[str, Any]) -> dict[str, Any]:
         parameters = loss_hyper_parameter_names(settings[LOSS_KEY])
     except ValueError:  # a loss registered by the user's code that is not imported here: keep everything
         return settings
-    used = {f"loss.{name}" for name in parameters} | {LOSS_KEY}
-    if loss_needs_counts(settings[LOSS_KEY]):
+    used = {f"loss.{name}" for name in parameters} | {LOSS_KEY, "loss.class_weighting"}
+    weighting = settings.get("loss.class_weighting", "none")
+    if loss_needs_counts(settings[LOSS_KEY]) or weighting != "none":
         used.add("loss.count_unit")
+    if weighting == "effective_number":
+        used.add("loss.beta")
     return {
         key: None if key.startswith("loss.") and key not in used else value for key, value in settings.items()
     }

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, RandomSampler
 from torch.utils.data.distributed import DistributedSampler
 
 from ..registry import build_loss, loss_needs_counts
-from ..runner.config import loss_hyper_parameters
+from ..runner.config import loss_class_weights, loss_hyper_parameters
 from ..runner.distributed import Distributed
 from ..runner.files import write_results_json
 from ..runner.optim import TrainingStep
@@ -57,27 +57,32 @@ def train_dataset(config: SegmentationConfig, transform: Any = None) -> Segmenta
 def loss_from_config(
     config: SegmentationConfig, train_set: SegmentationDataset, *, sync: bool = False, progress: bool = True
 ) -> tuple[nn.Module, np.ndarray | None]:
-    """The loss of ``config.loss`` and, for the losses that need them, the class counts of every class
-    (pixels or image-equivalents, after ``loss.count_unit``). With
+    """The loss of ``config.loss`` and, for the losses that need them (or ``loss.class_weighting``), the
+    class counts of every class (pixels or image-equivalents, after ``loss.count_unit``). With
     ``data.holdout_classes`` the loss is a ``KnownClassesLoss`` built from the other classes' counts."""
     name = config.loss.name
     classes = tuple(train_set.classes)
     held_out = class_indices(classes, config.data.holdout_classes)
     known = [index for index in range(len(classes)) if index not in held_out]
     counts = presence = None
-    if loss_needs_counts(name):
+    if loss_needs_counts(name) or config.loss.class_weighting != "none":
         stats = class_statistics(train_set, progress=progress)
         unit = stats.pixels_per_image if config.loss.count_unit == "images" else 1
         counts = stats.counts.astype(np.float64) / unit
         presence = stats.presence.astype(np.float64) / unit
+    names = [classes[index] for index in known]
     try:
+        weight = None
+        if counts is not None:
+            weight = loss_class_weights(config.loss, counts[known], presence[known], names)
         loss = build_loss(
             name,
             class_counts=None if counts is None else counts[known],
             presence_counts=None if presence is None else presence[known],
+            weight=weight,
             ignore_index=IGNORE_INDEX,
             sync=sync,
-            class_names=[classes[index] for index in known],
+            class_names=names,
             **loss_hyper_parameters(config.loss),
         )
     except ValueError as error:
@@ -88,8 +93,8 @@ def loss_from_config(
 def describe_loss(
     config: SegmentationConfig, loss: nn.Module, classes: tuple[str, ...], counts: np.ndarray | None
 ) -> str:
-    """The loss with its hyper-parameters and, for count-based losses, a table of the class counts with
-    the margins (``hem``, ``hem+``) or priors (``la``) derived from them."""
+    """The loss with its hyper-parameters and, when it used class counts, a table of them with the margins
+    (``hem``, ``hem+``), priors (``la``) or weights derived from them (``wce``, ``loss.class_weighting``)."""
     name = config.loss.name
     held_out = config.data.holdout_classes
     inner = loss.loss if isinstance(loss, KnownClassesLoss) else loss
@@ -97,20 +102,30 @@ def describe_loss(
         f"{key} = {value:g}" if isinstance(value, float) else f"{key} = {value}"
         for key, value in loss_hyper_parameters(config.loss).items()
     ]
+    if config.loss.class_weighting != "none":
+        settings.append(f"class_weighting = {config.loss.class_weighting}")
     header = f"loss {name}: {', '.join([type(inner).__name__, *settings])}"
     if held_out:
         header += f"; held out of training: {', '.join(held_out)}"
     if counts is None:
         return header
-    label, values = inner.per_class_values()
     known = [class_name for class_name in classes if class_name not in held_out]
-    per_class = dict(zip(known, values.expand(len(known)).tolist(), strict=True))
+    columns: dict[str, dict[str, float]] = {}
+    derived = inner.per_class_values() if hasattr(inner, "per_class_values") else None
+    if derived is not None:
+        columns[derived[0]] = dict(zip(known, derived[1].expand(len(known)).tolist(), strict=True))
+    if config.loss.class_weighting != "none":
+        weights = next(m.weight for m in inner.modules() if getattr(m, "weight", None) is not None)
+        columns["weight"] = dict(zip(known, weights.tolist(), strict=True))
     unit = config.loss.count_unit
     width = max(len("class"), *(len(class_name) for class_name in classes))
-    lines = [header, f"{'class':<{width}}  {unit:>16}  {label:>8}"]
+    lines = [header, f"{'class':<{width}}  {unit:>16}" + "".join(f"  {label:>8}" for label in columns)]
     for class_name, count in zip(classes, counts.tolist(), strict=True):
-        value = f"{per_class[class_name]:>8.5f}" if class_name in per_class else f"{'held out':>8}"
-        lines.append(f"{class_name:<{width}}  {count:>16,.1f}  {value}")
+        values = "".join(
+            f"  {column[class_name]:>8.5f}" if class_name in column else f"  {'held out':>8}"
+            for column in columns.values()
+        )
+        lines.append(f"{class_name:<{width}}  {count:>16,.1f}{values}")
     return "\n".join(lines)
 
 

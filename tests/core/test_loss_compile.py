@@ -10,6 +10,8 @@ most of a minute on a fresh cache; Inductor runs the ops in benchmarks/bench_los
 and benchmarks/gpu_check.py.
 """
 
+import itertools
+
 import pytest
 import torch
 
@@ -143,12 +145,13 @@ def test_ops_pass_opcheck(backend):
         (*_kernels.as_samples(logits.to(memory_format=torch.channels_last), target), True, False),
         (*_kernels.as_samples(logits[:, :, 0, 0].double(), target[:, 0, 0]), False, True),
     ]
-    for x, t, hard, need_losses in cases:
+    for (x, t, hard, need_losses), weighted in itertools.product(cases, (False, True)):
         margins = torch.rand(5, dtype=x.dtype) + 0.1
-        args = (x.requires_grad_(), t, margins, hard, False, 255, need_losses)
+        class_weight = torch.rand(5, dtype=x.dtype) if weighted else None
+        args = (x.requires_grad_(), t, margins, class_weight, hard, False, 255, need_losses)
         torch.library.opcheck(ops.margin_forward, args)
         weight = torch.rand(t.shape, dtype=x.dtype) if need_losses else torch.tensor(0.5, dtype=x.dtype)
-        args = (x.detach(), t, margins, weight, hard, True, 255)
+        args = (x.detach(), t, margins, class_weight, weight, hard, True, 255)
         torch.library.opcheck(ops.margin_backward, args)
 
 

@@ -15,6 +15,12 @@ PRESENCE = [80.0, 60.0, 40.0, 30.0]
 # the margin options change what a synced mean divides by (valid samples) and which margins apply
 VARIANTS = {
     "hem+ on target": ("hem+", {"margin_on": "target"}),
+    # per-class weights: every weighted denominator is global
+    **{
+        f"{name} weighted": (name, {"weight": [1.0, 0.5, 2.0, 0.0]})
+        for name in segloss.LOSS_NAMES
+        if name != "wce"
+    },
 }
 CASES = [(name, reduction) for name in (*segloss.LOSS_NAMES, *VARIANTS) for reduction in ("mean", "sum")]
 
@@ -38,7 +44,7 @@ def loss_for(name, reduction, sync):
     if name.startswith("hem"):
         options = {"M": 5.0, **options}
     if name == "ohem":
-        options = {"min_kept": 20}  # fewer than the valid pixels: the threshold is a quantile
+        options = {"min_kept": 20, **options}  # fewer than the valid pixels: the threshold is a quantile
     return segloss.build_loss(
         name,
         class_counts=COUNTS,

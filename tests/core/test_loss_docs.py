@@ -17,9 +17,9 @@ def test_every_registered_loss_has_a_section_in_the_losses_page():
     assert len(set(headings)) == len(headings)
 
 
-def test_the_loss_config_section_has_one_key_per_hyper_parameter():
+def test_the_loss_config_section_has_the_weighting_and_one_key_per_hyper_parameter():
     names = [f.name for f in dataclasses.fields(LossConfig)]
-    assert names == ["name", *HYPER_PARAMETERS]
+    assert names == ["name", "class_weighting", *HYPER_PARAMETERS]
     defaults = {f.name: f.default for f in dataclasses.fields(LossConfig)}
     assert all(defaults[key] == parameter.default for key, parameter in HYPER_PARAMETERS.items())
     for entry in LOSSES.values():

@@ -30,8 +30,10 @@ SCRIPT = textwrap.dedent(
         target[torch.rand(target.shape) < 0.2] = 255
         x, t = as_samples(logits, target)
         margins = (torch.rand(shape[1], dtype=dtype) + 0.2).contiguous()
-        for hard, on_target in itertools.product((True, False), repeat=2):
-            options = {"on_target": on_target}
+        class_weight = torch.rand(shape[1], dtype=dtype) * 2
+        class_weight[0] = 0.0  # a zero weight: the class adds nothing
+        for hard, on_target, weighted in itertools.product((True, False), repeat=3):
+            options = {"on_target": on_target, "class_weight": class_weight if weighted else None}
             got = triton_gpu.margin_forward(x, t, margins, hard, 255, True, **options)
             expected = eager.margin_forward(x, t, margins, hard, 255, True, **options)
             for a, b in zip(got, expected):
@@ -59,16 +61,16 @@ SCRIPT = textwrap.dedent(
     x, t = as_samples(logits, torch.randint(0, 6, (2, 3, 5)))
     margins = torch.full((6,), 0.4)
     for need_losses in (True, False):
-        args = (x, t, margins, True, False, 255, need_losses)
+        args = (x, t, margins, None, True, False, 255, need_losses)
         got = [(v.shape, v.dtype) for v in ops._forward(triton_gpu, *args)]
         with FakeTensorMode() as mode:
             fake_args = (mode.from_tensor(x), mode.from_tensor(t), mode.from_tensor(margins), *args[3:])
             fake = [(v.shape, v.dtype) for v in ops.margin_forward(*fake_args)]
         assert got == fake, (got, fake)
-    grad = ops._backward(triton_gpu, x, t, margins, torch.tensor(0.5), True, False, 255)
+    grad = ops._backward(triton_gpu, x, t, margins, None, torch.tensor(0.5), True, False, 255)
     assert grad.stride() == x.stride()
     try:
-        ops._forward(triton_gpu, x, torch.full_like(t, 9), margins, True, False, 255, False)
+        ops._forward(triton_gpu, x, torch.full_like(t, 9), margins, None, True, False, 255, False)
     except ValueError as error:
         assert "target value 9" in str(error)
     else:
@@ -84,5 +86,5 @@ def test_triton_kernels_match_eager_in_interpreter():
         [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "checked 40" in result.stdout
+    assert "checked 80" in result.stdout
     assert "ops ok" in result.stdout
