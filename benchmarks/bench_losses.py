@@ -68,8 +68,9 @@ def make_losses(num_classes: int, device: torch.device, compiled: bool) -> dict:
     weights = segloss.margins.class_weights(counts, "median_frequency", presence_counts=presence)
     weighted = segloss.build_loss("hem+", class_counts=counts, weight=weights, ignore_index=IGNORE)
     losses["hem+ weighted"] = (weighted.to(device), None)  # median-frequency per-class weights
+    ce_weights = weights.float().to(device)
     losses["F.cross_entropy weighted"] = (
-        lambda x, t, w=weights.float().to(device): F.cross_entropy(x, t, weight=w, ignore_index=IGNORE),
+        lambda x, t: F.cross_entropy(x, t, weight=ce_weights, ignore_index=IGNORE),
         None,
     )
     if device.type == "cpu":
