@@ -8,9 +8,12 @@ margins from CamVid's training pixel shares (docs/datasets.md). Target: HEM+ wit
     python benchmarks/bench_train.py                                   # CPU: batch 2, 352×480
     python benchmarks/bench_train.py --device cuda --batch 12          # AMP (bf16/fp16) + channels_last
 
-``--speedups`` instead trains CE four ways, eager, through ``torch.compile`` (``train.compile``), in
-channels-last memory and both, to see whether any makes a recipe faster on this machine; the CamVid CPU
-study's recipe is ``--encoder tu-mobilenetv3_small_100 --batch 8 --crop 160 224 --speedups``.
+``--speedups`` instead trains CE six ways, eager fp32, through ``torch.compile`` (``train.compile``), in
+channels-last memory, both, and in bf16 autocast (``train.amp=bf16``) without and with channels-last, to
+see which makes a recipe faster on this machine (bf16 pays only on CPUs with bf16 instructions,
+``amx_bf16`` or ``avx512_bf16``; the header names this CPU's); the CamVid CPU study's recipe is
+``--encoder tu-mobilenetv3_small_100 --batch 8 --crop 160 224 --speedups``, IDD-Lite's ``--encoder resnet34
+--batch 8 --crop 160 224 --speedups``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import torch
 
 import segloss
 from segloss.runner.distributed import amp_dtype, resolve_device
+from segloss.runner.environment import cpu_bf16_support, cpu_model
 from segloss.runner.loop import train_one_epoch
 from segloss.runner.optim import TrainingStep
 from segloss.segmentation.models import build_model
@@ -67,32 +71,34 @@ def main() -> None:
     counts = np.array(CAMVID_SHARES) / 100 * CAMVID_PIXELS
     ce = segloss.build_loss("ce", ignore_index=IGNORE)
     on_cuda = device.type == "cuda"
-    # name -> (loss, torch.compile, channels-last)
+    # name -> (loss, torch.compile, channels-last, autocast dtype)
     if args.speedups:
         variants = {
-            "eager": (ce, False, on_cuda),
-            "compiled": (ce, True, on_cuda),
-            "chlast": (ce, False, True),
-            "both": (ce, True, True),
+            "eager": (ce, False, False, None),
+            "compiled": (ce, True, False, None),
+            "chlast": (ce, False, True, None),
+            "both": (ce, True, True, None),
+            "bf16": (ce, False, False, torch.bfloat16),
+            "bf16+chlast": (ce, False, True, torch.bfloat16),
         }
     else:
         hem_plus = segloss.build_loss("hem+", class_counts=counts, ignore_index=IGNORE)
-        variants = {"ce": (ce, False, on_cuda), "hem+": (hem_plus, False, on_cuda)}
+        variants = {"ce": (ce, False, on_cuda, dtype), "hem+": (hem_plus, False, on_cuda, dtype)}
     image, mask = camvid_batch(args.batch, *args.crop)
     runs = {}
-    for name, (loss, compiled, channels_last) in variants.items():
+    for name, (loss, compiled, channels_last, autocast_dtype) in variants.items():
         copy_ = copy.deepcopy(model).to(device)
         if channels_last:
             copy_ = copy_.to(memory_format=torch.channels_last)
         optimizer = torch.optim.SGD(copy_.parameters(), lr=1e-3, momentum=0.9)
-        step = TrainingStep(optimizer, lambda update: 1.0, fp16=dtype == torch.float16)
+        step = TrainingStep(optimizer, lambda update: 1.0, fp16=autocast_dtype == torch.float16)
         network = torch.compile(copy_) if compiled else copy_
-        runs[name] = (network, loss.to(device), step, channels_last)
+        runs[name] = (network, loss.to(device), step, channels_last, autocast_dtype)
 
     def timed(name: str, steps: int) -> float:
-        network, loss, step, channels_last = runs[name]
+        network, loss, step, channels_last, autocast_dtype = runs[name]
         stats = train_one_epoch(
-            network, loss, step, [(image, mask)] * steps, device, desc="benchmark", dtype=dtype,
+            network, loss, step, [(image, mask)] * steps, device, desc="benchmark", dtype=autocast_dtype,
             channels_last=channels_last, progress=False,
         )  # fmt: skip
         if device.type == "cuda":
@@ -108,18 +114,20 @@ def main() -> None:
 
     what = f"{args.arch}-{args.encoder}, batch {args.batch}×3×{args.crop[0]}×{args.crop[1]}"
     precision = {None: "fp32", torch.bfloat16: "bf16 AMP", torch.float16: "fp16 AMP"}[dtype]
+    if args.speedups:
+        precision = "precision per row"
     name = (
         torch.cuda.get_device_name(device)
         if device.type == "cuda"
-        else f"CPU, {torch.get_num_threads()} threads"
+        else f"CPU {cpu_model()} (bf16 instructions: {cpu_bf16_support()}), {torch.get_num_threads()} threads"
     )
     print(f"{what} on {name}, {precision}; {args.rounds} rounds × {args.steps} steps, medians")
     first = next(iter(rates))
-    print(f"{'run':<8} {'images/s':>9} {'ms/step':>8} {'vs ' + first:>9}")
+    print(f"{'run':<12} {'images/s':>9} {'ms/step':>8} {'vs ' + first:>9}")
     reference = statistics.median(rates[first])
     for name, values in rates.items():
         rate = statistics.median(values)
-        print(f"{name:<8} {rate:>9.2f} {1000 * args.batch / rate:>8.1f} {rate / reference:>9.3f}")
+        print(f"{name:<12} {rate:>9.2f} {1000 * args.batch / rate:>8.1f} {rate / reference:>9.3f}")
     if not args.speedups:
         ratio = statistics.median(rates["hem+"]) / reference
         print(f"HEM+ throughput / CE throughput = {ratio:.3f} (target >= 0.98)")

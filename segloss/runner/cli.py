@@ -41,7 +41,7 @@ TRAIN_DESCRIPTION = """Train a segmentation model or an image classifier (also c
 experiences) with any segloss loss.
 
 The config's ``task`` (segmentation, classification or continual) picks the trainer. --config takes a
-packaged recipe by name (camvid, cityscapes, sbd, demo, cls_digits, cl_digits, ...) or a YAML file.
+packaged recipe by name (camvid, cityscapes, idd_lite, sbd, demo, cls_digits, cl_digits, ...) or a YAML file.
 Overrides are dotted key=value pairs (see --help-keys). The run directory train.out_dir gets config.yaml,
 checkpoint.pt (after every epoch), metrics.jsonl, train.log, results.json and plots. --resume continues a
 run from its checkpoint and does nothing for a finished run. Under torchrun every process runs this command

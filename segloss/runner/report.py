@@ -29,6 +29,7 @@ import numpy as np
 from ..registry import LOSS_NAMES, loss_hyper_parameter_names, loss_needs_counts
 from . import tasks
 from .config import ConfigError, flatten, with_defaults
+from .environment import DECIDING_FIELDS, environment_key
 from .files import CONFIG_FILE, RESULTS_FILE
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ LOSS_KEY = "loss.name"
 # Settings that do not change what a run learns (or that no one compares): never a grouping key.
 BOOKKEEPING_KEYS = frozenset(
     {
+        "data.root",
         "train.out_dir",
         "train.progress",
         "train.tensorboard",
@@ -278,7 +280,54 @@ def finished_runs(
 
     Raises:
         FileNotFoundError: a folder does not exist.
+
+    When the runs trained in different environments (``segloss.runner.environment``: device, CPU model,
+    precision, torch version), a warning names what differs: such runs compare statistically, not bit for
+    bit.
     """
+
+    environments: dict[tuple[Any, ...], list[Path]] = {}
+    for run_dir, settings, results in _finished_runs(folders, task, results_name):
+        environments.setdefault(_trained_in(run_dir), []).append(run_dir)
+        yield run_dir, settings, results
+    if len(environments) > 1:
+        logger.warning(mixed_environments_note(environments))
+
+
+def _trained_in(run_dir: Path) -> tuple[Any, ...]:
+    """The deciding fields of the environment(s) ``run_dir``'s ``results.json`` records (``None`` each when
+    it records none: runs trained before segloss recorded them)."""
+    try:
+        recorded = json.loads((run_dir / RESULTS_FILE).read_text()).get("environment") or [{}]
+    except (OSError, ValueError):
+        recorded = [{}]
+    return tuple(environment_key(environment) for environment in recorded)
+
+
+def mixed_environments_note(environments: Mapping[tuple[Any, ...], Sequence[Path]]) -> str:
+    """One paragraph saying that the runs trained in ``len(environments)`` environments and how they
+    differ (``DECIDING_FIELDS``), with the number of runs in each."""
+    lines = [
+        f"these runs trained in {len(environments)} different environments; CPU training is reproducible "
+        f"bit for bit on one CPU model only, so compare across them statistically:"
+    ]
+    for key, runs in environments.items():
+        described = "; ".join(
+            " + ".join(
+                f"{name} {value}"
+                for name, value in zip(DECIDING_FIELDS, fields, strict=True)
+                if value is not None
+            )
+            or "not recorded"
+            for fields in key
+        )
+        lines.append(f"  {len(runs)} run(s): {described} (e.g. {runs[0]})")
+    return "\n".join(lines)
+
+
+def _finished_runs(
+    folders: Iterable[str | Path], task: str, results_name: str
+) -> Iterator[tuple[Path, dict[str, Any], dict[str, Any]]]:
     import yaml
 
     for folder in map(Path, folders):

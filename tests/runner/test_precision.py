@@ -65,3 +65,32 @@ def test_run_environment_records_precision_layout_and_versions():
     json.dumps(record)  # goes into results.json
     assert environment.run_environment(CPU, None, False)["precision"] == "fp32"
     assert environment.run_environment(CPU, None, False)["memory_format"] == "contiguous"
+
+
+def test_report_says_when_runs_trained_in_different_environments(tmp_path, caplog):
+    from segloss.runner.report import finished_runs
+
+    machines = {"a": "AMD EPYC", "b": "Intel Xeon", "c": "AMD EPYC"}
+    for name, cpu in machines.items():
+        run = tmp_path / name
+        run.mkdir()
+        (run / "config.yaml").write_text(f"task: segmentation\ndata:\n  root: /data/{name}\n")
+        record = {**environment.run_environment(CPU, None, True), "cpu": cpu}
+        (run / "results.json").write_text(json.dumps({"miou": 0.5, "environment": [record]}))
+    with caplog.at_level(logging.WARNING, logger="segloss"):
+        runs = list(finished_runs([tmp_path], "segmentation"))
+    assert len(runs) == 3
+    assert "these runs trained in 2 different environments" in caplog.text
+    assert "2 run(s): device cpu + cpu AMD EPYC + precision fp32" in caplog.text
+    assert "1 run(s): device cpu + cpu Intel Xeon" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="segloss"):
+        list(finished_runs([tmp_path / "a", tmp_path / "c"], "segmentation"))
+    assert "different environments" not in caplog.text
+
+
+def test_the_data_folder_is_not_a_setting_that_groups_runs():
+    from segloss.runner.report import varying_keys
+
+    settings = [{"data.root": "/a", "optim.lr": 0.1}, {"data.root": "/b", "optim.lr": 0.2}]
+    assert varying_keys(settings) == ["optim.lr"]
