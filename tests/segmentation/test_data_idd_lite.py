@@ -58,12 +58,13 @@ def test_samples_and_label_values(idd_root):
 
 
 def test_bad_data_is_named(idd_root, tmp_path):
-    with pytest.raises(ValueError, match="IDD-Lite has the splits train, val, test, trainval; got split='dev'"):
+    with pytest.raises(ValueError, match="has the splits train, val, test, trainval; got split='dev'"):
         IDDLite(idd_root, "dev")
     with pytest.raises(FileNotFoundError, match=r"folder not found: .*leftImg8bit/train\nexpected layout"):
         IDDLite(tmp_path / "missing")
     add_frame(idd_root, "val", 41, "000041", with_label=False)
-    with pytest.raises(FileNotFoundError, match=r"no label in .*gtFine/val for 1 image\(s\).*41/000041_label.png"):
+    missing = r"no label in .*gtFine/val for 1 image\(s\).*41/000041_label.png"
+    with pytest.raises(FileNotFoundError, match=missing):
         IDDLite(idd_root, "test")
     bad = LABELS.copy()
     bad[0, 0] = 7
