@@ -6,9 +6,18 @@ torch alone; the run machinery (``segloss.runner``) and the applications (``segl
 ``segloss.classification``) live in subpackages with optional dependencies.
 """
 
-from . import comparison, functional, metrics
-from .margins import hem_margin, hem_plus_margins
-from .modules import (
+import torch as _torch
+
+MIN_TORCH = (2, 4)  # torch.library.custom_op; pyproject.toml's floor (a test keeps them equal)
+if tuple(int(part) for part in _torch.__version__.split(".")[:2]) < MIN_TORCH:
+    raise ImportError(
+        f"segloss needs torch >= {'.'.join(map(str, MIN_TORCH))}, found {_torch.__version__}: "
+        f"pip install --upgrade 'torch>={'.'.join(map(str, MIN_TORCH))}'"
+    )
+
+from . import comparison, functional, metrics  # noqa: E402
+from .margins import hem_margin, hem_plus_margins  # noqa: E402
+from .modules import (  # noqa: E402
     CrossEntropyLoss,
     DiceLoss,
     FocalLoss,
@@ -22,7 +31,7 @@ from .modules import (
     WeightedCrossEntropyLoss,
     WeightedSumLoss,
 )
-from .registry import LOSS_NAMES, LOSSES, LossEntry, build_loss, register_loss
+from .registry import LOSS_NAMES, LOSSES, LossEntry, build_loss, register_loss  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 
 import torch
@@ -70,18 +71,53 @@ def raise_bad_target(value: int, num_classes: int, ignore_index: int) -> None:
 
 
 def per_class_tensor(
-    values: float | Sequence[float] | torch.Tensor, num_classes: int, name: str, like: torch.Tensor
+    values: float | Sequence[float] | torch.Tensor,
+    num_classes: int,
+    name: str,
+    like: torch.Tensor,
+    dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """A ``(C,)`` tensor on ``like``'s device and dtype from a float or a length-C sequence."""
+    """A ``(C,)`` tensor on ``like``'s device in ``dtype`` (default ``like``'s) from a float or a length-C
+    sequence or tensor. A tensor held elsewhere (margins on the CPU for CUDA logits) is copied once and
+    the copy reused while the tensor is unchanged (:func:`device_copy`)."""
+    dtype = dtype or like.dtype
     if isinstance(values, (int, float)):
-        return torch.full((num_classes,), float(values), dtype=like.dtype, device=like.device)
+        return torch.full((num_classes,), float(values), dtype=dtype, device=like.device)
     values = torch.as_tensor(values)
     if values.dim() != 1 or values.shape[0] != num_classes:
         raise ValueError(
             f"{name} must be a float or a ({num_classes},) tensor for {num_classes} classes, "
             f"got shape {tuple(values.shape)}"
         )
-    return values.to(device=like.device, dtype=like.dtype)
+    return device_copy(values, like.device, dtype)
+
+
+# (id, version, device, dtype) of a per-class tensor -> its copy; an entry goes with its tensor
+_COPIES: dict[tuple[int, int, torch.device, torch.dtype], torch.Tensor] = {}
+
+
+def device_copy(values: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``values`` on ``device`` in ``dtype``: itself when it already is, else a copy made once (without
+    blocking the host) and reused for as long as ``values`` lives unchanged (an in-place change makes a new
+    copy). So a loss called every step with CPU-held margins, priors or weights copies them to the GPU once,
+    not once a step (a blocking host-to-device copy per call would synchronise and break CUDA graphs)."""
+    if values.device == device and values.dtype == dtype:
+        return values
+    key = (id(values), values._version, device, dtype)
+    copy = _COPIES.get(key)
+    if copy is None:
+        if not any(k[0] == key[0] for k in _COPIES):
+            weakref.finalize(values, _forget_copies, key[0])
+        else:  # an older version of the same tensor: drop it
+            for stale in [k for k in _COPIES if k[0] == key[0] and k[1] != key[1]]:
+                del _COPIES[stale]
+        copy = _COPIES[key] = values.to(device=device, dtype=dtype, non_blocking=True)
+    return copy
+
+
+def _forget_copies(identity: int) -> None:
+    for key in [k for k in _COPIES if k[0] == identity]:
+        del _COPIES[key]
 
 
 def prepare_logits(logits: torch.Tensor, target: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -117,7 +153,11 @@ def check_weight_values(weight: torch.Tensor, num_classes: int | None = None) ->
 
 
 def class_weight_tensor(
-    weight: ClassWeight, num_classes: int, like: torch.Tensor, on_device: bool
+    weight: ClassWeight,
+    num_classes: int,
+    like: torch.Tensor,
+    on_device: bool,
+    dtype: torch.dtype | None = None,
 ) -> torch.Tensor | None:
     """The per-class ``weight`` as a ``(C,)`` tensor on ``like``'s device and dtype, or ``None``.
 
@@ -130,12 +170,15 @@ def class_weight_tensor(
         check_weight_values(weight, num_classes)  # raises, naming the shape
     if not on_device:
         check_weight_values(weight, num_classes)
-    else:
+    copy = device_copy(weight, like.device, like.dtype if dtype is None else dtype)
+    if on_device and getattr(copy, "_segloss_checked", None) != copy._version:
+        # queued once per tensor (and version), not once a step
         torch._assert_async(
-            (torch.isfinite(weight) & (weight >= 0)).all(),
+            (torch.isfinite(copy) & (copy >= 0)).all(),
             f"segloss: weight must be finite and non-negative for each of the {num_classes} classes",
         )
-    return weight.to(device=like.device, dtype=like.dtype)
+        copy._segloss_checked = copy._version
+    return copy
 
 
 def sample_weights(weight: torch.Tensor, target: torch.Tensor, ignore_index: int) -> torch.Tensor:

@@ -19,7 +19,10 @@ from . import _distributed
 from ._checks import (
     DEFAULT_IGNORE_INDEX,
     ClassWeight,
+    check_reduction,
+    check_shapes,
     class_weight_tensor,
+    compute_dtype,
     per_class_tensor,
     prepare_logits,
     sample_weights,
@@ -48,20 +51,23 @@ def _margin_loss(
     logits, target, margin, hard, margin_on, ignore_index, reduction, sync, weight
 ) -> torch.Tensor:
     _check_choice("margin_on", margin_on, MARGIN_PLACEMENTS)
-    x = prepare_logits(logits, target, reduction)
+    check_reduction(reduction)
+    check_shapes(logits, target)
+    dtype = compute_dtype(logits.dtype)  # half-precision logits stay as they are: the kernels load them
+    num_classes = logits.shape[1]
     if isinstance(margin, torch.Tensor) and margin.dim() == 0:  # one margin: no .item(), no graph break
-        margin = margin.expand(x.shape[1])
-    margins = per_class_tensor(margin, x.shape[1], "margin", x).contiguous()
-    weights = class_weight_tensor(weight, x.shape[1], x, on_device_path(x))
+        margin = margin.expand(num_classes)
+    margins = per_class_tensor(margin, num_classes, "margin", logits, dtype).contiguous()
+    weights = class_weight_tensor(weight, num_classes, logits, on_device_path(logits), dtype)
     weights = None if weights is None else weights.contiguous()
     # HEM's batch mean is over the samples with a loss above zero (the paper), MM's over the valid ones;
     # the fused kernels weight each sample's loss and its share of that count by its class's weight.
     options = (hard, margin_on == "target", ignore_index, reduction, sync)
     if not torch.compiler.is_compiling():
-        return MarginLossFunction.apply(x, target, margins, weights, *options)
+        return MarginLossFunction.apply(logits, target, margins, weights, *options)
     from ._kernels.ops import margin_loss  # custom ops dynamo can trace; importing them loads dynamo
 
-    out = margin_loss(*as_samples(x, target), margins, weights, *options)
+    out = margin_loss(*as_samples(logits.to(dtype), target), margins, weights, *options)
     return out.reshape(target.shape) if reduction == "none" else out
 
 

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import re
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -170,6 +171,11 @@ def init_distributed(device_setting: str) -> Distributed:
     return Distributed(dist.get_rank(), dist.get_world_size(), local_rank)
 
 
+def nvidia_gpu_visible() -> bool:
+    """Whether an NVIDIA driver is installed here (``nvidia-smi`` on the PATH or ``/proc/driver/nvidia``)."""
+    return shutil.which("nvidia-smi") is not None or os.path.exists("/proc/driver/nvidia")
+
+
 def resolve_device(setting: str, local_rank: int = 0) -> torch.device:
     """``auto`` → this process's GPU when there is one, else the CPU; ``cuda`` takes the local rank's GPU.
 
@@ -178,6 +184,16 @@ def resolve_device(setting: str, local_rank: int = 0) -> torch.device:
     check_device("train.device", setting)
     if setting == "auto":
         setting = "cuda" if torch.cuda.is_available() else "cpu"
+        if setting == "cpu" and nvidia_gpu_visible():
+            logger.warning(
+                "train.device=auto trains on the CPU although this machine shows an NVIDIA GPU: this torch "
+                "(%s, built for CUDA %s) cannot use it, most often because the driver supports an older "
+                "CUDA than the wheel (nvidia-smi prints the driver's CUDA version). Install the torch wheel "
+                "built for it, e.g. pip install torch --index-url https://download.pytorch.org/whl/cu126, "
+                "or set train.device=cpu to silence this",
+                torch.__version__,
+                torch.version.cuda or "none: a CPU-only build",
+            )
     device = torch.device(setting)
     if device.type == "cuda":
         if not torch.cuda.is_available():

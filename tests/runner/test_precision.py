@@ -94,3 +94,28 @@ def test_the_data_folder_is_not_a_setting_that_groups_runs():
 
     settings = [{"data.root": "/a", "optim.lr": 0.1}, {"data.root": "/b", "optim.lr": 0.2}]
     assert varying_keys(settings) == ["optim.lr"]
+
+
+def test_auto_device_warns_when_a_gpu_is_visible_but_unusable(monkeypatch, caplog):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(distributed, "nvidia_gpu_visible", lambda: True)
+    with caplog.at_level(logging.WARNING, logger="segloss"):
+        assert distributed.resolve_device("auto") == CPU
+    assert "shows an NVIDIA GPU: this torch" in caplog.text and "nvidia-smi prints" in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(distributed, "nvidia_gpu_visible", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="segloss"):
+        assert distributed.resolve_device("auto") == CPU
+    assert caplog.text == ""
+
+
+def test_the_torch_floor_is_the_one_pyproject_declares():
+    import re
+    from pathlib import Path
+
+    import segloss
+
+    pyproject = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
+    floor = re.search(r'dependencies = \["torch>=([\d.]+)"\]', pyproject)[1]
+    assert tuple(int(part) for part in floor.split(".")) == segloss.MIN_TORCH == (2, 4)
+    assert hasattr(torch.library, "custom_op")  # what the floor is for
