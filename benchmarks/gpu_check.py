@@ -1,26 +1,35 @@
-"""The prepared GPU check: one script, about 10 minutes on one GPU, one JSON and one markdown summary.
+"""The prepared GPU check: one script, sized for one 10-minute call on an H100/H200, writing its JSON and
+markdown summary after every section (a killed run still leaves what finished).
 
     python benchmarks/gpu_check.py --out gpu-check           # on a CUDA machine
     python benchmarks/gpu_check.py --smoke --out /tmp/smoke  # everything at tiny sizes on the CPU
 
+The header records the environment (torch, CUDA, driver, Triton, compute capability, C compiler).
 Sections (each recorded as passed, failed with its error, or skipped with the reason):
 
-1. ``kernels``: the fused losses (``hem``, ``hem+``, ``mm``; Triton on CUDA) and every other loss against
-   the CPU, in float32/float16/bfloat16, for channels-last and non-contiguous logits and a 3-D volume;
-   logits of more than 2³¹ elements (64-bit indexing) against the CPU on the last image's last rows.
-2. ``sync_free``: a forward and backward of every loss under ``torch.cuda.set_sync_debug_mode("error")``,
-   and a training step with HEM+ captured in a CUDA graph (``torch.cuda.graph``), replayed, equal to eager.
-3. ``amp``: FPN-ResNet34 training steps under bf16 and fp16 autocast with finite float32 losses.
-4. ``compiled``: conv → loss → backward under ``torch.compile(fullgraph=True)`` is one graph, equal to eager.
-5. ``benchmark``: time and memory of every loss against ``F.cross_entropy`` at 4×19×512×1024 and 128×100.
-6. ``training``: FPN-ResNet34 from scratch on the ½-resolution CamVid copy (``data/CamVid_half``), CE
-   against HEM+ with the segmentation defaults, two seeds, as many epochs as ``--train-minutes`` allow;
-   val mIoU of each run.
+1. ``kernels``: every loss on the GPU against the CPU, in float32/float16/bfloat16, for contiguous,
+   channels-last and non-contiguous logits and a 3-D volume, with and without per-class weights, OHEM
+   with ``min_kept`` below the valid pixels; one image of (1, 20, 10,900, 10,900) float16 logits, whose
+   class offsets pass 2³¹, and a (70,000, 12, 1) batch, more images than a grid axis other than the first
+   allows, both against the CPU.
+2. ``fallback``: a Triton launch forced to fail under ``SEGLOSS_KERNEL=auto``: one warning, then the
+   eager path with the same values and gradients.
+3. ``sync_free``: every loss's forward and backward under ``torch.cuda.set_sync_debug_mode("error")``;
+   the functional HEM+ with float64 margins held on the CPU (copied to the GPU once); the runner's
+   ``train_one_epoch`` on bf16 channels-last batches, whose only synchronisation is its one loss read;
+   a training step with HEM+ captured in a CUDA graph, replayed, equal to eager.
+4. ``amp``: FPN-ResNet34 training steps under bf16 and fp16 autocast with finite float32 losses.
+5. ``compiled``: conv → HEM+ → backward under ``torch.compile(fullgraph=True)`` is one graph, equal to
+   eager (skipped with the reason where this torch lacks ``trace_autograd_ops``).
+6. ``benchmark``: time and memory of every loss against ``F.cross_entropy`` at 4×19×512×1024 in float32
+   and in bf16 channels-last (with the achieved GB/s of the least traffic), and at 128×100.
+7. ``training``: FPN-ResNet34 from scratch, bf16 channels-last, 16 synthetic CamVid-sized images a step,
+   HEM+ against CE for ``--train-seconds`` each: images/s.
 
 ``--smoke`` runs the same code on the CPU at tiny sizes, the CUDA path through Triton's interpreter
-(``SEGLOSS_KERNEL=triton TRITON_INTERPRET=1``) and the sync check with host conversions patched to raise;
-the CUDA-graph capture needs a GPU and is skipped. It is part of the test suite, so that a GPU's minutes
-are never lost to a typo. Exit status: 1 when any section failed.
+(``SEGLOSS_KERNEL=triton TRITON_INTERPRET=1``) and the sync checks with host conversions patched to raise
+or count; the CUDA-graph capture and the large cases need a GPU and are skipped. It is part of the test
+suite, so that a GPU's minutes are never lost to a typo. Exit status: 1 when any section failed.
 """
 
 from __future__ import annotations
@@ -29,9 +38,13 @@ import argparse
 import contextlib
 import json
 import os
+import platform
+import shutil
+import subprocess
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -45,6 +58,7 @@ import segloss
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_losses  # noqa: E402
+import bench_train  # noqa: E402
 
 COUNTS = torch.logspace(0, 3, 12)
 IGNORE = 255
@@ -95,9 +109,14 @@ def check_kernels(device: torch.device, smoke: bool) -> dict:
         "non_contiguous": lambda x: x.transpose(2, 3).contiguous().transpose(2, 3)[..., ::2],
     }
     shape = (2, 12, 9, 14) if smoke else (4, 12, 96, 128)
+    weight = torch.linspace(0.0, 2.0, 12)
+    variants = {name: build(name) for name in segloss.LOSS_NAMES}
+    variants["ohem, min_kept below the valid pixels"] = build("ohem", min_kept=50 if smoke else 10_000)
+    variants.update(
+        {f"{name}, weighted": build(name, weight=weight) for name in ("hem+", "mm", "ce", "dice")}
+    )
     checked = 0
-    for name in segloss.LOSS_NAMES:
-        loss = build(name)
+    for name, loss in variants.items():
         for dtype in (torch.float32, torch.float16, torch.bfloat16):
             for layout, arrange in layouts.items():
                 logits, target = problem(shape)
@@ -120,16 +139,33 @@ def check_kernels(device: torch.device, smoke: bool) -> dict:
             got = value_and_grad(build(name).to(device), logits.to(device), target.to(device))
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
         checked += 1
-    result = {"cases": checked, "large": check_64_bit_indexing(device, smoke)}
+    result = {
+        "cases": checked,
+        "64_bit_class_offsets": check_64_bit_indexing(device, smoke),
+        "grid": check_many_images(device, smoke),
+    }
     return result
 
 
+def check_many_images(device: torch.device, smoke: bool) -> dict:
+    """A batch of more images than CUDA allows programs on a second grid axis (65,535): (70,000, 12, 1)
+    logits, every fused loss against the CPU."""
+    logits, target = problem((700 if smoke else 70_000, 12, 1), seed=2)
+    for name in FUSED:
+        expected = value_and_grad(build(name), logits, target)
+        with kernel_setting("auto" if device.type == "cuda" else "triton"):
+            got = value_and_grad(build(name).to(device), logits.to(device), target.to(device))
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    return {"images": logits.shape[0], "losses": list(FUSED)}
+
+
 def check_64_bit_indexing(device: torch.device, smoke: bool) -> dict:
-    """Logits of more than 2³¹ elements (float16; 4.3 GB): the per-sample losses and the gradient of the
-    last image's last rows, where the offsets exceed 2³¹, against the CPU on that slice."""
+    """One image of (1, 20, 10,900, 10,900) float16 logits (4.75 GB): the class offset (C − 1)·H·W passes
+    2³¹ inside the image. The per-sample losses and the gradient of its last rows against the CPU on that
+    slice."""
     if smoke:
-        return {"skipped": "needs a GPU with > 12 GB"}
-    n, c, h, w = 2, 19, 7552, 7552  # 2.17e9 elements
+        return {"skipped": "needs a GPU with > 30 GB"}
+    n, c, h, w = 1, 20, 10_900, 10_900
     logits = torch.empty((n, c, h, w), dtype=torch.float16, device=device).normal_(0, 2)
     target = torch.randint(0, c, (n, h, w), device=device)
     results = {}
@@ -150,7 +186,50 @@ def check_64_bit_indexing(device: torch.device, smoke: bool) -> dict:
         results[name] = "equal"
     del logits, target
     torch.cuda.empty_cache()
-    return {"elements": n * c * h * w, **results}
+    return {"elements": n * c * h * w, "largest_class_offset": (c - 1) * h * w, **results}
+
+
+def check_fallback(device: torch.device, smoke: bool) -> dict:
+    """A Triton launch forced to fail under ``SEGLOSS_KERNEL=auto`` (as a missing compiler or a driver
+    mismatch would): one warning, the call rerun eagerly, equal values and gradients."""
+    import logging
+
+    from segloss import _kernels
+    from segloss._kernels import triton_gpu
+
+    class Broken:
+        def __getitem__(self, grid: Any) -> Callable[..., None]:
+            def launch(*args: Any, **kwargs: Any) -> None:
+                raise RuntimeError("forced launch failure (gpu_check)")
+
+            return launch
+
+    logits, target = problem((2, 12, 16, 24), seed=3)
+    x, t = logits.to(device, torch.bfloat16), target.to(device)
+    with kernel_setting("eager"):
+        expected = value_and_grad(build("hem+").to(device), x, t)
+    saved = triton_gpu._margin_forward, triton_gpu._margin_backward, _kernels._setting
+    saved_interpreting = _kernels.interpreting_triton
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger("segloss").addHandler(handler)
+    try:
+        triton_gpu._margin_forward = triton_gpu._margin_backward = Broken()
+        _kernels._setting = lambda: "auto"
+        if device.type != "cuda":  # smoke: CPU tensors take the interpreted CUDA path under auto
+            _kernels.interpreting_triton = lambda: True
+        got = [value_and_grad(build("hem+").to(device), x, t) for _ in range(2)]
+    finally:
+        triton_gpu._margin_forward, triton_gpu._margin_backward, _kernels._setting = saved
+        _kernels.interpreting_triton = saved_interpreting
+        _kernels._triton_failure = None
+        logging.getLogger("segloss").removeHandler(handler)
+    for value in got:
+        torch.testing.assert_close(value, expected, rtol=1e-5, atol=1e-5)
+    warned = [r.getMessage() for r in records if "failed to launch" in r.getMessage()]
+    assert len(warned) == 1, warned
+    return {"warning": warned[0][:160], "calls": len(got)}
 
 
 @contextlib.contextmanager
@@ -178,19 +257,85 @@ def no_host_sync(device: torch.device) -> Iterator[None]:
             setattr(torch.Tensor, method, original)
 
 
+@contextlib.contextmanager
+def counted_host_syncs(device: torch.device) -> Iterator[list[str]]:
+    """Count host synchronisations: CUDA's sync debug mode in ``warn`` (its warnings counted), or on the
+    CPU (smoke) the tensor-to-host conversions. Yields the list that collects them."""
+    found: list[str] = []
+    if device.type == "cuda":
+        torch.cuda.set_sync_debug_mode("warn")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                yield found
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        found += [str(w.message) for w in caught if "synchroniz" in str(w.message)]
+        return
+    methods = ("item", "__bool__", "tolist", "__int__", "__float__")
+    originals = {method: getattr(torch.Tensor, method) for method in methods}
+
+    def counting(method: str) -> Callable[..., Any]:
+        def call(self: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+            found.append(method)
+            return originals[method](self, *args, **kwargs)
+
+        return call
+
+    for method in methods:
+        setattr(torch.Tensor, method, counting(method))
+    try:
+        yield found
+    finally:
+        for method, original in originals.items():
+            setattr(torch.Tensor, method, original)
+
+
 def check_sync_free(device: torch.device, smoke: bool) -> dict:
     logits, target = problem((2, 12, 16, 24) if smoke else (4, 12, 256, 320))
     losses = {name: build(name).to(device) for name in segloss.LOSS_NAMES}
     x, t = logits.to(device).requires_grad_(), target.to(device)
-    with kernel_setting("auto" if device.type == "cuda" else "triton"), no_host_sync(device):
+    margins = segloss.hem_plus_margins(COUNTS)  # float64 on the CPU, as the README's functional call has
+    path = "auto" if device.type == "cuda" else "triton"
+    with kernel_setting(path):
+        segloss.functional.hem_loss(x, t, margins, ignore_index=IGNORE).backward()  # warm-up: one copy
+    with kernel_setting(path), no_host_sync(device):
         for loss in losses.values():
             loss(x, t).backward()
-    result: dict[str, Any] = {"losses": list(losses)}
+        for _ in range(3):
+            segloss.functional.hem_loss(x, t, margins, ignore_index=IGNORE).backward()
+    result: dict[str, Any] = {"losses": list(losses), "functional_hem+_with_cpu_margins": "no sync"}
+    result["train_one_epoch"] = check_epoch_syncs(device, smoke)
     if device.type != "cuda":
         result["cuda_graph"] = "skipped: needs CUDA"
         return result
     result["cuda_graph"] = check_cuda_graph(device)
     return result
+
+
+def check_epoch_syncs(device: torch.device, smoke: bool) -> dict:
+    """``segloss.runner.loop.train_one_epoch`` (FPN-ResNet34, HEM+, bf16 autocast, channels-last) on
+    synthetic batches: its one synchronisation is the loss read at the end of the epoch."""
+    from segloss.runner.loop import train_one_epoch
+    from segloss.runner.optim import TrainingStep
+
+    smp = __import__("segmentation_models_pytorch")
+    model = smp.FPN("resnet34", encoder_weights=None, classes=12).to(device)
+    model = model.to(memory_format=torch.channels_last)
+    step = TrainingStep(torch.optim.SGD(model.parameters(), lr=1e-3), lambda update: 1.0)
+    size = (64, 64) if smoke else (256, 320)
+    batches = [bench_train.camvid_batch(2 if smoke else 8, *size, seed=seed) for seed in range(3)]
+    batches = [(images, mask.clamp(max=11).where(mask != IGNORE, IGNORE)) for images, mask in batches]
+    loss = build("hem+", margin_on="target").to(device)
+    path = "auto" if device.type == "cuda" else "triton"
+    with kernel_setting(path):
+        train_one_epoch(model, loss, step, batches[:1], device, desc="warm-up", dtype=torch.bfloat16,
+                        channels_last=True, progress=False)  # fmt: skip
+        with counted_host_syncs(device) as syncs:
+            record = train_one_epoch(model, loss, step, batches, device, desc="check", dtype=torch.bfloat16,
+                                     channels_last=True, progress=False, log_every=1000)  # fmt: skip
+    assert len(syncs) == 1, syncs  # the epoch's one loss read
+    return {"steps": record["steps"], "host_syncs": len(syncs), "loss": record["loss"]}
 
 
 def check_cuda_graph(device: torch.device) -> str:
@@ -278,7 +423,9 @@ def check_compiled(device: torch.device, smoke: bool) -> dict:
     images = torch.randn(2, 3, *size, device=device)
     target = torch.randint(0, 12, (2, *size), device=device)
     target[:, :2] = IGNORE
-    names = ("hem+",) if smoke else FUSED  # compiling on two CPU cores takes ~15 s a loss
+    if not hasattr(torch._dynamo.config, "trace_autograd_ops"):
+        return {"skipped": f"torch {torch.__version__} has no torch._dynamo.config.trace_autograd_ops"}
+    names = ("hem+",)  # the one the recipes train with; compiling costs ~15 s a loss
     for name in names:
         torch.manual_seed(0)
         model = torch.nn.Sequential(
@@ -312,51 +459,83 @@ def check_benchmark(device: torch.device, smoke: bool) -> dict:
     shapes = {"tiny": (2, 19, 16, 32), "classification": (16, 10)} if smoke else {
         "cityscapes": (4, 19, 512, 1024), "cifar100": (128, 100)}  # fmt: skip
     tables = {}
+    timing: dict[str, Any] = {"repeats": 2 if smoke else 5, "min_seconds": 0.0 if smoke else 0.2,
+                              "min_calls": 2 if smoke else 200, "max_seconds": 0.5 if smoke else 3.0,
+                              "compiled": False}  # fmt: skip
     for shape in shapes.values():
-        rows = bench_losses.bench_shape(
-            shape, device, repeats=2 if smoke else 5, min_seconds=0.0 if smoke else 0.2,
-            min_calls=2 if smoke else 200, max_seconds=0.5 if smoke else 3.0, compiled=False,
-        )  # fmt: skip
-        tables["×".join(map(str, shape))] = rows
+        tables["×".join(map(str, shape))] = bench_losses.bench_shape(shape, device, **timing)
+    dense = next(iter(shapes.values()))
+    only = ["ce", "hem+", "hem+ weighted", "mm", "dice"]
+    tables["×".join(map(str, dense)) + " bf16 channels-last"] = bench_losses.bench_shape(
+        dense, device, **timing, only=only, dtype=torch.bfloat16, channels_last=True
+    )
     return tables
 
 
-def check_training(device: torch.device, smoke: bool, minutes: float, out: Path) -> dict:
-    """FPN-ResNet34 from scratch, CE vs HEM+ (defaults), two seeds, via ``segloss train``."""
-    if smoke:
-        base = ["--config", "demo", "data.num_train=4", "data.num_eval=2", "data.size=64",
-                "train.crop_size=64", "train.batch_size=4", "train.eval_every=0"]  # fmt: skip
-    else:
-        if not Path("data/CamVid_half").is_dir():
-            return {"skipped": "no data/CamVid_half (datasets/downsample_camvid.py writes it)"}
-        base = ["--config", "camvid_cpu", "train.num_workers=4"]  # the CPU study's recipe, on the GPU
-    base += ["model.encoder=resnet34", f"train.device={'cuda' if device.type == 'cuda' else 'cpu'}",
-             "train.progress=false"]  # fmt: skip
-    runs = [(loss, seed) for seed in (0, 1) for loss in ("ce", "hem+")]
-    epochs = 1
-    if not smoke:  # time one epoch first, then size every run to the budget
-        probe = train(base + ["train.epochs=1"], out / "probe")
-        epoch_seconds = probe["seconds"]
-        epochs = max(1, int(minutes * 60 / len(runs) / (epoch_seconds * 1.15)))
-    results = {"epochs": epochs, "runs": []}
-    for loss, seed in runs:
-        run = train(base + [f"loss.name={loss}", f"train.seed={seed}", f"train.epochs={epochs}"],
-                    out / f"{loss.replace('+', 'plus')}-seed{seed}")  # fmt: skip
-        results["runs"].append({"loss": loss, "seed": seed, **run})
-    return results
+def check_training(device: torch.device, smoke: bool, seconds: float) -> dict:
+    """FPN-ResNet34 from scratch, bf16 autocast, channels-last, batches of 16 synthetic CamVid-sized
+    images (352×480, CamVid's class shares): CE, then HEM+, each trained for ``seconds`` after a warm-up;
+    images/s and HEM+'s ratio to CE."""
+    from segloss.runner.loop import train_one_epoch
+    from segloss.runner.optim import TrainingStep
+
+    smp = __import__("segmentation_models_pytorch")
+    batch, size = (2, (64, 96)) if smoke else (16, (352, 480))
+    counts = torch.tensor(bench_train.CAMVID_SHARES) / 100 * bench_train.CAMVID_PIXELS
+    losses = {
+        "ce": segloss.build_loss("ce", ignore_index=IGNORE),
+        "hem+": segloss.build_loss("hem+", class_counts=counts, ignore_index=IGNORE, margin_on="target"),
+    }
+    data = bench_train.camvid_batch(batch, *size)
+    rates = {}
+    for name, loss in losses.items():
+        torch.manual_seed(0)
+        model = smp.FPN("resnet34", encoder_weights=None, classes=11).to(device)
+        model = model.to(memory_format=torch.channels_last)
+        step = TrainingStep(torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), lambda update: 1.0)
+
+        def epoch(steps: int, model=model, loss=loss, step=step, name=name) -> dict:
+            record = train_one_epoch(model, loss.to(device), step, [data] * steps, device, desc=name,
+                                     dtype=torch.bfloat16, channels_last=True, progress=False)  # fmt: skip
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            return record
+
+        epoch(1 if smoke else 5)  # warm-up: cudnn autotuning, Triton compilation
+        images, start = 0, time.monotonic()
+        while time.monotonic() - start < seconds:
+            images += epoch(1 if smoke else 10)["steps"] * batch
+        rates[name] = images / (time.monotonic() - start)
+    return {
+        "batch": f"{batch}×3×{size[0]}×{size[1]}, bf16 channels-last",
+        "images_per_s": {name: round(rate, 2) for name, rate in rates.items()},
+        "hem+/ce": round(rates["hem+"] / rates["ce"], 3),
+    }
 
 
-def train(arguments: list[str], run_dir: Path) -> dict:
-    """``segloss train ARGUMENTS train.out_dir=RUN_DIR`` in this process: its seconds and val mIoU."""
-    from segloss.runner import cli
+def environment() -> dict:
+    """torch, CUDA, driver, Triton, compute capability, the C compiler Triton's launcher builds with."""
+    info: dict[str, Any] = {
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "python": platform.python_version(),
+    }
+    try:
+        import triton
 
-    start = time.monotonic()
-    resume = ["--resume"] if (run_dir / "checkpoint.pt").exists() else []  # a rerun continues or skips
-    command = ["train", *resume, *arguments, f"train.out_dir={run_dir}"]
-    if cli.main(command) != 0:
-        raise RuntimeError(f"segloss {' '.join(command)} failed (its log: {run_dir / 'train.log'})")
-    results = json.loads((run_dir / "results.json").read_text())
-    return {"seconds": round(time.monotonic() - start, 1), "val_miou": results["miou"]}
+        info["triton"] = triton.__version__
+    except ImportError:
+        info["triton"] = None
+    if torch.cuda.is_available():
+        info["device"] = torch.cuda.get_device_name()
+        info["compute_capability"] = ".".join(map(str, torch.cuda.get_device_capability()))
+    if shutil.which("nvidia-smi"):
+        query = ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"]
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            info["driver"] = subprocess.run(query, capture_output=True, text=True, timeout=20).stdout.strip()
+    compiler = next((c for c in (os.environ.get("CC"), "cc", "gcc", "clang") if c and shutil.which(c)), None)
+    info["c_compiler"] = compiler
+    return info
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -378,7 +557,8 @@ def run_section(name: str, function: Callable[[], Any], report: dict) -> None:
 
 
 def markdown(report: dict) -> str:
-    lines = [f"# GPU check: {report['device']}", "", f"torch {report['torch']}, smoke: {report['smoke']}", ""]
+    header = ", ".join(f"{key} {value}" for key, value in report["environment"].items())
+    lines = [f"# GPU check: {report['device']}", "", f"{header}; smoke: {report['smoke']}", ""]
     lines += ["| section | status | seconds |", "|---|---|---:|"]
     lines += [f"| {name} | {s['status']} | {s['seconds']} |" for name, s in report["sections"].items()]
     for name, section in report["sections"].items():
@@ -387,11 +567,14 @@ def markdown(report: dict) -> str:
             lines += ["```", section["error"], "```"]
         elif name == "benchmark":
             for shape, rows in section["result"].items():
-                header = "| loss | fwd+bwd ms | × CE time | peak extra MiB | × CE memory |"
-                lines += [f"### {shape}", "", header, "|---|---:|---:|---:|---:|"]
+                header = (
+                    "| loss | fwd+bwd ms | × CE time | GB/s (least traffic) | peak extra MiB | × CE memory |"
+                )
+                lines += [f"### {shape}", "", header, "|---|---:|---:|---:|---:|---:|"]
                 for r in rows:
                     memory = f"{r.get('mib', float('nan')):.0f} | {r.get('memory_ratio', float('nan')):.2f}"
-                    lines.append(f"| {r['loss']} | {r['ms']:.3f} | {r['time_ratio']:.2f} | {memory} |")
+                    speed = f"{r['ms']:.3f} | {r['time_ratio']:.2f} | {r['gb_per_s']:.0f}"
+                    lines.append(f"| {r['loss']} | {speed} | {memory} |")
                 lines.append("")
         else:
             lines += ["```json", json.dumps(section["result"], indent=1, default=str), "```"]
@@ -403,8 +586,8 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU (Triton interpreter)")
-    parser.add_argument("--out", default="gpu-check", help="folder for gpu_check.json, gpu_check.md and runs")
-    parser.add_argument("--train-minutes", type=float, default=4.0, help="budget of the training section")
+    parser.add_argument("--out", default="gpu-check", help="folder for gpu_check.json and gpu_check.md")
+    parser.add_argument("--train-seconds", type=float, default=30.0, help="training time per loss")
     parser.add_argument("--only", nargs="+", help="run only these sections")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -416,14 +599,20 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU (smoke, Triton interpreter)"
-    report: dict[str, Any] = {"device": name, "torch": torch.__version__, "smoke": args.smoke, "sections": {}}
+    report: dict[str, Any] = {
+        "device": name,
+        "environment": environment(),
+        "smoke": args.smoke,
+        "sections": {},
+    }
     sections = {
         "kernels": lambda: check_kernels(device, args.smoke),
+        "fallback": lambda: check_fallback(device, args.smoke),
         "sync_free": lambda: check_sync_free(device, args.smoke),
         "amp": lambda: check_amp(device, args.smoke),
         "compiled": lambda: check_compiled(device, args.smoke),
         "benchmark": lambda: check_benchmark(device, args.smoke),
-        "training": lambda: check_training(device, args.smoke, args.train_minutes, out / "runs"),
+        "training": lambda: check_training(device, args.smoke, 2.0 if args.smoke else args.train_seconds),
     }
     for section, function in sections.items():
         if not args.only or section in args.only:
