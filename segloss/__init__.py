@@ -16,6 +16,7 @@ if tuple(int(part) for part in _torch.__version__.split(".")[:2]) < MIN_TORCH:
     )
 
 from . import comparison, functional, metrics  # noqa: E402
+from .counting import ClassCounts, count_classes  # noqa: E402
 from .margins import hem_margin, hem_plus_margins  # noqa: E402
 from .modules import (  # noqa: E402
     CrossEntropyLoss,
@@ -36,6 +37,7 @@ from .registry import LOSS_NAMES, LOSSES, LossEntry, build_loss, register_loss  
 __version__ = "0.1.0"
 
 __all__ = [
+    "ClassCounts",
     "LOSSES",
     "LOSS_NAMES",
     "CrossEntropyLoss",
@@ -53,6 +55,7 @@ __all__ = [
     "WeightedSumLoss",
     "build_loss",
     "comparison",
+    "count_classes",
     "functional",
     "metrics",
     "hem_margin",

@@ -65,8 +65,11 @@ def assert_target_values_on_device(target: torch.Tensor, num_classes: int, ignor
 
 
 def raise_bad_target(value: int, num_classes: int, ignore_index: int) -> None:
+    hint = ""
+    if value == 255 and ignore_index != 255:
+        hint = "; segmentation masks (segloss's readers, most datasets) mark void 255: pass ignore_index=255"
     raise ValueError(
-        f"target value {value} is outside [0, {num_classes}) and is not ignore_index ({ignore_index})"
+        f"target value {value} is outside [0, {num_classes}) and is not ignore_index ({ignore_index}){hint}"
     )
 
 

@@ -76,7 +76,7 @@ def hem_loss(
     target: torch.Tensor,
     margin: Margin,
     *,
-    margin_on: str = "competitor",
+    margin_on: str = "target",
     weight: ClassWeight = None,
     ignore_index: int = DEFAULT_IGNORE_INDEX,
     reduction: str = "mean",
@@ -85,10 +85,12 @@ def hem_loss(
     """HEM (one ``margin``: a float or a 0-dim tensor) or HEM+ (per-class ``(C,)`` margins): the mean of
     the errors at or above each sample's mean error.
 
-    ``margin_on="competitor"`` (the paper) gives errors ``max(0, y_i - y_l + mu_i)``, the margin of each
-    competing class ``i``; ``"target"`` gives ``max(0, y_i - y_l + mu_l)``, the margin of the true class
-    ``l``. ``mean`` averages over the samples with a loss above zero (the paper); with per-class ``weight``
-    it is ``Σ w_l loss / Σ w_l`` over those samples (the threshold and the selection stay unweighted).
+    ``margin_on="target"`` (the default) gives errors ``max(0, y_i - y_l + mu_l)``, the margin of the true
+    class ``l``: what trained best for segmentation (docs/margin-study.md); ``"competitor"`` (the paper's
+    placement) gives ``max(0, y_i - y_l + mu_i)``, the margin of each competing class ``i``, which trained
+    17 mIoU points below CE on CamVid. With one margin for every class both are the same. ``mean``
+    averages over the samples with a loss above zero (the paper); with per-class ``weight`` it is
+    ``Σ w_l loss / Σ w_l`` over those samples (the threshold and the selection stay unweighted).
     """
     return _margin_loss(logits, target, margin, True, margin_on, ignore_index, reduction, sync, weight)
 
@@ -98,7 +100,7 @@ def multi_margin_loss(
     target: torch.Tensor,
     margin: Margin = 1.0,
     *,
-    margin_on: str = "competitor",
+    margin_on: str = "target",
     weight: ClassWeight = None,
     ignore_index: int = DEFAULT_IGNORE_INDEX,
     reduction: str = "mean",

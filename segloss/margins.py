@@ -8,10 +8,10 @@ import torch
 
 DEFAULT_M = 2000.0
 # training samples per class, (C,): a sequence, a tensor or a NumPy array
-ClassCounts = Sequence[float] | torch.Tensor
+CountsLike = Sequence[float] | torch.Tensor
 
 
-def check_class_counts(counts: ClassCounts, class_names: Sequence[str] | None = None) -> torch.Tensor:
+def check_class_counts(counts: CountsLike, class_names: Sequence[str] | None = None) -> torch.Tensor:
     """Counts as a float64 ``(C,)`` tensor; ``ValueError`` naming the classes whose count is not positive."""
     counts = torch.as_tensor(counts, dtype=torch.float64).detach().cpu()
     if counts.dim() != 1 or counts.numel() < 2:
@@ -40,7 +40,7 @@ def _check_m(M: float) -> float:
 
 
 def hem_margin(
-    counts: ClassCounts, M: float = DEFAULT_M, *, class_names: Sequence[str] | None = None
+    counts: CountsLike, M: float = DEFAULT_M, *, class_names: Sequence[str] | None = None
 ) -> float:
     """HEM's single margin ``sqrt(M / S)`` (Spratling & Schütt, https://arxiv.org/abs/2501.12191).
 
@@ -60,7 +60,7 @@ def hem_margin(
 
 
 def hem_plus_margins(
-    counts: ClassCounts, M: float = DEFAULT_M, *, class_names: Sequence[str] | None = None
+    counts: CountsLike, M: float = DEFAULT_M, *, class_names: Sequence[str] | None = None
 ) -> torch.Tensor:
     """HEM+'s per-class margins ``sqrt(M / (n s_i))``: rare classes get large margins (docs/margins.md).
 
@@ -79,7 +79,7 @@ def hem_plus_margins(
     return torch.sqrt(_check_m(M) / (counts.numel() * counts))
 
 
-def class_priors(counts: ClassCounts, *, class_names: Sequence[str] | None = None) -> torch.Tensor:
+def class_priors(counts: CountsLike, *, class_names: Sequence[str] | None = None) -> torch.Tensor:
     """Class priors ``p_j = s_j / S`` for the logit-adjusted loss.
 
     Args:
@@ -100,11 +100,11 @@ CLASS_WEIGHTINGS = ("median_frequency", "inverse", "effective_number")
 
 
 def class_weights(
-    counts: ClassCounts,
+    counts: CountsLike,
     weighting: str = "median_frequency",
     *,
     beta: float = 0.9999,
-    presence_counts: ClassCounts | None = None,
+    presence_counts: CountsLike | None = None,
     class_names: Sequence[str] | None = None,
 ) -> torch.Tensor:
     """Class weights for the weighted cross-entropy from per-class training counts ``n_c``.

@@ -11,7 +11,7 @@ from torch import nn
 from . import comparison
 from . import functional as F
 from ._checks import DEFAULT_IGNORE_INDEX, ClassWeight, check_reduction, check_weight_values
-from .margins import DEFAULT_M, ClassCounts, class_priors, class_weights, hem_margin, hem_plus_margins
+from .margins import DEFAULT_M, CountsLike, class_priors, class_weights, hem_margin, hem_plus_margins
 
 
 class _Loss(nn.Module):
@@ -83,7 +83,7 @@ class LogitAdjustedLoss(_Loss):
 
     @classmethod
     def from_class_counts(
-        cls, counts: ClassCounts, *, class_names: Sequence[str] | None = None, **kw
+        cls, counts: CountsLike, *, class_names: Sequence[str] | None = None, **kw
     ) -> LogitAdjustedLoss:
         return cls(class_priors(counts, class_names=class_names), **kw)
 
@@ -107,7 +107,7 @@ class MultiMarginLoss(_Loss):
     competing class (``margin_on="competitor"``) or on the true class (``"target"``)."""
 
     def __init__(
-        self, margin: float | Sequence[float] | torch.Tensor = 1.0, *, margin_on: str = "competitor", **kw
+        self, margin: float | Sequence[float] | torch.Tensor = 1.0, *, margin_on: str = "target", **kw
     ):
         super().__init__(**kw)
         self.register_buffer("margin", torch.as_tensor(margin, dtype=torch.float32).clone())
@@ -123,7 +123,8 @@ class MultiMarginLoss(_Loss):
 class HEMLoss(MultiMarginLoss):
     """High error margin loss (``hem``): one margin (float) or per-class ``(C,)`` margins.
 
-    ``margin_on`` is that of :func:`segloss.functional.hem_loss`; its default is the paper's formulation.
+    ``margin_on`` is that of :func:`segloss.functional.hem_loss`: by default the true class's margin (what
+    segmentation trains best with); ``margin_on="competitor"`` is the paper's placement.
     """
 
     def __init__(
@@ -133,7 +134,7 @@ class HEMLoss(MultiMarginLoss):
         reduction: str = "mean",
         sync: bool = False,
         *,
-        margin_on: str = "competitor",
+        margin_on: str = "target",
         weight: ClassWeight = None,
     ):
         super().__init__(
@@ -147,7 +148,7 @@ class HEMLoss(MultiMarginLoss):
 
     @classmethod
     def from_class_counts(
-        cls, counts: ClassCounts, M: float = DEFAULT_M, *, class_names: Sequence[str] | None = None, **kw
+        cls, counts: CountsLike, M: float = DEFAULT_M, *, class_names: Sequence[str] | None = None, **kw
     ) -> HEMLoss:
         """HEM with margin ``sqrt(M / S)``; ``counts`` are training samples per class.
 
@@ -191,15 +192,15 @@ class HEMPlusLoss(HEMLoss):
 
     @classmethod
     def from_class_counts(
-        cls, counts: ClassCounts, M: float = DEFAULT_M, *, class_names: Sequence[str] | None = None, **kw
+        cls, counts: CountsLike, M: float = DEFAULT_M, *, class_names: Sequence[str] | None = None, **kw
     ) -> HEMPlusLoss:
         """HEM+ with margins ``sqrt(M / (n s_i))``; ``counts`` are training samples per class.
 
-        For segmentation, what docs/margin-study.md measured best (the
-        segmentation configs' defaults): ``counts`` in image-equivalents (labelled pixels per class ÷ pixels
-        per image) and ``margin_on="target"``. The paper's formulation, pixel counts with the margin on the
-        competing class (``margin_on="competitor"``, this class's default, as in the classification
-        tracks), trained 8–9 points below cross-entropy there.
+        For segmentation, what docs/margin-study.md measured best (the defaults): ``counts`` in
+        image-equivalents (labelled pixels per class ÷ pixels per image, ``ClassCounts.image_equivalents()``)
+        and ``margin_on="target"``. The paper's formulation, pixel counts with the margin on the competing
+        class (``margin_on="competitor"``, which the classification recipes name), trained 8–9 points
+        below cross-entropy there.
         """
         return cls(hem_plus_margins(counts, M, class_names=class_names), **kw)
 
@@ -224,11 +225,11 @@ class WeightedCrossEntropyLoss(_Loss):
     @classmethod
     def from_class_counts(
         cls,
-        counts: ClassCounts,
+        counts: CountsLike,
         weighting: str = "median_frequency",
         beta: float = 0.9999,
         *,
-        presence_counts: ClassCounts | None = None,
+        presence_counts: CountsLike | None = None,
         class_names: Sequence[str] | None = None,
         **kw,
     ) -> WeightedCrossEntropyLoss:

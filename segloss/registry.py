@@ -75,8 +75,8 @@ HYPER_PARAMETERS: dict[str, HyperParameter] = {
     "tau": HyperParameter(float, 0.04, "LogitNorm temperature", "positive"),
     "margin_on": HyperParameter(
         str,
-        "competitor",
-        "HEM+: margin of the competing class (the paper) or of the target class",
+        "target",
+        "HEM+: margin of the target class (dense default) or of the competing class (the paper)",
         choices=MARGIN_PLACEMENTS,
     ),
     "weighting": HyperParameter(

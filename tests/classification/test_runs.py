@@ -95,6 +95,8 @@ def test_sigkill_resume_matches_uninterrupted_run(tmp_path, caplog):
     assert (
         evaluate(["--checkpoint", str(killed_dir / "checkpoint.pt"), "--out", str(out), "--no-progress"]) == 0
     )
+    trained_in = results.pop("environment")  # training records where it ran; evaluate --out does not
+    assert [e["precision"] for e in trained_in] == ["fp32"]
     assert json.loads(out.read_text()) == results
 
     # A finished run: --resume does nothing.
@@ -152,6 +154,7 @@ def test_evaluate_follows_the_data_to_a_new_root(tmp_path):
     overrides += ["train.progress=false", "model.arch=mlp", "eval.unknown_sets=[fashionmnist]"]
     training.train(load_config("cls_mnist", [*overrides, "eval.attack_samples=0"]))
     results = json.loads((tmp_path / "run" / "results.json").read_text())
+    results.pop("environment")  # written by training only
     moved = root.rename(tmp_path / "moved")
     checkpoint = str(tmp_path / "run" / "checkpoint.pt")
     out = tmp_path / "moved.json"

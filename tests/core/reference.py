@@ -55,7 +55,7 @@ def margin_loss(
     hard,
     ignore_index=-100,
     reduction="mean",
-    margin_on="competitor",
+    margin_on="target",
 ):
     losses = margin_sample_losses(logits, target, margins, hard, ignore_index, margin_on == "target")
     return reduce(losses, target, ignore_index, reduction, hard)

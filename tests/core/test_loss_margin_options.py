@@ -21,9 +21,9 @@ MARGINS = torch.tensor([0.5, 0.2, 0.4, 0.8], dtype=torch.float64)
 def test_competitor_margins_by_hand(backend):
     # sample 0: errors (0.3-0.6+0.2, 0-0.6+0.4, -0.1-0.6+0.8) clamped = (0, 0, 0.1); mean 0.025; HEM 0.1
     # sample 1: errors (0-0+0.5, 1-0+0.2, 0-0+0.8) = (0.5, 1.2, 0.8); mean 2.5/4 = 0.625; HEM (1.2+0.8)/2
-    hem = F.hem_loss(LOGITS, TARGET, MARGINS, reduction="none")
+    hem = F.hem_loss(LOGITS, TARGET, MARGINS, margin_on="competitor", reduction="none")
     assert hem.tolist() == pytest.approx([0.1, 1.0, 0.0])
-    mm = F.multi_margin_loss(LOGITS, TARGET, MARGINS, reduction="none")
+    mm = F.multi_margin_loss(LOGITS, TARGET, MARGINS, margin_on="competitor", reduction="none")
     assert mm.tolist() == pytest.approx([0.025, 0.625, 0.0])
 
 
@@ -99,13 +99,20 @@ def test_scalar_margin_makes_placement_irrelevant(backend):
     torch.testing.assert_close(F.hem_loss(y, t, 0.7, margin_on="target"), competitor)
 
 
-def test_defaults_are_the_papers_formulation():
+def test_defaults_put_the_margin_on_the_target_class():
+    """The placement the segmentation measurements support is the default everywhere; the paper's is
+    ``margin_on="competitor"``."""
     y = torch.randn(3, 5, 4, 4)
     t = torch.randint(0, 5, (3, 4, 4))
     margins = torch.rand(5) + 0.5
-    explicit = F.hem_loss(y, t, margins, margin_on="competitor")
+    explicit = F.hem_loss(y, t, margins, margin_on="target")
     torch.testing.assert_close(F.hem_loss(y, t, margins), explicit)
     torch.testing.assert_close(segloss.HEMPlusLoss(margins)(y, t), explicit)
+    counts = [1.0, 2, 3, 4, 5]
+    by_name = segloss.build_loss("hem+", class_counts=counts)(y, t)
+    on_target = segloss.HEMPlusLoss.from_class_counts(counts, margin_on="target")
+    torch.testing.assert_close(by_name, on_target(y, t))
+    assert not torch.allclose(F.hem_loss(y, t, margins, margin_on="competitor"), explicit)
 
 
 def test_build_loss_passes_the_options_through():

@@ -52,10 +52,11 @@ def test_per_class_margins_index_the_competing_class(backend):
     y = torch.zeros(1, 3, dtype=torch.float64)
     margins = torch.tensor([0.3, 0.25, 0.9], dtype=torch.float64)
     # true class 0: e = (0, 0.25, 0.9); mean 1.15 / 3; selected 0.9 only
-    assert F.hem_loss(y, torch.tensor([0]), margins).item() == pytest.approx(0.9)
+    competitor = {"margin_on": "competitor"}
+    assert F.hem_loss(y, torch.tensor([0]), margins, **competitor).item() == pytest.approx(0.9)
     # true class 2: e = (0.3, 0.25, 0); mean 0.55 / 3 -> selected 0.3 and 0.25
-    assert F.hem_loss(y, torch.tensor([2]), margins).item() == pytest.approx(0.275)
-    assert F.multi_margin_loss(y, torch.tensor([2]), margins).item() == pytest.approx(0.55 / 3)
+    assert F.hem_loss(y, torch.tensor([2]), margins, **competitor).item() == pytest.approx(0.275)
+    assert F.multi_margin_loss(y, torch.tensor([2]), margins, **competitor).item() == pytest.approx(0.55 / 3)
 
 
 def test_logit_adjusted_by_hand():

@@ -96,3 +96,34 @@ def test_margins_follow_the_module_to_a_device_and_into_state_dict():
         )
     assert loss(torch.randn(2, 3, dtype=torch.float64), torch.tensor([0, 2])).dtype == torch.float64
     assert "HEMPlusLoss(margin=" in repr(loss)
+
+
+def test_count_classes_reads_any_dataset_or_loader_of_image_mask_pairs():
+    import numpy as np
+
+    masks = [
+        np.array([[0, 0, 1], [255, 2, 2]], dtype=np.uint8),  # arrays, one image at a time
+        np.array([[0, 0, 0], [0, 0, 255]], dtype=np.uint8),
+    ]
+    counts = segloss.count_classes([(None, mask) for mask in masks], num_classes=4)
+    assert counts.pixels.tolist() == [7, 1, 2, 0] and counts.images == 2 and counts.ignored == 2
+    assert counts.presence_pixels.tolist() == [12, 6, 6, 0]  # the pixels of the images holding each class
+    assert counts.pixels_per_image == 6.0
+    torch.testing.assert_close(counts.image_equivalents(), torch.tensor([7 / 6, 1 / 6, 2 / 6, 0.0]).double())
+    # a DataLoader's batches (tensors, (N, H, W) or (N, 1, H, W)) count the same
+    dataset = torch.utils.data.TensorDataset(
+        torch.zeros(2, 3, 2, 3), torch.from_numpy(np.stack(masks)).long()
+    )
+    for batch_size in (1, 2):
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size)
+        assert segloss.count_classes(loader, 4).pixels.tolist() == [7, 1, 2, 0]
+    channel = [(None, torch.from_numpy(np.stack(masks))[:, None])]
+    assert segloss.count_classes(channel, 4).presence_pixels.tolist() == [12, 6, 6, 0]
+    with pytest.raises(
+        ValueError, match=r"mask value 255 in item 0 is outside \[0, 4\) and is not ignore_index \(-1\)"
+    ):
+        segloss.count_classes([(None, masks[0])], 4, ignore_index=-1)
+    with pytest.raises(TypeError, match="needs data that yields \\(image, mask\\) pairs; item 0 is a dict"):
+        segloss.count_classes([{"labels": masks[0]}], 4)
+    with pytest.raises(ValueError, match="no \\(image, mask\\) pairs"):
+        segloss.count_classes([], 4)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..._cache import default_cache_dir
+from ...counting import count_classes
 from ...runner.files import write_text_atomically
 from ...runner.progress import progress_bar
 from ._common import IGNORE_INDEX, SegmentationDataset
@@ -91,8 +92,9 @@ def class_statistics(
 ) -> ClassStatistics:
     """Labelled pixels per class, ignored pixels and image count of ``dataset``'s split.
 
-    Reads every raw mask (no transform) once, with a progress bar, and caches the result in
-    ``cache_dir`` (default ``default_cache_dir()``) under a key that changes with the files and the split.
+    Reads every raw mask (no transform) once, with a progress bar, counts them with
+    :func:`segloss.count_classes`, and caches the result in ``cache_dir`` (default
+    ``default_cache_dir()``) under a key that changes with the files and the split.
     """
     classes = tuple(dataset.classes)
     cache_file = (
@@ -103,29 +105,17 @@ def class_statistics(
         logger.info("class counts of %r from %s", dataset, cache_file)
         return cached
 
-    def histogram(index: int) -> np.ndarray:
-        return np.bincount(dataset.load_mask(index).ravel(), minlength=256)
-
-    totals = np.zeros(256, dtype=np.int64)
-    presence = np.zeros(256, dtype=np.int64)
     threads = num_threads or min(4, os.cpu_count() or 1)
     description = f"counting pixels of {type(dataset).__name__} {dataset.split}"
-    with (
-        ThreadPoolExecutor(threads) as pool,
-        progress_bar(progress=progress, total=len(dataset), desc=description, unit="mask") as bar,
-    ):
-        for counts in pool.map(histogram, range(len(dataset))):
-            totals += counts
-            presence += (counts > 0) * counts.sum()
-            bar.update()
-    if totals[len(classes) : IGNORE_INDEX].any():
-        raise RuntimeError(f"masks of {dataset!r} hold train ids >= {len(classes)} besides {IGNORE_INDEX}")
+    with ThreadPoolExecutor(threads) as pool:
+        masks = pool.map(lambda index: (None, dataset.load_mask(index)), range(len(dataset)))
+        bar = progress_bar(masks, progress=progress, total=len(dataset), desc=description, unit="mask")
+        try:
+            counted = count_classes(bar, len(classes), ignore_index=IGNORE_INDEX)
+        except ValueError as error:
+            raise ValueError(f"masks of {dataset!r}: {error}") from None
     stats = ClassStatistics(
-        classes,
-        totals[: len(classes)].copy(),
-        int(totals[IGNORE_INDEX]),
-        len(dataset),
-        presence[: len(classes)].copy(),
+        classes, counted.pixels.numpy(), counted.ignored, counted.images, counted.presence_pixels.numpy()
     )
     _save_cached(cache_file, stats, dataset)
     logger.info("class counts of %r saved to %s", dataset, cache_file)
