@@ -21,8 +21,10 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import tasks
+from .files import CHECKPOINT_FILE, CONFIG_FILE
 from .logs import EXPECTED_ERRORS, configure_logging
 
 #: The runner's subcommands: name -> (``module:function`` of its ``main(argv, prog)``, one line of help).
@@ -121,10 +123,20 @@ def train_main(argv: Sequence[str] | None = None, prog: str | None = None) -> in
         prog=prog, description=TRAIN_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--config", help="recipe name or YAML file (default: built-in segmentation defaults)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in train.out_dir")
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        metavar="RUN",
+        help="continue the run RUN (a run folder; its config.yaml is the config, key=value overrides change "
+        "what a resume may change, e.g. train.epochs), or the run in train.out_dir",
+    )
     parser.add_argument("--help-keys", action="store_true", help="list the config keys and exit")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
-    args = parser.parse_args(argv)
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (anywhere)")
+    args = parser.parse_intermixed_args(argv)
+    if isinstance(args.resume, str) and "=" in args.resume:  # `--resume key=value`: an override, no RUN
+        args.overrides.insert(0, args.resume)
+        args.resume = True
 
     from .config import all_task_schemas, load_config
     from .schema import ConfigError, valid_keys_text
@@ -134,21 +146,46 @@ def train_main(argv: Sequence[str] | None = None, prog: str | None = None) -> in
             print(f"task: {task}\n{valid_keys_text(schema)}")
         return 0
     try:
-        config = load_config(args.config, args.overrides)
-    except ConfigError as error:
+        config_source, overrides = resumed_run_config(args.config, args.resume, args.overrides)
+        config = load_config(config_source, overrides)
+    except (ConfigError, FileNotFoundError) as error:
         parser.error(str(error))
 
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     try:
         with logging_redirect_tqdm():
-            result = tasks.load_task(config.task).train(config, resume=args.resume)
+            result = tasks.load_task(config.task).train(config, resume=bool(args.resume))
     except EXPECTED_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     if result is not None:
         print(f"results in {config.train.out_dir}")
     return 0
+
+
+def resumed_run_config(
+    config: str | None, resume: str | bool | None, overrides: Sequence[str]
+) -> tuple[str | None, list[str]]:
+    """The config source and overrides of ``segloss train``: with ``--resume RUN`` (or ``--resume`` and a
+    ``train.out_dir=RUN`` override) and no ``--config``, the run's own ``RUN/config.yaml``, its folder as
+    ``train.out_dir``; otherwise ``config`` and ``overrides`` as given."""
+    overrides = list(overrides)
+    run = resume if isinstance(resume, str) else None
+    if run is None and resume:
+        run = next((o.split("=", 1)[1] for o in overrides if o.startswith("train.out_dir=")), None)
+    if run is None:
+        return config, overrides
+    run_dir = Path(run)
+    run_dir = run_dir.parent if run_dir.name == CHECKPOINT_FILE else run_dir
+    if not any(o.startswith("train.out_dir=") for o in overrides):
+        overrides.append(f"train.out_dir={run_dir}")
+    if config is not None:
+        return config, overrides
+    saved = run_dir / CONFIG_FILE
+    if not saved.is_file():
+        raise FileNotFoundError(f"--resume {run}: no {CONFIG_FILE} in {run_dir} (is it a run folder?)")
+    return str(saved), overrides
 
 
 def _flags(dests: Sequence[str]) -> list[str]:
@@ -164,7 +201,8 @@ def evaluate_main(argv: Sequence[str] | None = None, prog: str | None = None) ->
     parser = argparse.ArgumentParser(
         prog=prog, description=EVALUATE_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--checkpoint", required=True, help="checkpoint.pt of a training run")
+    parser.add_argument("run", nargs="?", metavar="RUN", help="a run folder (or its checkpoint.pt)")
+    parser.add_argument("--checkpoint", help="the run's checkpoint.pt (the same as RUN)")
     parser.add_argument("--out", help="write the results JSON here (docs/results.md)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -179,7 +217,16 @@ def evaluate_main(argv: Sequence[str] | None = None, prog: str | None = None) ->
         name: tasks.load_task(name).add_evaluate_arguments(parser.add_argument_group(f"{name} only"))
         for name in tasks.TASK_MODULES
     }
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
+    if args.run is not None and "=" in args.run:  # an override in RUN's place
+        args.overrides.insert(0, args.run)
+        args.run = None
+    if (args.run is None) == (args.checkpoint is None):
+        parser.error(
+            "give the run to evaluate once: segloss evaluate RUN (a run folder) or --checkpoint FILE"
+        )
+    checkpoint = Path(args.checkpoint or args.run)
+    args.checkpoint = str(checkpoint / CHECKPOINT_FILE if checkpoint.is_dir() else checkpoint)
 
     from .checkpoint import load_checkpoint
 

@@ -252,13 +252,14 @@ def metric_report_main(
     title: str,
 ) -> int:
     """The command line of a metric report: ``FOLDERS [--out PREFIX] [--baseline LOSS] [--results FILE]``;
-    writes ``PREFIX.md`` and ``PREFIX.csv`` and prints the tables. ``metrics`` gives the columns (metric ->
-    title) of the runs found; ``title`` the report's heading. Returns the exit status."""
+    prints the tables and, with ``--out``, writes ``PREFIX.md`` and ``PREFIX.csv``. ``metrics`` gives the
+    columns (metric -> title) of the runs found; ``title`` the report's heading. Returns the exit status."""
     parser = argparse.ArgumentParser(
         prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("folders", nargs="+", help="run folders or folders holding runs")
-    parser.add_argument("--out", default="report", help="output prefix for .md and .csv (default: report)")
+    parser.add_argument("--out", help="write PREFIX.md and PREFIX.csv too (default: print the tables only)")
+    parser.add_argument("--task", help="the runs' task (default: read from the runs)")
     parser.add_argument("--baseline", default="ce", help="the loss.name compared against (default: ce)")
     parser.add_argument(
         "--results", default=RESULTS_FILE, help="results file of each run folder (default: %(default)s)"
@@ -281,8 +282,10 @@ def metric_report_main(
         f"Varying: {', '.join(varying) or 'nothing'}. Mean ± sd over seeds.\n\n"
         + metric_markdown(varying, groups, columns, baseline=args.baseline)
     )
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(f"{args.out}.md").write_text(text)
-    write_metric_csv(varying, groups, list(columns), Path(f"{args.out}.csv"))
-    sys.stdout.write(text + f"\nwrote {args.out}.md, {args.out}.csv\n")
+    sys.stdout.write(text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(f"{args.out}.md").write_text(text)
+        write_metric_csv(varying, groups, list(columns), Path(f"{args.out}.csv"))
+        sys.stdout.write(f"\nwrote {args.out}.md, {args.out}.csv\n")
     return 0

@@ -112,7 +112,9 @@ class SegmentationConfig:
             raise ConfigError(f"data.root is required for data.name={self.data.name}")
         if dataset.classes_from_config is not None and not self.data.classes:
             raise ConfigError(
-                f"data.classes (class names in index order) is required for data.name={self.data.name}"
+                f"data.classes (class names in index order) is required for data.name={self.data.name}: "
+                f"one name per mask value 0, 1, ..., e.g. 'data.classes=[background,road,building]' (quoted "
+                f"for the shell); datasets/folder.md"
             )
         if self.data.holdout_classes:
             check_class_names("data.holdout_classes", self.data.holdout_classes, self.dataset_classes())

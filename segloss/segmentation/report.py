@@ -476,8 +476,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "segloss report") -> int
     )
     parser.add_argument("folders", nargs="+", help="run folders or folders holding runs")
     parser.add_argument(
-        "--out", default="report", help="output prefix for .md, .csv and .png (default: report)"
+        "--out", help="write PREFIX.md, PREFIX.csv and PREFIX.png too (default: print the tables only)"
     )
+    parser.add_argument("--task", help="the runs' task (default: read from the runs)")
     parser.add_argument("--baseline", default="ce", help="the loss.name compared against (default: ce)")
     parser.add_argument("--rare", type=int, default=5, help="rarest classes per dataset (default: 5)")
     parser.add_argument(
@@ -492,11 +493,13 @@ def main(argv: Sequence[str] | None = None, prog: str = "segloss report") -> int
         parser.error(f"no finished runs (config.yaml with {args.results}) below {', '.join(args.folders)}")
     report = summarise(runs, args.baseline, args.rare)
     text = markdown(report)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(f"{args.out}.md").write_text(text)
-    write_csv(report, Path(f"{args.out}.csv"))
-    plot_groups(report, Path(f"{args.out}.png"))
-    sys.stdout.write(text + f"\nwrote {args.out}.md, {args.out}.csv, {args.out}.png\n")
+    sys.stdout.write(text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(f"{args.out}.md").write_text(text)
+        write_csv(report, Path(f"{args.out}.csv"))
+        plot_groups(report, Path(f"{args.out}.png"))
+        sys.stdout.write(f"\nwrote {args.out}.md, {args.out}.csv, {args.out}.png\n")
     return 0
 
 

@@ -129,6 +129,25 @@ def describe_loss(
     return "\n".join(lines)
 
 
+def warn_if_crop_exceeds_images(crop: int | tuple[int, int], dataset: SegmentationDataset) -> None:
+    """A warning when ``train.crop_size`` is larger than the training images (the first one's size): at
+    scale 1 such crops are mostly void padding, which costs time and teaches nothing."""
+    height, width = (crop, crop) if isinstance(crop, int) else crop
+    image_height, image_width = dataset.load_sample(0)[0].shape[:2]
+    if height > image_height or width > image_width:
+        logger.warning(
+            "train.crop_size=[%d,%d] is larger than the training images (%d×%d): at scale 1 each crop is "
+            "mostly padding (void), which is slow and teaches nothing; set train.crop_size=[%d,%d] or less "
+            "(multiples of 32)",
+            height,
+            width,
+            image_height,
+            image_width,
+            min(height, image_height) // 32 * 32 or 32,
+            min(width, image_width) // 32 * 32 or 32,
+        )
+
+
 def epoch_loader(
     dataset: SegmentationDataset, config: SegmentationConfig, epoch: int, world: Distributed, pin: bool
 ) -> DataLoader:
@@ -286,6 +305,7 @@ class SegmentationData:
                 f"train.batch_size={config.train.batch_size}"
             )
         logger.info("data: %r for training, %r for evaluation", train_set, eval_set)
+        warn_if_crop_exceeds_images(crop, train_set)
         world = run.world
         # Rank 0 counts the pixels (and fills the cache) while the other ranks wait, then they read the cache.
         if not world.is_main:

@@ -93,7 +93,7 @@ def _parse_args(
     parser.add_argument("--root", help="dataset folder (not needed for synthetic)")
     parser.add_argument("--split", default="train")
     parser.add_argument("--M", type=float, default=2000.0, help="margin constant M (default 2000)")
-    parser.add_argument("--out", type=Path, help="JSON output (default DATASET_SPLIT_class_stats.json)")
+    parser.add_argument("--out", type=Path, help="also write the table as JSON to this file")
     parser.add_argument(
         "--cache-dir",
         type=Path,
@@ -111,7 +111,7 @@ def _parse_args(
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
-    """Print the per-class table of a split and write it as JSON."""
+    """Print the per-class table of a split (and, with ``--out``, write it as JSON)."""
     parser, args = _parse_args(argv, prog)
     if not args.M > 0:
         parser.error(f"--M must be positive, got {args.M:g}")
@@ -135,9 +135,10 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         "split": args.split,
         **margins_report(stats, args.M),
     }
-    out = args.out or Path(f"{args.dataset}_{args.split}_class_stats.json")
-    out.write_text(json.dumps(report, indent=2))
-    sys.stdout.write(format_report(report, f"{type(dataset).__name__} {args.split}") + f"\nwrote {out}\n")
+    sys.stdout.write(format_report(report, f"{type(dataset).__name__} {args.split}"))
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=2))
+        sys.stdout.write(f"\nwrote {args.out}\n")
     return 0
 
 
