@@ -134,7 +134,8 @@ def train_main(argv: Sequence[str] | None = None, prog: str | None = None) -> in
     parser.add_argument("--help-keys", action="store_true", help="list the config keys and exit")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (anywhere)")
     args = parser.parse_intermixed_args(argv)
-    if isinstance(args.resume, str) and "=" in args.resume:  # `--resume key=value`: an override, no RUN
+    if isinstance(args.resume, str) and "=" in args.resume and not Path(args.resume).exists():
+        # `--resume key=value`: an override, not a run folder
         args.overrides.insert(0, args.resume)
         args.resume = True
 
@@ -218,7 +219,7 @@ def evaluate_main(argv: Sequence[str] | None = None, prog: str | None = None) ->
         for name in tasks.TASK_MODULES
     }
     args = parser.parse_intermixed_args(argv)
-    if args.run is not None and "=" in args.run:  # an override in RUN's place
+    if args.run is not None and "=" in args.run and not Path(args.run).exists():  # an override there
         args.overrides.insert(0, args.run)
         args.run = None
     if (args.run is None) == (args.checkpoint is None):

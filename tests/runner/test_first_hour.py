@@ -2,13 +2,19 @@
 anywhere, evaluate a run folder, and commands that write nothing into the current folder unasked."""
 
 import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from segloss.runner.cli import evaluate_main, train_main
 from segloss.segmentation.data.stats import main as stats_main
 
-from ..helpers import tiny_overrides
+from ..helpers import TINY_ENCODER, cli_env, tiny_overrides, write_folder_dataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -17,7 +23,10 @@ def test_resume_a_run_by_its_folder_with_overrides_anywhere(tmp_path, monkeypatc
     monkeypatch.setenv("SEGLOSS_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
     run = tmp_path / "runs" / "tiny"
-    assert train_main([*tiny_overrides(run, train__epochs=1, model__encoder_weights="null"), "--config", "demo"]) == 0
+    assert (
+        train_main([*tiny_overrides(run, train__epochs=1, model__encoder_weights="null"), "--config", "demo"])
+        == 0
+    )
     # the forms a newcomer tries: --resume RUN, --resume with the folder as an override, overrides after it
     assert train_main(["--resume", str(run), "train.epochs=2"]) == 0
     assert [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
@@ -45,3 +54,55 @@ def test_resume_a_run_by_its_folder_with_overrides_anywhere(tmp_path, monkeypatc
 
     assert report_main([str(run)]) == 0
     assert set(tmp_path.iterdir()) == before
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_blocks(section: str, language: str) -> list[str]:
+    """The ``language`` code blocks of the README section titled ``section``."""
+    text = README.read_text().split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.DOTALL)
+
+
+def test_the_readme_drop_in_snippet_runs_as_written(tmp_path):
+    (snippet,) = readme_blocks("Use the loss in your own pipeline", "python")
+    script = tmp_path / "snippet.py"
+    script.write_text(snippet + "\nprint('final loss', float(loss))\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "final loss" in done.stdout
+
+
+def test_the_readme_folder_commands_run_as_written(tmp_path):
+    """The own-folder and "does HEM+ help on my data?" commands on a tiny folder, shrunk only by overrides
+    appended for the test's time (a tiny encoder, one epoch) and by fewer losses and seeds in the sweep."""
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 8), ("val", 2), ("test", 2)):
+        masks = [rng.integers(0, 3, (64, 96)) for _ in range(count)]
+        masks[0][:4] = 255
+        write_folder_dataset(tmp_path / "my_data", split, masks)
+    tiny = (f" model.encoder={TINY_ENCODER} train.epochs=1 train.crop_size=[64,64] train.batch_size=4"
+            " train.num_workers=0 train.progress=false")  # fmt: skip
+    commands = [
+        line + (tiny if line.startswith(("segloss train", "segloss sweep")) else "")
+        for block in (
+            readme_blocks("Train on your own folder", "bash")
+            + readme_blocks("Does HEM+ help on my data?", "bash")
+        )
+        for line in block.replace("\\\n", "").splitlines()
+    ]
+    commands = [
+        c.replace("loss.name=ce,hem+,ce+dice train.seed=0,1,2", "loss.name=ce,hem+ train.seed=0")
+        for c in commands
+    ]
+    assert any("--config folder" in c for c in commands) and any("segloss report" in c for c in commands)
+    env = {**cli_env(tmp_path / "cache"), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    done = subprocess.run(["bash", "-ec", "\n".join(commands)], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=900)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert (
+        tmp_path / "runs" / "folder" / "resnet34" / "hemplus" / "seed0" / "results.json"
+    ).is_file() is False
+    assert sorted(p.name for p in (tmp_path / "runs" / "my_data").iterdir()) == ["name=ce", "name=hem+"]
+    assert done.stdout.count("| hem+ |") == 4  # val and test: the mIoU table and the rarest classes
