@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,7 @@ class RunFolder:
         self._log_handler: logging.Handler | None = None
         self._rng: dict[str, Any] | None = None
         self._updates = 0  # optimizer updates so far: TensorBoard's step axis
+        self._created = False  # this process made the run folder (removed again if the start fails)
 
     # Opening and closing -------------------------------------------------------------------------
 
@@ -101,8 +103,11 @@ class RunFolder:
             raise
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
         self._close()
+        if exc_type is not None and self._created and not (self.dir / CHECKPOINT_FILE).exists():
+            shutil.rmtree(self.dir, ignore_errors=True)  # a failed start leaves no half-made run folder
+            logger.info("removed %s: the run failed before its first checkpoint", self.dir)
 
     def _open(self) -> None:
         config, world = self.config, self.world
@@ -135,6 +140,7 @@ class RunFolder:
             self.environments.append(environment)
         self.progress = config.train.progress and world.is_main
         if world.is_main:
+            self._created = not self.dir.exists()
             self.dir.mkdir(parents=True, exist_ok=True)
             self._log_handler = add_log_file(self.dir / LOG_FILE)
             if self.state is not None:

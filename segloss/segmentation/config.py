@@ -118,6 +118,12 @@ class SegmentationConfig:
             )
         if self.data.holdout_classes:
             check_class_names("data.holdout_classes", self.data.holdout_classes, self.dataset_classes())
+        from .models import check_names  # smp: imported only when a config is checked
+
+        try:
+            check_names(self.model.arch, self.model.encoder)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
 
     def dataset_classes(self) -> list[str]:
         """The class names of ``data.name`` (``data.classes`` for a folder dataset)."""

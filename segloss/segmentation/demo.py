@@ -42,7 +42,11 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         "--config", default="demo", help="base config: a recipe name or YAML file (default: %(default)s)"
     )
     parser.add_argument(
-        "--out-dir", default="runs/demo", help="one run folder per loss (default: %(default)s)"
+        "--out",
+        "--out-dir",
+        dest="out_dir",
+        default="runs/demo",
+        help="one run folder per loss below it (default: %(default)s)",
     )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for both runs")
     args = parser.parse_args(argv)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import logging
 import urllib.error
 import urllib.request
@@ -54,9 +55,18 @@ def check_names(arch: str, encoder: str) -> None:
     if arch.lower() not in smp.MODEL_ARCHITECTURES_MAPPING:
         valid = ", ".join(a.__name__ for a in smp.MODEL_ARCHITECTURES_MAPPING.values())
         raise ValueError(f"unknown model.arch {arch!r}; smp architectures: {valid}")
-    if not encoder.startswith("tu-") and encoder not in smp.encoders.get_encoder_names():
+    if encoder.startswith("tu-"):
+        import timm
+
+        if not timm.is_model(encoder[3:]):
+            close = difflib.get_close_matches(encoder[3:], timm.list_models(), n=3)
+            hint = f"; did you mean {', '.join('tu-' + name for name in close)}?" if close else ""
+            raise ValueError(f"unknown model.encoder {encoder!r}: timm has no model {encoder[3:]!r}{hint}")
+    elif encoder not in smp.encoders.get_encoder_names():
+        close = difflib.get_close_matches(encoder, smp.encoders.get_encoder_names(), n=3)
+        hint = f"did you mean {', '.join(close)}? Otherwise " if close else ""
         raise ValueError(
-            f"unknown model.encoder {encoder!r}; use an smp encoder (e.g. {', '.join(PAPER_ENCODERS)}) "
+            f"unknown model.encoder {encoder!r}; {hint}use an smp encoder (e.g. {', '.join(PAPER_ENCODERS)}) "
             f"or a timm model as 'tu-NAME'"
         )
 

@@ -106,3 +106,35 @@ def test_the_readme_folder_commands_run_as_written(tmp_path):
     ).is_file() is False
     assert sorted(p.name for p in (tmp_path / "runs" / "my_data").iterdir()) == ["name=ce", "name=hem+"]
     assert done.stdout.count("| hem+ |") == 4  # val and test: the mIoU table and the rarest classes
+
+
+def test_training_from_python_logs_like_the_command(tmp_path, monkeypatch, caplog):
+    import logging
+
+    from segloss.runner import train
+
+    monkeypatch.setenv("SEGLOSS_CACHE", str(tmp_path / "cache"))
+    with caplog.at_level(logging.INFO, logger="segloss"):
+        results = train("demo", tiny_overrides(tmp_path / "run", train__epochs=1))
+    assert 0 <= results.miou <= 1 and (tmp_path / "run" / "results.json").is_file()
+    assert "epoch 1/1: loss" in caplog.text
+    assert train("demo", tiny_overrides(tmp_path / "run", train__epochs=1), resume=True) is None  # finished
+
+
+def test_bad_settings_and_missing_data_stop_before_a_run_folder_exists(tmp_path, monkeypatch, capsys):
+    from segloss.runner.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="unknown model.encoder 'resnet999'; did you mean resnet"):
+        load_config("demo", ["model.encoder=resnet999"])
+    with pytest.raises(
+        ConfigError, match="timm has no model 'mobilenetv3_smal_100'; did you mean tu-mobilenetv3"
+    ):
+        load_config("demo", ["model.encoder=tu-mobilenetv3_smal_100"])
+    monkeypatch.setenv("SEGLOSS_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "runs" / "camvid"
+    root = tmp_path / "data" / "CamVid_half"
+    assert train_main(["--config", "camvid_cpu", f"data.root={root}", f"train.out_dir={run}"]) == 1
+    error = capsys.readouterr().err
+    assert f"folder not found: {root}" in error and "datasets/camvid.md" in error
+    assert f"python datasets/downsample_camvid.py data/CamVid {root}" in error
+    assert not run.exists()  # the failed start left nothing behind

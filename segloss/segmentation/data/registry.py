@@ -154,6 +154,23 @@ def build_dataset(
 
 
 def dataset_from_config(data: Any, split: str, transform: Any = None) -> SegmentationDataset:
-    """The split ``split`` of the dataset the ``data`` section of a segmentation config names."""
+    """The split ``split`` of the dataset the ``data`` section of a segmentation config names; a missing
+    folder's error names the page that says how to get the data offline."""
     entry = DATASETS[data.name]
-    return build_dataset(data.name, data.root, split, transform, **entry.config_options(data, split))
+    try:
+        return build_dataset(data.name, data.root, split, transform, **entry.config_options(data, split))
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"{error}\n{how_to_get(data.name, data.root)}") from None
+
+
+def how_to_get(name: str, root: str | None) -> str:
+    """Where the repository says how to get dataset ``name`` (and, for CamVid at half resolution, how to
+    make it)."""
+    page = f"datasets/{name}.md"
+    hint = f"how to get it, also offline: {page} in the segloss repository"
+    if name == "camvid" and root and "half" in str(root):
+        hint += (
+            "; the half-resolution copy is made from the full one with "
+            f"python datasets/downsample_camvid.py data/CamVid {root}"
+        )
+    return hint
