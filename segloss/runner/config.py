@@ -382,7 +382,13 @@ def resume_config(saved: dict[str, Any], requested: Any) -> Any:
     keys."""
     saved = with_defaults(saved)
     old, new = flatten(saved), flatten(config_to_dict(requested))
-    changed = sorted(key for key in old.keys() | new.keys() if old.get(key) != new.get(key))
+    # the hyper-parameters its loss does not take are not part of a run (a saved config leaves them out)
+    unused = {
+        f"loss.{key}" for key in set(HYPER_PARAMETERS) - set(loss_hyper_parameter_names(old["loss.name"]))
+    }
+    changed = sorted(
+        key for key in old.keys() | new.keys() if old.get(key) != new.get(key) and key not in unused
+    )
     fixed = [key for key in changed if key not in RESUMABLE_KEYS]
     if fixed:
         details = ", ".join(f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in fixed)

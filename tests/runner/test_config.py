@@ -232,7 +232,7 @@ def test_a_saved_config_holds_only_its_losss_hyper_parameters(tmp_path):
         config = config_from_dict({}, [*overrides, "train.out_dir=run"])
         save_config(config, tmp_path / "config.yaml")
         loss = yaml.safe_load((tmp_path / "config.yaml").read_text())["loss"]
-        assert set(loss) == {"name", "count_unit"} | kept
+        assert set(loss) == {"name", "class_weighting", "count_unit"} | kept
         assert load_config(tmp_path / "config.yaml") == config  # the others read back as their defaults
 
 
