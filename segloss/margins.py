@@ -137,7 +137,9 @@ def class_weights(
         if presence_counts is None:
             raise ValueError(
                 "median_frequency weights need presence_counts: per class, the size of the training images "
-                "that contain it (segmentation runs take them from the class statistics)"
+                "that contain it, in the unit of the counts. segloss.count_classes(train_set, C) gives both: "
+                "class_counts=c.image_equivalents(), presence_counts=c.presence_image_equivalents(); or use "
+                "weighting='inverse' (segmentation runs take them from the class statistics)"
             )
         presence = check_class_counts(presence_counts, class_names)
         if presence.shape != counts.shape or bool((presence < counts).any()):

@@ -27,7 +27,7 @@ from ..runner.randomness import derive_seed, seed_everything
 from ..runner.run_folder import RunFolder
 from . import plots
 from .config import SegmentationConfig
-from .data import IGNORE_INDEX, SegmentationDataset, class_statistics, presets
+from .data import IGNORE_INDEX, ClassStatistics, SegmentationDataset, class_statistics, presets
 from .data.registry import dataset_from_config
 from .evaluation import eval_dataset, eval_loader, predict, score_model
 from .export import MODEL_DIR, dataset_info, save_model_dir
@@ -55,7 +55,12 @@ def train_dataset(config: SegmentationConfig, transform: Any = None) -> Segmenta
 
 
 def loss_from_config(
-    config: SegmentationConfig, train_set: SegmentationDataset, *, sync: bool = False, progress: bool = True
+    config: SegmentationConfig,
+    train_set: SegmentationDataset,
+    *,
+    sync: bool = False,
+    progress: bool = True,
+    stats: ClassStatistics | None = None,
 ) -> tuple[nn.Module, np.ndarray | None]:
     """The loss of ``config.loss`` and, for the losses that need them (or ``loss.class_weighting``), the
     class counts of every class (pixels or image-equivalents, after ``loss.count_unit``). With
@@ -66,7 +71,7 @@ def loss_from_config(
     known = [index for index in range(len(classes)) if index not in held_out]
     counts = presence = None
     if loss_needs_counts(name) or config.loss.class_weighting != "none":
-        stats = class_statistics(train_set, progress=progress)
+        stats = stats or class_statistics(train_set, progress=progress)
         unit = stats.pixels_per_image if config.loss.count_unit == "images" else 1
         counts = stats.counts.astype(np.float64) / unit
         presence = stats.presence.astype(np.float64) / unit
@@ -310,10 +315,9 @@ class SegmentationData:
         # Rank 0 counts the pixels (and fills the cache) while the other ranks wait, then they read the cache.
         if not world.is_main:
             dist.barrier()
-        train_pixels = class_statistics(train_set, progress=run.progress).counts  # reports rank classes by it
-        loss_fn, counts = loss_from_config(
-            config, train_set, sync=world.world_size > 1, progress=run.progress
-        )
+        stats = class_statistics(train_set, progress=run.progress)
+        train_pixels = stats.counts  # reports rank classes by it
+        loss_fn, counts = loss_from_config(config, train_set, sync=world.world_size > 1, stats=stats)
         if world.is_main and world.world_size > 1:
             dist.barrier()
         loss_fn = loss_fn.to(run.device)
