@@ -131,7 +131,13 @@ def train_main(argv: Sequence[str] | None = None, prog: str | None = None) -> in
         help="continue the run RUN (a run folder; its config.yaml is the config, key=value overrides change "
         "what a resume may change, e.g. train.epochs), or the run in train.out_dir",
     )
-    parser.add_argument("--help-keys", action="store_true", help="list the config keys and exit")
+    parser.add_argument(
+        "--help-keys",
+        nargs="?",
+        const=True,
+        metavar="TASK",
+        help="list the config keys of TASK (default: the --config's task, else segmentation) and exit",
+    )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (anywhere)")
     args = parser.parse_intermixed_args(argv)
     if isinstance(args.resume, str) and "=" in args.resume and not Path(args.resume).exists():
@@ -139,12 +145,20 @@ def train_main(argv: Sequence[str] | None = None, prog: str | None = None) -> in
         args.overrides.insert(0, args.resume)
         args.resume = True
 
-    from .config import all_task_schemas, load_config
+    from .config import key_help, load_config, task_schema
     from .schema import ConfigError, valid_keys_text
 
     if args.help_keys:
-        for task, schema in all_task_schemas().items():
-            print(f"task: {task}\n{valid_keys_text(schema)}")
+        task = args.help_keys if isinstance(args.help_keys, str) else None
+        try:
+            if task is None and args.config:
+                task = load_config(args.config, []).task
+            schema = task_schema(task or tasks.DEFAULT_TASK)
+        except ConfigError as error:
+            parser.error(str(error))
+        others = ", ".join(name for name in tasks.TASK_MODULES if name != (task or tasks.DEFAULT_TASK))
+        print(f"task: {task or tasks.DEFAULT_TASK} (others: --help-keys {others})")
+        print(valid_keys_text(schema, key_help(schema)))
         return 0
     try:
         config_source, overrides = resumed_run_config(args.config, args.resume, args.overrides)

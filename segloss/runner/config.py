@@ -170,6 +170,42 @@ class TrainConfig:
     compile: bool = False
 
 
+#: One line per key of the shared sections, for ``segloss train --help-keys``.
+SHARED_KEY_HELP: dict[str, str] = {
+    "loss.name": "the loss (docs/losses.md), or a weighted sum such as ce+dice or 'hem+ + 0.5*dice'",
+    "loss.class_weighting": "per-class weights of any loss from the training counts (none: unweighted)",
+    **{f"loss.{key}": parameter.help for key, parameter in HYPER_PARAMETERS.items()},
+    "optim.name": "the optimizer",
+    "optim.lr": "learning rate (the peak, after warm-up)",
+    "optim.momentum": "SGD momentum",
+    "optim.weight_decay": "L2 weight decay (AdamW: decoupled)",
+    "optim.schedule": "learning rate per update: constant, poly (1 - t/T)^power, cosine or multistep",
+    "optim.power": "exponent of the poly schedule",
+    "optim.milestones": "multistep: epochs after which the rate is multiplied by gamma",
+    "optim.gamma": "multistep: the factor at each milestone",
+    "optim.warmup_epochs": "linear warm-up from 0, in epochs (fractions allowed)",
+    "train.batch_size": "images per update, over all DDP processes",
+    "train.epochs": "epochs to train (may grow on --resume)",
+    "train.seed": "seeds initialisation, data order and augmentation",
+    "train.num_workers": "DataLoader workers (fixed for a run: each seeds its own augmentation)",
+    "train.out_dir": "the run folder (default: runs/DATASET/ENCODER/LOSS/seedN)",
+    "train.eval_every": "also evaluate every k epochs (0: only at the end)",
+    "train.device": "auto, cpu, cuda, cuda:N or mps",
+    "train.amp": "autocast: auto (CUDA bf16/fp16, CPU fp32), bf16 (also on CPUs with bf16 units), fp16, off",
+    "train.channels_last": "channels-last memory for the network (CUDA and CPU)",
+    "train.progress": "progress bars on a terminal",
+    "train.tensorboard": "also write TensorBoard events to RUN/tensorboard/",
+    "train.clip_grad_norm": "clip the global gradient norm to this (0: off)",
+    "train.log_every": "read, log and check the loss every that many updates",
+    "train.compile": "train through torch.compile of the model",
+}
+
+
+def key_help(schema: type) -> dict[str, str]:
+    """One line per key of ``schema``: the shared sections' and the task's own (its ``KEY_HELP``)."""
+    return {**SHARED_KEY_HELP, **getattr(schema, "KEY_HELP", {})}
+
+
 def check_shared_sections(config: Any) -> None:
     """The value checks of the shared sections ``loss``, ``optim`` and ``train`` of ``config``."""
     positive: dict[str, float] = {

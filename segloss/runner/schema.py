@@ -108,13 +108,27 @@ def schema_keys(cls: type, prefix: str = "") -> list[tuple[str, str, Any]]:
     return keys
 
 
-def valid_keys_text(cls: type) -> str:
-    """The schema's keys, one per line with type and default."""
+def valid_keys_text(cls: type, descriptions: dict[str, str] | None = None) -> str:
+    """The schema's keys, one per line with type and default, and the key's line of ``descriptions``."""
     rows = schema_keys(cls)
     width = max(len(key) for key, _, _ in rows)
-    return "\n".join(
-        f"  {key:<{width}}  {kind}  (default: {_yaml_scalar(default)})" for key, kind, default in rows
-    )
+    descriptions = descriptions or {}
+    lines = []
+    for key, kind, default in rows:
+        line = f"  {key:<{width}}  {kind}  (default: {_yaml_scalar(default)})"
+        lines.append(line + (f"\n  {'':<{width}}  {descriptions[key]}" if key in descriptions else ""))
+    return "\n".join(lines)
+
+
+def suggest_key(key: str, keys: Sequence[str]) -> str:
+    """``; did you mean 'optim.lr'?`` for ``lr`` or ``optim.lrr``, or an empty string."""
+    last = key.rsplit(".", 1)[-1]
+    same_name = [k for k in keys if k.rsplit(".", 1)[-1] == last]
+    close = same_name or difflib.get_close_matches(key, keys, n=1)
+    if not close:
+        by_last = {k.rsplit(".", 1)[-1]: k for k in keys}
+        close = [by_last[name] for name in difflib.get_close_matches(last, list(by_last), n=1)]
+    return f"did you mean {' or '.join(repr(k) for k in close[:3])}?" if close else ""
 
 
 def _yaml_scalar(value: Any) -> str:
@@ -167,9 +181,11 @@ def build_dataclass(cls: type, data: Any, prefix: str, root_cls: type) -> Any:
         sections = [
             name for name, (_, a) in dataclass_fields(root_cls).items() if dataclasses.is_dataclass(a)
         ]
-        close = difflib.get_close_matches(key, all_keys + sections, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"unknown config key {key!r}{hint}\nvalid keys:\n{valid_keys_text(root_cls)}")
+        suggestion = suggest_key(key, all_keys + sections)
+        raise ConfigError(
+            f"unknown config key {key!r}\nvalid keys:\n{valid_keys_text(root_cls)}\n"
+            f"unknown config key {key!r}" + (f"; {suggestion}" if suggestion else "")
+        )
     values = {}
     for name, value in data.items():
         f, annotation = fields[name]

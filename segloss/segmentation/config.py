@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from ..functional import MARGIN_PLACEMENTS
 from ..registry import LOSSES
@@ -85,6 +86,29 @@ class EvalConfig:
 @dataclass
 class SegmentationConfig:
     """Semantic segmentation (docs/recipes.md)."""
+
+    KEY_HELP: ClassVar[dict[str, str]] = {
+        "task": "segmentation, classification or continual",
+        "data.name": "the dataset reader (docs/datasets.md); folder reads your own images/ and masks/",
+        "data.root": "the dataset's folder",
+        "data.train_split": "the split to train on",
+        "data.classes": "folder: class names in index order, one per mask value 0, 1, ...",
+        "data.ignore_value": "folder: the void value in your mask files",
+        "data.num_train": "synthetic: training scenes",
+        "data.num_eval": "synthetic: evaluation scenes",
+        "data.size": "synthetic: scene size",
+        "data.seed": "synthetic: the generator's seed",
+        "data.holdout_classes": "classes left out of training (pixel-level unknown rejection)",
+        "model.arch": "smp architecture: FPN, Unet, DeepLabV3Plus, ...",
+        "model.encoder": "smp encoder (resnet34, efficientnet-b4, ...) or a timm model as tu-NAME",
+        "model.encoder_weights": "pretrained weights (imagenet) or null to train from scratch (offline)",
+        "loss.count_unit": "what a class count counts: images (image-equivalents, default) or pixels",
+        "loss.margin_on": "HEM+: the target class's margin (default) or the competing class's (the paper)",
+        "train.crop_size": "training crop, an int or [H, W] (not larger than the images)",
+        "train.scale": "random scale range [low, high] before the crop",
+        "eval.split": "the split of the evaluations during and after training",
+        "eval.num_overlays": "prediction overlays drawn after training",
+    }
 
     task: str = TASK
     data: DataConfig = field(default_factory=DataConfig)

@@ -138,3 +138,26 @@ def test_bad_settings_and_missing_data_stop_before_a_run_folder_exists(tmp_path,
     assert f"folder not found: {root}" in error and "datasets/camvid.md" in error
     assert f"python datasets/downsample_camvid.py data/CamVid {root}" in error
     assert not run.exists()  # the failed start left nothing behind
+
+
+def test_help_keys_of_one_task_with_a_line_each_and_suggestions_last(capsys):
+    from segloss.runner.config import ConfigError, load_config
+
+    assert train_main(["--help-keys"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("task: segmentation (others: --help-keys classification, continual)")
+    assert (
+        "train.amp" in text
+        and "bf16 (also on CPUs with bf16 units)" in text
+        and "task: classification" not in text
+    )
+    assert train_main(["--help-keys", "classification"]) == 0
+    assert capsys.readouterr().out.startswith("task: classification")
+    assert train_main(["--config", "cl_digits", "--help-keys"]) == 0
+    assert capsys.readouterr().out.startswith("task: continual")
+    for key, suggestion in (("lr", "optim.lr"), ("optim.lrr", "optim.lr"), ("epochs", "train.epochs")):
+        with pytest.raises(ConfigError) as error:
+            load_config("demo", [f"{key}=1"])
+        assert (
+            str(error.value).splitlines()[-1] == f"unknown config key {key!r}; did you mean {suggestion!r}?"
+        )
