@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ..runner.config import LossConfig, OptimConfig, TrainConfig, check_shared_sections, run_folder_name
 from ..runner.optim import SCHEDULES
@@ -92,6 +92,8 @@ def check_image_sections(config: Any) -> None:
 @dataclass
 class ClassificationConfig:
     """Image classification with unknown-class and adversarial rejection (docs/recipes.md)."""
+
+    BEST_METRICS: ClassVar[tuple[str, ...]] = ("accuracy",)
 
     task: str = TASK
     data: ClassificationDataConfig = field(default_factory=ClassificationDataConfig)

@@ -53,6 +53,7 @@ RESUMABLE_KEYS = frozenset(
         "train.tensorboard",
         "train.log_every",
         "train.compile",
+        "train.keep_best",
     }
 )
 # ---------------------------------------------------------------------------------------------------
@@ -152,7 +153,9 @@ class TrainConfig:
     (``segloss.runner.optim``). ``log_every``: the loss is summed on the device and read (logged, checked
     for NaN) every that many updates and at the end of an epoch, never synchronising with the host in
     between. ``compile`` trains through ``torch.compile`` of the model (evaluation and checkpoints use the
-    plain model)."""
+    plain model). ``keep_best`` (a metric the task evaluates, e.g. ``miou``) also keeps ``best.pt``, the
+    checkpoint of the evaluation with the highest value; the study recipes leave it off and report the last
+    epoch."""
 
     batch_size: int = 8
     epochs: int = 10
@@ -168,6 +171,7 @@ class TrainConfig:
     clip_grad_norm: float = 0.0
     log_every: int = 50
     compile: bool = False
+    keep_best: str | None = None
 
 
 #: One line per key of the shared sections, for ``segloss train --help-keys``.
@@ -198,6 +202,7 @@ SHARED_KEY_HELP: dict[str, str] = {
     "train.clip_grad_norm": "clip the global gradient norm to this (0: off)",
     "train.log_every": "read, log and check the loss every that many updates",
     "train.compile": "train through torch.compile of the model",
+    "train.keep_best": "also keep best.pt, the checkpoint of the best evaluation of this metric (e.g. miou)",
 }
 
 
@@ -231,6 +236,10 @@ def check_shared_sections(config: Any) -> None:
             bounds[f"loss.{key}"] = getattr(config.loss, key)
     check_bounds(positive=positive, non_negative=non_negative)
     check_device("train.device", config.train.device)
+    metrics = getattr(config, "BEST_METRICS", ())
+    if config.train.keep_best is not None and config.train.keep_best not in metrics:
+        choices = "|".join(metrics) if metrics else "none: this task does not support it"
+        raise ConfigError(f"train.keep_best must be one of {choices}, got {config.train.keep_best!r}")
     if config.loss.class_weighting != "none" and any(t == "wce" for _, t in loss_terms(config.loss.name)):
         raise ConfigError(
             f"loss.class_weighting={config.loss.class_weighting} with loss.name={config.loss.name}: wce "

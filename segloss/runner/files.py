@@ -14,6 +14,7 @@ from typing import Any
 # The files of a run folder, for every task.
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_FILE = "checkpoint.pt"
+BEST_CHECKPOINT_FILE = "best.pt"  # with train.keep_best
 METRICS_FILE = "metrics.jsonl"
 LOG_FILE = "train.log"
 RESULTS_FILE = "results.json"

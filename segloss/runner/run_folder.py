@@ -25,6 +25,7 @@ from .config import config_to_dict, flatten, resume_config, save_config
 from .distributed import amp_dtype, distributed_initialized, init_distributed, resolve_device
 from .environment import run_environment
 from .files import (
+    BEST_CHECKPOINT_FILE,
     CHECKPOINT_FILE,
     CONFIG_FILE,
     LOG_FILE,
@@ -338,6 +339,7 @@ class RunFolder:
             return
         self._log_to_tensorboard(self.history[-1], evaluation)
         self._save(checkpoint, finished=False)
+        self._keep_if_best(checkpoint, evaluation)
         with open(self.dir / METRICS_FILE, "a") as metrics:
             metrics.write(json.dumps(self.history[-1]) + "\n")
 
@@ -353,6 +355,7 @@ class RunFolder:
         if self.is_main:
             stamp_environment(self.dir / RESULTS_FILE, self.environments)
             self._save(checkpoint, finished=True)
+            self._keep_if_best(checkpoint, evaluation)
             write_metrics(self.dir / METRICS_FILE, self.history)
             self._log_to_tensorboard(self.history[-1], evaluation)
             if self.tensorboard is not None:
@@ -375,7 +378,21 @@ class RunFolder:
             self.tensorboard.scalars(evaluation, epoch, "eval")
         self.tensorboard.flush()
 
-    def _save(self, entries: dict[str, Any], *, finished: bool) -> None:
+    def _keep_if_best(self, entries: dict[str, Any], evaluation: dict[str, Any] | None) -> None:
+        """With ``train.keep_best=METRIC``: write ``best.pt`` when this evaluation's METRIC beats every
+        earlier one of the run (its history, so a resumed run compares with what it had)."""
+        metric = self.config.train.keep_best
+        value = (evaluation or {}).get(metric) if metric else None
+        if value is None:
+            return
+        earlier = [r[metric] for r in self.history[:-1] if r.get(metric) is not None]
+        if earlier and value <= max(earlier):
+            return
+        self._save(entries, finished=False, path=self.dir / BEST_CHECKPOINT_FILE)
+        logger.info("best %s so far (%.4f after %s %d): %s", metric, value, self.unit, len(self.history),
+                    self.dir / BEST_CHECKPOINT_FILE)  # fmt: skip
+
+    def _save(self, entries: dict[str, Any], *, finished: bool, path: Path | None = None) -> None:
         save_checkpoint(
             {
                 **entries,
@@ -387,7 +404,7 @@ class RunFolder:
                 "environments": self.environments,
                 "finished": finished,  # the final evaluation's results were written
             },
-            self.dir / CHECKPOINT_FILE,
+            path or self.dir / CHECKPOINT_FILE,
         )
 
 

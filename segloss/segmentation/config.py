@@ -87,6 +87,7 @@ class EvalConfig:
 class SegmentationConfig:
     """Semantic segmentation (docs/recipes.md)."""
 
+    BEST_METRICS: ClassVar[tuple[str, ...]] = ("miou", "pixel_accuracy")
     KEY_HELP: ClassVar[dict[str, str]] = {
         "task": "segmentation, classification or continual",
         "data.name": "the dataset reader (docs/datasets.md); folder reads your own images/ and masks/",

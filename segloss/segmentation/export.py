@@ -78,11 +78,19 @@ class ModelInfo:
         return cls([str(index) for index in range(num_classes)], indexed_palette(num_classes))
 
 
-def save_model_dir(model: nn.Module, directory: str | os.PathLike, info: ModelInfo) -> Path:
+def save_model_dir(
+    model: nn.Module,
+    directory: str | os.PathLike,
+    info: ModelInfo,
+    *,
+    metrics: str | None = None,
+    dataset: str | None = None,
+) -> Path:
     """Write ``model`` (an smp model) with ``save_pretrained`` and ``info`` as ``segloss.json`` into
-    ``directory``; returns it."""
+    ``directory``; ``metrics`` (markdown) and ``dataset`` fill the model card's sections; returns it."""
     directory = Path(directory)
-    model.save_pretrained(str(directory))
+    card = {key: value for key, value in (("metrics", metrics), ("dataset", dataset)) if value}
+    model.save_pretrained(str(directory), **card)
     (directory / METADATA_FILE).write_text(json.dumps(info.to_json(), indent=2))
     return directory
 

@@ -368,7 +368,15 @@ class SegmentationData:
             run.dtype,
             train_pixels=self.train_pixels,
         )
-        save_model_dir(model, run.dir / MODEL_DIR, dataset_info(self.eval_set, self.held_out))
+        split = f"{self.config.data.name} {self.config.eval.split}"
+        table = results.format_table(split)
+        save_model_dir(
+            model,
+            run.dir / MODEL_DIR,
+            dataset_info(self.eval_set, self.held_out),
+            metrics=f"Per-class IoU on {split}, after the last epoch:\n\n```\n{table}\n```",
+            dataset=f"{self.config.data.name} (trained on {self.config.data.train_split})",
+        )
 
     def prediction_model(self, model: nn.Module) -> nn.Module:
         """``model`` as it predicts: never a held-out class."""

@@ -161,3 +161,28 @@ def test_help_keys_of_one_task_with_a_line_each_and_suggestions_last(capsys):
         assert (
             str(error.value).splitlines()[-1] == f"unknown config key {key!r}; did you mean {suggestion!r}?"
         )
+
+
+def test_keep_best_keeps_the_checkpoint_of_the_best_evaluation(tmp_path, monkeypatch):
+    from segloss.runner.checkpoint import load_checkpoint
+    from segloss.runner.config import ConfigError, load_config
+
+    monkeypatch.setenv("SEGLOSS_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    overrides = tiny_overrides(run, train__epochs=3, train__eval_every=1, train__keep_best="miou")
+    assert train_main(["--config", "demo", *overrides]) == 0
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    best = max(range(3), key=lambda i: (records[i]["miou"], -i))  # the first of equal bests is kept
+    assert load_checkpoint(run / "best.pt")["epoch"] == best + 1
+    assert load_checkpoint(run / "checkpoint.pt")["epoch"] == 3
+    card = (run / "model" / "README.md").read_text()  # the exported model card names its scores
+    metrics = card.split("## Model metrics", 1)[1].split("## Dataset", 1)[0]
+    assert (
+        "Per-class IoU on synthetic val" in metrics
+        and "mIoU" in metrics
+        and "More Information" not in metrics
+    )
+    with pytest.raises(ConfigError, match="train.keep_best must be one of miou|pixel_accuracy, got 'loss'"):
+        load_config("demo", ["train.keep_best=loss"])
+    with pytest.raises(ConfigError, match="none: this task does not support it"):
+        load_config("cl_digits", ["train.keep_best=accuracy"])
