@@ -16,6 +16,10 @@ Gradient accumulation: with ``compute_loss_func`` the ``Trainer`` leaves the sca
 (it expects a loss normalised by ``num_items_in_batch``, a token count), so ``segloss_compute_loss`` divides
 the batch mean by the accumulation steps itself. Under DDP build the loss with ``sync=True`` and set
 ``average_tokens_across_devices=False``: each process then returns its share of the global mean.
+
+Evaluation: the ``Trainer`` evaluates the val scenes with segloss's per-class IoU (``compute_metrics`` on
+the logits upsampled to the labels and reduced to predictions in ``preprocess_logits_for_metrics``, so a
+split never holds all its logits), and the trained model is saved with ``save_pretrained`` in ``--out``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from transformers import SegformerConfig, SegformerForSemanticSegmentation, Trai
 
 import segloss
 from segloss.segmentation.data import IGNORE_INDEX, SyntheticScenes, class_statistics, presets
+from segloss.segmentation.iou import SegmentationScores, confusion_matrix
 
 
 def segloss_compute_loss(
@@ -92,10 +97,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--gradient-accumulation", type=int, default=1)
     parser.add_argument("--lr", type=float, default=6e-4, help="AdamW, SegFormer's recipe scaled up")
     parser.add_argument("--num-train", type=int, default=64)
+    parser.add_argument("--num-val", type=int, default=16)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/huggingface")
     return parser.parse_args(argv)
+
+
+def predictions(logits: Any, labels: torch.Tensor) -> torch.Tensor:
+    """``preprocess_logits_for_metrics``: the predicted class of every labelled pixel (logits upsampled to
+    the labels, as the loss does), so that evaluation keeps predictions, not logits."""
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    upsampled = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
+    return upsampled.argmax(dim=1)
+
+
+def iou_metrics(classes: tuple[str, ...]) -> Callable[[Any], dict[str, float]]:
+    """``compute_metrics``: mIoU, pixel accuracy and per-class IoU from segloss's confusion matrix."""
+
+    def compute(evaluation: Any) -> dict[str, float]:
+        predicted, labels = (
+            torch.as_tensor(array) for array in (evaluation.predictions, evaluation.label_ids)
+        )
+        scores = SegmentationScores.from_confusion(confusion_matrix(predicted, labels, len(classes)), classes)
+        per_class = {f"iou_{name}": float(value) for name, value in zip(classes, scores.iou, strict=True)}
+        return {"miou": scores.miou, "pixel_accuracy": scores.pixel_accuracy, **per_class}
+
+    return compute
 
 
 def build(args: argparse.Namespace) -> Trainer:
@@ -133,6 +161,8 @@ def build(args: argparse.Namespace) -> Trainer:
         lr_scheduler_type="polynomial",
         logging_steps=max(1, args.steps // 10),
         save_strategy="no",
+        eval_strategy="no",
+        per_device_eval_batch_size=args.batch_size,
         report_to=[],
         seed=args.seed,
         dataloader_num_workers=0,
@@ -140,21 +170,31 @@ def build(args: argparse.Namespace) -> Trainer:
         average_tokens_across_devices=False,
         remove_unused_columns=False,
     )
+    val = SyntheticScenes(
+        "val", args.num_val, args.size, seed=args.seed, transform=presets.eval_transform(mean, std)
+    )
     return Trainer(
         model=model,
         args=training_args,
         train_dataset=HuggingFaceBatches(scenes),
+        eval_dataset=HuggingFaceBatches(val),
         compute_loss_func=segloss_compute_loss(loss, args.gradient_accumulation),
+        compute_metrics=iou_metrics(tuple(scenes.classes)),
+        preprocess_logits_for_metrics=predictions,
     )
 
 
-def main(argv: list[str] | None = None) -> list[dict[str, float]]:
-    """Train and return the ``Trainer``'s log history."""
-    trainer = build(parse_args(argv))
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    """Train, evaluate on the val scenes, save the model in ``--out``; returns the evaluation."""
+    args = parse_args(argv)
+    trainer = build(args)
     trainer.train()
-    return trainer.state.log_history
+    metrics = trainer.evaluate()
+    trainer.save_model(args.out)  # save_pretrained: SegformerForSemanticSegmentation.from_pretrained(out)
+    return metrics
 
 
 if __name__ == "__main__":
-    for record in main():
-        print(record)
+    evaluation = main()
+    miou, accuracy = evaluation["eval_miou"], evaluation["eval_pixel_accuracy"]
+    print(f"val mIoU {100 * miou:.2f} %, pixel accuracy {100 * accuracy:.2f} %")

@@ -64,6 +64,28 @@ def test_the_trainer_trains_with_hem_plus_and_its_loss_is_the_hand_computed_one(
 
 
 @pytest.mark.usefixtures("one_thread")
+def test_the_example_evaluates_with_segloss_iou_and_saves_the_model(example, tmp_path):
+    from transformers import SegformerForSemanticSegmentation
+
+    from segloss.segmentation.iou import SegmentationScores, confusion_matrix
+
+    out = tmp_path / "run"
+    metrics = example.main([*TINY, "--num-val", "4", "--out", str(out)])
+    assert 0 <= metrics["eval_miou"] <= 1 and "eval_iou_road" in metrics
+    # the saved model reloads and gives the reported mIoU on the same scenes
+    model = SegformerForSemanticSegmentation.from_pretrained(out).eval()
+    trainer = example.build(example.parse_args([*TINY, "--num-val", "4", "--out", str(tmp_path / "x")]))
+    batch = trainer.data_collator([trainer.eval_dataset[index] for index in range(4)])
+    with torch.no_grad():
+        predicted = example.predictions(model(pixel_values=batch["pixel_values"]).logits, batch["labels"])
+    classes = tuple(trainer.train_dataset.dataset.classes)
+    scores = SegmentationScores.from_confusion(
+        confusion_matrix(predicted, batch["labels"], len(classes)), classes
+    )
+    assert scores.miou == pytest.approx(metrics["eval_miou"])
+
+
+@pytest.mark.usefixtures("one_thread")
 def test_cross_entropy_through_the_example_is_segformers_own_loss(example, tmp_path):
     """The upsampling matches the model's: with ``ce`` the example's loss is SegFormer's built-in one, and
     gradient accumulation divides it by the accumulation steps."""
