@@ -89,8 +89,9 @@ def per_class_tensor(
     values = torch.as_tensor(values)
     if values.dim() != 1 or values.shape[0] != num_classes:
         raise ValueError(
-            f"{name} must be a float or a ({num_classes},) tensor for {num_classes} classes, "
-            f"got shape {tuple(values.shape)}"
+            f"the logits have {num_classes} classes but the {name} has shape {tuple(values.shape)}: a loss "
+            f"built from class counts needs one count per class of the logits (class_counts of length "
+            f"{num_classes}); a {name} given directly is a float or a ({num_classes},) tensor"
         )
     return device_copy(values, like.device, dtype)
 
