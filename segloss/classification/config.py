@@ -94,6 +94,25 @@ class ClassificationConfig:
     """Image classification with unknown-class and adversarial rejection (docs/recipes.md)."""
 
     BEST_METRICS: ClassVar[tuple[str, ...]] = ("accuracy",)
+    KEY_HELP: ClassVar[dict[str, str]] = {
+        "task": "segmentation, classification or continual",
+        "data.name": "the image dataset (docs/image-level.md)",
+        "data.root": "its folder (downloaded there with data.download)",
+        "data.download": "download the dataset into data.root when it is missing",
+        "data.imbalance_ratio": "long-tailed training split: most / fewest images per class (null: as is)",
+        "data.augment": "random crops and flips for training",
+        "model.arch": "the network (the paper's lenet, mlp, convnet; resnet for CIFAR)",
+        "eval.batch_size": "images per evaluation batch",
+        "eval.unknown_sets": "unknown-class sets whose rejection is scored (AUROC)",
+        "eval.unknown_root": "where the unknown sets' files are (default: data.root)",
+        "eval.unknown_samples": "images per unknown set",
+        "eval.attack_samples": "test images attacked with AutoAttack (0: no attack)",
+        "eval.attack_norms": "the attacks' norms (Linf, L2)",
+        "eval.attack_eps": "the attacks' budgets, one per norm",
+        "eval.attack_batch_size": "images per attack batch",
+        "eval.accept_rate": "the share of clean test images accepted when rejection is scored (DAR)",
+        "eval.corruptions_root": "a corrupted copy of the test set to score (null: none)",
+    }
 
     task: str = TASK
     data: ClassificationDataConfig = field(default_factory=ClassificationDataConfig)

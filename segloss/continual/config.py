@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from ..classification.config import ClassificationOptimConfig, check_image_sections
 from ..classification.data import IMAGE_DATASETS
@@ -99,6 +100,27 @@ class ContinualEvalConfig:
 @dataclass
 class ContinualConfig:
     """Continual learning: a stream of experiences, a strategy, any segloss loss as the task loss."""
+
+    KEY_HELP: ClassVar[dict[str, str]] = {
+        "task": "segmentation, classification or continual",
+        "data.name": "the image dataset the stream is made of",
+        "data.root": "its folder (downloaded there with data.download)",
+        "data.download": "download the dataset into data.root when it is missing",
+        "data.scenario": "split (its own classes per experience) or permuted (pixels permuted per experience)",
+        "data.experiences": "experiences in the stream",
+        "data.augment": "random crops and flips for training",
+        "model.arch": "the network",
+        "strategy.name": "the continual-learning strategy (docs/continual.md)",
+        "strategy.memory_size": "replay: past samples kept",
+        "strategy.ewc_lambda": "EWC: penalty weight",
+        "strategy.fisher_batch_size": "EWC: batch size of the Fisher estimate",
+        "strategy.si_lambda": "SI: penalty weight c",
+        "strategy.si_xi": "SI: damping xi",
+        "strategy.lwf_alpha": "LwF: distillation weight",
+        "strategy.lwf_temperature": "LwF: distillation temperature",
+        "strategy.lfl_lambda": "LFL: feature-distance weight",
+        "eval.batch_size": "images per evaluation batch",
+    }
 
     task: str = TASK
     data: ContinualDataConfig = field(default_factory=ContinualDataConfig)
