@@ -106,7 +106,7 @@ class ContinualConfig:
         "data.name": "the image dataset the stream is made of",
         "data.root": "its folder (downloaded there with data.download)",
         "data.download": "download the dataset into data.root when it is missing",
-        "data.scenario": "split (its own classes per experience) or permuted (pixels permuted per experience)",
+        "data.scenario": "split (own classes per experience) or permuted (own pixel permutation)",
         "data.experiences": "experiences in the stream",
         "data.augment": "random crops and flips for training",
         "model.arch": "the network",
