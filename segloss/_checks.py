@@ -107,7 +107,10 @@ def device_copy(values: torch.Tensor, device: torch.device, dtype: torch.dtype) 
     not once a step (a blocking host-to-device copy per call would synchronise and break CUDA graphs)."""
     if values.device == device and values.dtype == dtype:
         return values
-    key = (id(values), values._version, device, dtype)
+    version = _version(values)
+    if version is None:  # an inference-mode tensor has no version counter: convert without caching
+        return values.to(device=device, dtype=dtype, non_blocking=True)
+    key = (id(values), version, device, dtype)
     copy = _COPIES.get(key)
     if copy is None:
         if not any(k[0] == key[0] for k in _COPIES):
@@ -117,6 +120,14 @@ def device_copy(values: torch.Tensor, device: torch.device, dtype: torch.dtype) 
                 del _COPIES[stale]
         copy = _COPIES[key] = values.to(device=device, dtype=dtype, non_blocking=True)
     return copy
+
+
+def _version(tensor: torch.Tensor) -> int | None:
+    """The tensor's in-place version counter, or ``None`` for an inference-mode tensor (it has none)."""
+    try:
+        return tensor._version
+    except RuntimeError:
+        return None
 
 
 def _forget_copies(identity: int) -> None:
@@ -175,13 +186,15 @@ def class_weight_tensor(
     if not on_device:
         check_weight_values(weight, num_classes)
     copy = device_copy(weight, like.device, like.dtype if dtype is None else dtype)
-    if on_device and getattr(copy, "_segloss_checked", None) != copy._version:
+    version = _version(copy)
+    if on_device and (version is None or getattr(copy, "_segloss_checked", None) != version):
         # queued once per tensor (and version), not once a step
         torch._assert_async(
             (torch.isfinite(copy) & (copy >= 0)).all(),
             f"segloss: weight must be finite and non-negative for each of the {num_classes} classes",
         )
-        copy._segloss_checked = copy._version
+        if version is not None:
+            copy._segloss_checked = version
     return copy
 
 

@@ -240,3 +240,13 @@ def test_fused_kernels_weight_like_the_reference(backend, dtype):
             message = f"{layout} {name} {reduction}"
             torch.testing.assert_close(got, reference, msg=message)
             torch.testing.assert_close(got_x.grad, ref_x.grad, msg=message)
+
+
+def test_per_class_tensors_made_in_inference_mode_work():
+    """Inference-mode tensors have no version counter, so they are converted without the copy cache."""
+    logits, target = problem(torch.float32)
+    with torch.inference_mode():
+        margins = segloss.hem_plus_margins(COUNTS)  # float64, converted to the logits' float32
+        value = functional.hem_loss(logits, target, margins, weight=WEIGHT, ignore_index=IGNORE)
+    torch.testing.assert_close(value, functional.hem_loss(logits, target, margins.clone(), weight=WEIGHT,
+                                                          ignore_index=IGNORE))  # fmt: skip
