@@ -343,9 +343,10 @@ REMOVED_LOSS_OPTIONS = {"mean_over": "nonzero"}
 
 def saved_config(data: dict[str, Any]) -> dict[str, Any]:
     """A run's saved config (``config.yaml`` or a checkpoint's) as the current schema reads it: the ``loss``
-    section keeps ``name``, ``count_unit`` and the hyper-parameters its loss takes (``save_config`` writes
-    no others, older runs wrote every one). A removed option saved with the behaviour that is left is
-    dropped; with another one it is a ``ConfigError`` (that run needs the segloss it was trained with)."""
+    section keeps ``name``, ``class_weighting``, ``count_unit`` and the hyper-parameters its loss takes
+    (``save_config`` writes no others, older runs wrote every one). A removed option saved with the
+    behaviour that is left is dropped; with another one it is a ``ConfigError`` (that run needs the segloss
+    it was trained with)."""
     loss = dict(data.get("loss") or {})
     for key, left in REMOVED_LOSS_OPTIONS.items():
         if key in loss and loss[key] != left:
@@ -354,7 +355,7 @@ def saved_config(data: dict[str, Any]) -> dict[str, Any]:
                 f"{left!r} is left): read this run with segloss at commit 819189f or earlier"
             )
     try:
-        kept = {"name", "count_unit", *loss_hyper_parameter_names(loss.get("name", "ce"))}
+        kept = {"name", "class_weighting", "count_unit", *loss_hyper_parameter_names(loss.get("name", "ce"))}
     except ValueError:  # a loss registered by code that is not imported here: keep what is known
         kept = set(loss) - set(REMOVED_LOSS_OPTIONS)
     return {**data, "loss": {key: value for key, value in loss.items() if key in kept}}

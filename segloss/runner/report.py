@@ -301,7 +301,7 @@ def _trained_in(run_dir: Path) -> tuple[Any, ...]:
         recorded = json.loads((run_dir / RESULTS_FILE).read_text()).get("environment") or [{}]
     except (OSError, ValueError):
         recorded = [{}]
-    return tuple(environment_key(environment) for environment in recorded)
+    return tuple(dict.fromkeys(environment_key(environment) for environment in recorded))
 
 
 def mixed_environments_note(environments: Mapping[tuple[Any, ...], Sequence[Path]]) -> str:

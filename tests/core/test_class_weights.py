@@ -210,6 +210,11 @@ def test_config_class_weighting_weights_any_loss_from_the_class_statistics(tmp_p
     assert plain.weight is None
     with pytest.raises(ConfigError, match="use loss.name=ce with loss.class_weighting"):
         config_from_dict({}, [*overrides, "loss.name=wce"])
+    # a weighted run's saved config reads back weighted (reports group by it, --resume compares it)
+    from segloss.runner.config import config_to_dict, resume_config, with_defaults
+
+    assert with_defaults(config_to_dict(config))["loss"]["class_weighting"] == "median_frequency"
+    assert resume_config(config_to_dict(config), config).loss.class_weighting == "median_frequency"
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
