@@ -1,59 +1,16 @@
-"""The loops of image classification: ``fit`` (epochs of the shared
-``segloss.runner.loop.train_one_epoch``), the logits of whole datasets, and top-1 accuracy."""
+"""The logits of whole datasets for image classification (training runs the shared
+``segloss.runner.loop.train_one_epoch``)."""
 
 from __future__ import annotations
-
-import logging
-from collections.abc import Callable
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from ..runner.distributed import autocast
-from ..runner.loop import train_one_epoch
-from ..runner.optim import TrainingStep
 from ..runner.progress import progress_bar
 
-logger = logging.getLogger(__name__)
-
-__all__ = ["accuracy", "fit", "predict_logits"]
-
-LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def fit(
-    model: nn.Module,
-    loader: DataLoader,
-    loss_fn: LossFunction,
-    step: TrainingStep,
-    epochs: int,
-    device: torch.device | str,
-    *,
-    dtype: torch.dtype | None = None,
-    channels_last: bool = False,
-    progress: bool = True,
-) -> list[dict[str, float]]:
-    """``epochs`` passes of the shared training loop with the update ``step`` (optimizer, per-update schedule,
-    scaler); ``dtype`` autocasts. Returns the per-epoch metrics (``loss``, ``images_per_s``, ``seconds``,
-    ``lr``)."""
-    device = torch.device(device)
-    history = []
-    for epoch in progress_bar(range(epochs), progress=progress, desc="training", unit="epoch"):
-        metrics = train_one_epoch(
-            model,
-            loss_fn,
-            step,
-            loader,
-            device,
-            desc=f"epoch {epoch + 1}",
-            dtype=dtype,
-            channels_last=channels_last,
-            progress=progress,
-        )
-        logger.info("epoch %d: loss %.4f, lr %.3g", epoch, metrics["loss"], metrics["lr"])
-        history.append(metrics)
-    return history
+__all__ = ["predict_logits"]
 
 
 @torch.no_grad()
@@ -92,13 +49,3 @@ def predict_logits(
     if not logits:
         raise ValueError(f"{desc}: no images to predict")
     return torch.cat(logits), (torch.cat(targets) if targets else None)
-
-
-def accuracy(
-    model: nn.Module, data: Dataset | DataLoader, device: torch.device | str, *, progress: bool = True
-) -> float:
-    """Top-1 accuracy (a fraction) on a labelled dataset or loader."""
-    logits, targets = predict_logits(model, data, device, desc="evaluate", progress=progress)
-    if targets is None:
-        raise ValueError("accuracy needs (image, target) samples")
-    return (logits.argmax(1) == targets).double().mean().item()

@@ -7,8 +7,9 @@ import torch
 
 import segloss
 from segloss.classification import recipe
-from segloss.classification.loops import accuracy, fit
+from segloss.classification.loops import predict_logits
 from segloss.runner.config import load_config
+from segloss.runner.loop import train_one_epoch
 from segloss.runner.optim import TrainingStep
 
 from ..helpers import CONFIGS
@@ -26,10 +27,13 @@ def test_recipe_run_and_report():
     loader = recipe.train_loader_from_config(config, data)
     step = TrainingStep.from_config(model.parameters(), config, len(loader))
     assert isinstance(step.optimizer, torch.optim.Adam) and step.optimizer.defaults["lr"] == 1e-3
-    fit(model, loader, recipe.loss_from_config(config, data), step, 3, "cpu", progress=False)
+    loss = recipe.loss_from_config(config, data)
+    for epoch in range(3):
+        train_one_epoch(model, loss, step, loader, torch.device("cpu"), desc=f"epoch {epoch}", progress=False)
 
     report = recipe.report_from_config(config, model, data, torch.device("cpu"))
-    assert report.accuracy == accuracy(model, data.test, "cpu", progress=False)
+    logits, targets = predict_logits(model, data.test, "cpu", progress=False)
+    assert report.accuracy == (logits.argmax(1) == targets).double().mean().item()
     assert report.num_test == 450 and report.test_logits.shape == (450, 10)
     assert list(report.unknown.per_set) == ["blobs", "uniform", "permuted", "phase"]
     assert {name: logits.shape for name, logits in report.unknown_logits.items()} == {
