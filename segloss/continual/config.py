@@ -79,10 +79,10 @@ class ContinualTrainConfig(TrainConfig):
     """The shared train section. ``epochs`` are passes over each experience; ``out_dir`` defaults to
     ``runs/cl/DATASET_SCENARIO/ARCH/STRATEGY/LOSS/seedSEED``. ``seed`` fixes the initial weights and the
     experience order (class split or permutations), the same for every loss and strategy. Every
-    experience ends with an evaluation on all of them (``eval_every`` is not used); ``channels_last`` and
-    ``compile`` are not used (one process, no DDP; strategies address the plain model's parameters). A
-    resumed run may change only the train keys of ``RESUMABLE_KEYS`` (``epochs``, ``progress``, ``device``,
-    ...)."""
+    experience ends with an evaluation on all of them, so ``eval_every`` and ``keep_best`` are refused;
+    so are ``channels_last`` and ``compile`` (one process, no DDP; strategies address the plain model's
+    parameters). A resumed run may change only the train keys of ``RESUMABLE_KEYS`` (``epochs``,
+    ``progress``, ``device``, ...)."""
 
     batch_size: int = 64
     epochs: int = 10
@@ -152,6 +152,17 @@ class ContinualConfig:
             },
         )
         check_image_sections(self)
+        ignored = {
+            "train.eval_every": self.train.eval_every != 0,
+            "train.channels_last": self.train.channels_last,
+            "train.compile": self.train.compile,
+        }
+        if any(ignored.values()):
+            names = ", ".join(key for key, given in ignored.items() if given)
+            raise ConfigError(
+                f"{names}: continual runs do not use them (every experience ends with an evaluation of all "
+                f"of them; the strategies train the plain model); leave them at their defaults"
+            )
         num_classes = IMAGE_DATASETS[self.data.name].num_classes
         if self.data.scenario == "split" and (
             self.data.experiences < 2 or num_classes % self.data.experiences

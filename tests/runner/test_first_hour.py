@@ -186,3 +186,11 @@ def test_keep_best_keeps_the_checkpoint_of_the_best_evaluation(tmp_path, monkeyp
         load_config("demo", ["train.keep_best=loss"])
     with pytest.raises(ConfigError, match="none: this task does not support it"):
         load_config("cl_digits", ["train.keep_best=accuracy"])
+
+
+def test_continual_runs_refuse_the_train_keys_they_do_not_use():
+    from segloss.runner.config import ConfigError, load_config
+
+    for key in ("train.eval_every=2", "train.compile=true", "train.channels_last=true"):
+        with pytest.raises(ConfigError, match=f"{key.split('=')[0]}: continual runs do not use them"):
+            load_config("cl_digits", [key])
