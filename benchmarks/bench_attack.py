@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from segloss.classification import recipe
-from segloss.classification.config import TASK
+from segloss.classification.constants import TASK
 from segloss.classification.data import stack_images
 from segloss.classification.rejection import adversarial_rejection, attack_budgets
 from segloss.runner.checkpoint import load_run

@@ -27,7 +27,7 @@ from segloss.segmentation.data.presets import IMAGENET_MEAN, IMAGENET_STD, seed_
 
 HEIGHT, WIDTH = 360, 480
 CROP = (352, 480)  # a multiple of 32, as FPN needs
-BATCH = 12  # the CamVid recipe's batch (docs/recipes.md)
+BATCH = 12  # the CamVid recipe's batch (docs/training.md)
 
 
 def write_camvid_tree(root: Path, num_images: int) -> None:

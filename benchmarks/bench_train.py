@@ -3,7 +3,7 @@
 Each loss trains its own copy of the same model (same initial weights) with the project's training loop
 (``segloss.runner.loop.train_one_epoch``: forward, loss, backward, SGD step) on a CamVid-sized
 batch; rounds alternate between the losses and the table shows medians and the ratio to CE. HEM+ uses
-margins from CamVid's training pixel shares (docs/datasets.md). Target: HEM+ within 2 % of CE.
+margins from CamVid's training pixel shares (docs/losses-and-margins.md). Target: HEM+ within 2 % of CE.
 
     python benchmarks/bench_train.py                                   # CPU: batch 2, 352×480
     python benchmarks/bench_train.py --device cuda --batch 12          # AMP (bf16/fp16) + channels_last
@@ -32,7 +32,7 @@ from segloss.runner.loop import train_one_epoch
 from segloss.runner.optim import TrainingStep
 from segloss.segmentation.models import build_model
 
-# CamVid train pixel shares (%) of the 11 classes (docs/datasets.md); void (3.95 %) is ignored.
+# CamVid train pixel shares (%) of the 11 classes (docs/losses-and-margins.md); void (3.95 %) is ignored.
 CAMVID_SHARES = [16.85, 23.26, 0.98, 31.66, 4.49, 9.72, 1.17, 1.13, 5.87, 0.64, 0.29]
 CAMVID_PIXELS = 367 * 360 * 480
 IGNORE = 255

@@ -8,9 +8,9 @@ cross-entropy, through ``Trainer(compute_loss_func=...)``.
 SegFormer's logits come at a quarter of the input size; the loss upsamples them to the label size
 (bilinear, as the model's own loss does) and ignores 255. HEM+ takes per-class margins from the training
 split's class counts in image-equivalents, with the margin on the target class (the segmentation defaults
-of ``segloss train``; docs/margins.md). Without ``--pretrained`` the model is built from a small config
-with random weights, so nothing is downloaded. The data are segloss's synthetic scenes; any dataset that
-yields ``{"pixel_values": 3×H×W float, "labels": H×W int64 with 255 = ignore}`` works the same way.
+of ``segloss train``; docs/losses-and-margins.md). Without ``--pretrained`` the model is built from a small
+config with random weights, so nothing is downloaded. The data are segloss's synthetic scenes; any dataset
+that yields ``{"pixel_values": 3×H×W float, "labels": H×W int64 with 255 = ignore}`` works the same way.
 
 Gradient accumulation: with ``compute_loss_func`` the ``Trainer`` leaves the scaling to the function
 (it expects a loss normalised by ``num_items_in_batch``, a token count), so ``segloss_compute_loss`` divides

@@ -1,9 +1,9 @@
 """segloss: the HEM+ margin loss as a fast drop-in replacement for cross-entropy.
 
 The loss core of Spratling & Schütt, "A margin-based replacement for cross-entropy loss"
-(https://arxiv.org/abs/2501.12191); the losses are described in docs/losses.md. ``import segloss`` needs
-torch alone; the run machinery (``segloss.runner``) and the applications (``segloss.segmentation``,
-``segloss.classification``) live in subpackages with optional dependencies.
+(https://arxiv.org/abs/2501.12191); the losses are described in docs/losses-and-margins.md.
+``import segloss`` needs torch alone; the run machinery (``segloss.runner``) and the applications
+(``segloss.segmentation``, ``segloss.classification``) live in subpackages with optional dependencies.
 """
 
 import torch as _torch

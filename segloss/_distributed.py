@@ -1,5 +1,5 @@
-"""Global batch reductions under ``torch.distributed`` for ``sync=True`` (docs/losses.md, "Distributed
-training")."""
+"""Global batch reductions under ``torch.distributed`` for ``sync=True`` (docs/losses-and-margins.md,
+"Distributed training")."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""The losses segmentation practitioners train with, beside the paper's (docs/losses.md, "Comparison
-losses"): class-weighted cross-entropy, the softmax focal loss, Lovász-softmax and OHEM cross-entropy.
+"""The losses segmentation practitioners train with, beside the paper's (docs/losses-and-margins.md,
+"Comparison losses"): class-weighted cross-entropy, the softmax focal loss, Lovász-softmax and OHEM
+cross-entropy.
 
 Shaped like ``F.cross_entropy``: logits ``(N, C)`` or ``(N, C, d1, ..., dk)``, targets ``(N)`` or
 ``(N, d1, ..., dk)``; ``ignore_index`` targets contribute nothing; half-precision logits are computed in

@@ -33,7 +33,7 @@ class ClassCounts:
 
     def image_equivalents(self) -> torch.Tensor:
         """Labelled pixels per class ÷ pixels per image (float64): the class counts HEM+'s margins use
-        for dense prediction (docs/margins.md)."""
+        for dense prediction (docs/losses-and-margins.md)."""
         return self.pixels.double() / self.pixels_per_image
 
     def presence_image_equivalents(self) -> torch.Tensor:

@@ -1,9 +1,11 @@
-"""The losses of docs/losses.md as functions of ``(logits, target)``, shaped like ``F.cross_entropy``.
+"""The losses of docs/losses-and-margins.md as functions of ``(logits, target)``, shaped like
+``F.cross_entropy``.
 
 Logits are ``(N, C)`` or ``(N, C, d1, ..., dk)``, targets ``(N)`` or ``(N, d1, ..., dk)``. Samples whose
 target is ``ignore_index`` contribute nothing. Half-precision logits are computed in float32.
 
-Every loss takes ``weight``, a ``(C,)`` tensor of per-class weights (docs/losses.md, "Per-class weights"):
+Every loss takes ``weight``, a ``(C,)`` tensor of per-class weights (docs/losses-and-margins.md, "Per-class
+weights"):
 a sample's loss is multiplied by the weight of its true class and ``mean`` divides by the sum of the weights
 it averages over, as ``F.cross_entropy(weight=...)`` does; Dice weights its per-class terms.
 """
@@ -86,7 +88,7 @@ def hem_loss(
     the errors at or above each sample's mean error.
 
     ``margin_on="target"`` (the default) gives errors ``max(0, y_i - y_l + mu_l)``, the margin of the true
-    class ``l``: what trained best for segmentation (docs/margin-study.md); ``"competitor"`` (the paper's
+    class ``l``: what trained best for segmentation (docs/studies/margins.md); ``"competitor"`` (the paper's
     placement) gives ``max(0, y_i - y_l + mu_i)``, the margin of each competing class ``i``, which trained
     17 mIoU points below CE on CamVid. With one margin for every class both are the same. ``mean``
     averages over the samples with a loss above zero (the paper); with per-class ``weight`` it is

@@ -1,4 +1,5 @@
-"""Margins from class counts: HEM's single margin and HEM+'s per-class margins (docs/margins.md)."""
+"""Margins from class counts: HEM's single margin and HEM+'s per-class margins
+(docs/losses-and-margins.md)."""
 
 from __future__ import annotations
 
@@ -62,7 +63,8 @@ def hem_margin(
 def hem_plus_margins(
     counts: CountsLike, M: float = DEFAULT_M, *, class_names: Sequence[str] | None = None
 ) -> torch.Tensor:
-    """HEM+'s per-class margins ``sqrt(M / (n s_i))``: rare classes get large margins (docs/margins.md).
+    """HEM+'s per-class margins ``sqrt(M / (n s_i))``: rare classes get large margins
+    (docs/losses-and-margins.md).
 
     Args:
         counts: per-class training counts ``s_i``, all positive.

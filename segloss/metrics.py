@@ -1,4 +1,4 @@
-"""Confidence scores and rejection metrics (docs/recipes.md): MSP, MLS, AUROC and DAR.
+"""Confidence scores and rejection metrics (docs/image-level.md): MSP, MLS, AUROC and DAR.
 
 Needs torch alone. AUROC is computed from ranks, never from thresholds squashed into [0, 1]: max-logit
 scores are unbounded, and a sigmoid would turn large ones into float32 ties.
@@ -92,7 +92,7 @@ def dar(
     adv_correct: torch.Tensor,
     accept_rate: float = 0.95,
 ) -> float:
-    """Detection-adjusted robustness (DAR, docs/recipes.md): the fraction of adversarial samples handled
+    """Detection-adjusted robustness (DAR, docs/image-level.md): the fraction of adversarial samples handled
     correctly.
 
     The threshold is ``acceptance_threshold`` of the scores of the *correctly classified* clean samples, so

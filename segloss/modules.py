@@ -154,7 +154,7 @@ class HEMLoss(MultiMarginLoss):
 
         For segmentation pass *image-equivalents*, labelled pixels per class ÷ pixels per image (what
         ``loss.count_unit=images``, the segmentation default, does): pixel counts make the margin tiny and
-        trained 8–10 mIoU points below cross-entropy in docs/margin-study.md.
+        trained 8–10 mIoU points below cross-entropy in docs/studies/margins.md.
         """
         return cls(hem_margin(counts, M, class_names=class_names), **kw)
 
@@ -196,7 +196,7 @@ class HEMPlusLoss(HEMLoss):
     ) -> HEMPlusLoss:
         """HEM+ with margins ``sqrt(M / (n s_i))``; ``counts`` are training samples per class.
 
-        For segmentation, what docs/margin-study.md measured best (the defaults): ``counts`` in
+        For segmentation, what docs/studies/margins.md measured best (the defaults): ``counts`` in
         image-equivalents (labelled pixels per class ÷ pixels per image, ``ClassCounts.image_equivalents()``)
         and ``margin_on="target"``. The paper's formulation, pixel counts with the margin on the competing
         class (``margin_on="competitor"``, which the classification recipes name), trained 8–9 points

@@ -1,5 +1,5 @@
 """The losses by name: one table from which ``build_loss``, the ``loss.*`` config keys, ``--help-keys`` and
-the names in the documentation derive (docs/losses.md has a section per entry; a test checks it).
+the names in the documentation derive (docs/losses-and-margins.md has a section per entry; a test checks it).
 
 Adding a loss is one ``register_loss`` call next to its module (see docs/extending.md); adding a
 hyper-parameter is one ``HyperParameter`` in ``HYPER_PARAMETERS`` (its config key ``loss.NAME``, type,
@@ -96,7 +96,8 @@ class LossEntry:
     """One loss of the registry.
 
     Args:
-        name: the name of ``build_loss`` and ``loss.name`` (a section ``## `name``` of docs/losses.md).
+        name: the name of ``build_loss`` and ``loss.name`` (a section ``## `name``` of
+            docs/losses-and-margins.md).
         module: the ``nn.Module`` class. It takes ``ignore_index``, ``reduction`` and ``sync`` keywords.
         hyper_parameters: the keys of ``HYPER_PARAMETERS`` the module takes as keywords.
         needs_counts: built with ``module.from_class_counts(counts, class_names=..., ...)`` from per-class
@@ -230,12 +231,12 @@ def build_loss(
             (``la``, ``hem``, ``hem+``, ``wce``), ignored by the others.
         presence_counts: per class, the size of the training images that contain it ``(C,)``, in the unit
             of ``class_counts``; needed by ``wce``'s median-frequency weights, ignored by the others.
-        weight: ``(C,)`` per-class weights, as ``F.cross_entropy``'s ``weight`` (docs/losses.md, "Per-class
-            weights"; from class counts: :func:`segloss.margins.class_weights`); a sum passes it to every
-            term. ``wce`` makes its own from the counts and takes none.
+        weight: ``(C,)`` per-class weights, as ``F.cross_entropy``'s ``weight`` (docs/losses-and-margins.md,
+            "Per-class weights"; from class counts: :func:`segloss.margins.class_weights`); a sum passes it to
+            every term. ``wce`` makes its own from the counts and takes none.
         ignore_index: target value that contributes no loss.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
-        sync: global batch statistics under DDP (docs/losses.md).
+        sync: global batch statistics under DDP (docs/losses-and-margins.md).
         class_names: names for error messages about ``class_counts``.
         **hyper_parameters: the loss's ``hyper_parameters`` (e.g. ``M=2000`` for ``hem+``); a sum passes
             each term the ones it takes.

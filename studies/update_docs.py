@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-DOCUMENTS = ("README.md", "docs/*.md")
+DOCUMENTS = ("README.md", "docs/**/*.md")  # docs/ and its subfolders (docs/studies/)
 # a marked table; its body is optional and lazy, so an empty one never reaches the next table's closing marker
 MARKER = re.compile(
     r"(<!-- segloss report (?P<command>[^>]*?)(?: \(table (?P<table>\d+)\))? -->\n)(?P<body>.*?\n)??"

@@ -196,7 +196,8 @@ def reduction_scale(
 class MarginLossFunction(torch.autograd.Function):
     """Reduced margin loss of ``(N, C, d1, ...)`` logits ``x`` (viewed as samples by :func:`as_samples`
     inside, so that autograd records one node); the gradient follows the HEM gradient rule of
-    docs/losses.md. The eager path; under ``torch.compile`` the custom ops of :mod:`.ops` take over.
+    docs/losses-and-margins.md. The eager path; under ``torch.compile`` the custom ops of :mod:`.ops` take
+    over.
     Half-precision logits go to a backend that loads them as they are (Triton), else to a float32 copy;
     the result is float32 either way and the gradient has the logits' dtype."""
 

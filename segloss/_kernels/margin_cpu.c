@@ -1,4 +1,4 @@
-/* Fused CPU kernels for the multi-class margin losses (HEM, HEM+ and MM); the equations are in docs/losses.md.
+/* Fused CPU kernels for the multi-class margin losses (HEM, HEM+ and MM); the equations are in docs/losses-and-margins.md.
  *
  * Logits are addressed as (N, C, S) with element strides (sn, sc, ss): NCHW segmentation logits have
  * ss == 1 (the samples of one class are contiguous); (N, C) classification logits and channels-last

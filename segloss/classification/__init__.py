@@ -1,5 +1,5 @@
-"""Image-level tracks (docs/recipes.md): classification with any segloss loss, unknown-class and adversarial
-rejection, long-tailed data. Needs the ``cls`` extra (torchvision, scikit-learn, scipy, tqdm,
+"""Image-level tracks (docs/image-level.md): classification with any segloss loss, unknown-class and
+adversarial rejection, long-tailed data. Needs the ``cls`` extra (torchvision, scikit-learn, scipy, tqdm,
 torchattacks).
 
 The names below load their module on first use, so that ``segloss --help`` (which reads this

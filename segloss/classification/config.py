@@ -1,4 +1,4 @@
-"""The ``task: classification`` config schema (docs/recipes.md): the shared ``loss``, ``optim`` and
+"""The ``task: classification`` config schema (docs/image-level.md): the shared ``loss``, ``optim`` and
 ``train`` sections of ``segloss.runner.config`` with the classification keys, plus ``data``, ``model`` and
 ``eval`` (the rejection evaluations). Key names follow the segmentation schema where they mean the same
 thing (``data.name``, ``data.root``, ``model.arch``).
@@ -13,13 +13,12 @@ from typing import Any, ClassVar
 from ..runner.config import LossConfig, OptimConfig, TrainConfig, check_shared_sections, run_folder_name
 from ..runner.optim import SCHEDULES
 from ..runner.schema import ConfigError, check_bounds, choices
+from .constants import TASK
 from .data import IMAGE_DATASETS
 from .models import check_classifier_name
 from .readers import UNKNOWN_SET_FILES
 from .rejection import ATTACK_NORMS
 from .unknown import DEFAULT_UNKNOWN_SAMPLES, SYNTHETIC_UNKNOWN_SETS
-
-TASK = "classification"
 
 
 @dataclass
@@ -63,7 +62,7 @@ class ClassificationTrainConfig(TrainConfig):
 class ClassificationEvalConfig:
     """Rejection evaluations on the test split. ``unknown_sets`` are synthetic names or dataset names read
     from ``unknown_root`` (default ``data.root``); ``attack_samples`` = 0 skips AutoAttack;
-    ``attack_eps`` (one per norm) defaults to the paper's budgets (docs/recipes.md); ``corruptions_root``
+    ``attack_eps`` (one per norm) defaults to the paper's budgets (docs/image-level.md); ``corruptions_root``
     is a CIFAR-10-C style folder."""
 
     batch_size: int = 256
@@ -91,7 +90,7 @@ def check_image_sections(config: Any) -> None:
 
 @dataclass
 class ClassificationConfig:
-    """Image classification with unknown-class and adversarial rejection (docs/recipes.md)."""
+    """Image classification with unknown-class and adversarial rejection (docs/image-level.md)."""
 
     BEST_METRICS: ClassVar[tuple[str, ...]] = ("accuracy",)
     KEY_HELP: ClassVar[dict[str, str]] = {

@@ -1,4 +1,4 @@
-"""Image classification data (docs/datasets.md): MNIST, FashionMNIST, CIFAR-10/100 and SVHN from a local
+"""Image classification data (docs/image-level.md): MNIST, FashionMNIST, CIFAR-10/100 and SVHN from a local
 root through torchvision's readers (MNIST and Fashion-MNIST also as published: gzip-compressed IDX files,
 or MNIST's PNG folders; ``readers``), scikit-learn's 8×8 digits as the offline default, and long-tailed
 training splits.
@@ -310,7 +310,7 @@ def long_tail_factor(imbalance_ratio: float, num_classes: int) -> float:
 
 def long_tailed_class_sizes(class_sizes: np.ndarray, imbalance_ratio: float) -> np.ndarray:
     """``⌊s_j · ρ^(-j/(n-1))⌋`` for every class ``j`` of sizes ``s_j`` (long-tailed CIFAR;
-    docs/datasets.md)."""
+    docs/image-level.md)."""
     class_sizes = np.asarray(class_sizes, dtype=np.int64)
     n = len(class_sizes)
     long_tail_factor(imbalance_ratio, n)  # checks

@@ -85,7 +85,7 @@ def evaluate_classifier(
 ) -> ClassificationReport:
     """Accuracy on ``data.test``; AUROC against each of ``unknown_sets``; AutoAttack on the first
     ``attack_samples`` test images for each norm (ε from ``attack_eps`` or the paper's budgets,
-    docs/recipes.md) with DAR thresholds from the whole test set; accuracy on a CIFAR-10-C-style
+    docs/image-level.md) with DAR thresholds from the whole test set; accuracy on a CIFAR-10-C-style
     ``corruptions_root``."""
     test_logits, test_targets = predict_logits(
         model, data.test, device, batch_size=batch_size, dtype=dtype, desc="test", progress=progress

@@ -1,4 +1,4 @@
-"""Rejection evaluation (docs/recipes.md): unknown-class AUROC, AutoAttack robustness with DAR, and
+"""Rejection evaluation (docs/image-level.md): unknown-class AUROC, AutoAttack robustness with DAR, and
 accuracy under corruptions (CIFAR-10-C layout)."""
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ __all__ = [
 
 SCORES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"msp": msp, "mls": mls}
 ATTACK_NORMS = ("Linf", "L2")
-# The paper's ε (docs/recipes.md) for L∞ and L2 on MNIST-like (1-channel) and CIFAR-like data.
+# The paper's ε (docs/image-level.md) for L∞ and L2 on MNIST-like (1-channel) and CIFAR-like data.
 ATTACK_BUDGETS: dict[str, dict[str, float]] = {
     "mnist": {"Linf": 0.3, "L2": 2.0},
     "cifar": {"Linf": 8 / 255, "L2": 0.5},
@@ -132,7 +132,7 @@ def import_torchattacks() -> ModuleType:
 
 
 def attack_budget(dataset: str, norm: str) -> float:
-    """The paper's ε (docs/recipes.md) for ``norm`` (``Linf`` or ``L2``) on ``dataset``: MNIST's for
+    """The paper's ε (docs/image-level.md) for ``norm`` (``Linf`` or ``L2``) on ``dataset``: MNIST's for
     digits, MNIST and FashionMNIST, CIFAR's for the others."""
     _check_norm(norm)
     return ATTACK_BUDGETS["mnist" if dataset in MNIST_LIKE_DATASETS else "cifar"][norm]

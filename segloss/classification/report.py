@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..runner.metric_report import MetricRun, metric_report_main
-from .config import TASK
+from .constants import TASK
 
 __all__ = ["main", "metric_titles", "read_metrics"]
 

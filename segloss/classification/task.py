@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from typing import Any
+
+#: The run's ``train(config, *, resume)``, imported when a command trains.
+TRAIN = "segloss.classification.training:train"
 
 
 def schema() -> type:
@@ -15,13 +17,6 @@ def schema() -> type:
     from .config import ClassificationConfig
 
     return ClassificationConfig
-
-
-def train(config: Any, resume: bool = False) -> Any:
-    """Train (or continue) the run of ``config``; see ``segloss.classification.training.train``."""
-    from .training import train as train_run
-
-    return train_run(config, resume=resume)
 
 
 def add_evaluate_arguments(group: argparse._ArgumentGroup) -> list[str]:

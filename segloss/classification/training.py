@@ -1,4 +1,4 @@
-"""A classification training run (docs/recipes.md): its loop over epochs in a
+"""A classification training run (docs/image-level.md): its loop over epochs in a
 ``segloss.runner.run_folder.RunFolder`` (run directory, checkpoints, resume) with the shared training step,
 and at the end the full evaluation (accuracy, unknown-set AUROC, AutoAttack, corruptions) in
 ``results.json`` with confidence histograms. ``segloss train`` and ``segloss evaluate`` are the command
@@ -13,16 +13,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from ..runner.checkpoint import check_trained_classes, load_run
 from ..runner.config import parse_override
-from ..runner.distributed import amp_dtype, resolve_device
+from ..runner.distributed import amp_dtype, resolve_device, wrap_model
 from ..runner.files import write_results_json
+from ..runner.loop import train_one_epoch
+from ..runner.optim import TrainingStep
 from ..runner.randomness import seed_everything
 from ..runner.run_folder import RunFolder
 from . import recipe
-from .config import TASK, ClassificationConfig
+from .config import ClassificationConfig
+from .constants import TASK
 from .data import ImageData
 from .evaluation import ClassificationReport
 from .loops import predict_logits
@@ -68,9 +72,14 @@ def train(config: ClassificationConfig, *, resume: bool = False) -> Classificati
         recipe.check_evaluation_inputs(config, data)  # fail now rather than after training
         model = recipe.model_from_config(config, data).to(run.device)
         loss_fn = recipe.loss_from_config(config, data).to(run.device)
-        step = run.training_step(model, len(recipe.train_loader_from_config(config, data)))
+        steps_per_epoch = len(recipe.train_loader_from_config(config, data))
+        step = TrainingStep.from_config(
+            model.parameters(), config, steps_per_epoch, fp16=run.dtype == torch.float16
+        )
         run.restore(model=model, step=step)
-        network = run.network(model)
+        network = wrap_model(
+            model, run.world, run.device, channels_last=run.channels_last, compile=config.train.compile
+        )
 
         def checkpoint() -> dict[str, Any]:
             extras = {"classes": list(data.classes), "class_counts": data.class_counts.tolist()}
@@ -78,7 +87,10 @@ def train(config: ClassificationConfig, *, resume: bool = False) -> Classificati
 
         for epoch in run.epochs():
             loader = recipe.train_loader_from_config(config, data, epoch)
-            record = {"epoch": epoch + 1, **run.train_epoch(network, loss_fn, step, loader)}
+            record = {
+                "epoch": epoch + 1,
+                **train_one_epoch(network, loss_fn, step, loader, **run.loop_settings()),
+            }
             accuracy = test_accuracy(model, data, run) if run.evaluate_now(epoch) else None
             evaluation = None if accuracy is None else {"accuracy": accuracy}
             run.end_epoch(record, checkpoint(), evaluation, describe(accuracy))

@@ -1,4 +1,4 @@
-"""Unknown-class image sets (docs/recipes.md): four synthetic sets, deterministic from a seed for any
+"""Unknown-class image sets (docs/image-level.md): four synthetic sets, deterministic from a seed for any
 image shape, and real datasets from a local root.
 
 Every synthetic set is a float32 tensor ``(N, C, H, W)`` in [0, 1], like the known data.

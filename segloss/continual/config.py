@@ -1,4 +1,4 @@
-"""The ``task: continual`` config schema (docs/continual.md).
+"""The ``task: continual`` config schema (docs/image-level.md).
 
 The shared ``loss``, ``optim`` and ``train`` sections of ``segloss.runner.config`` (``optim`` with the
 classification keys: SGD or Adam, milestones), ``data`` describing the stream of experiences, ``model``
@@ -18,9 +18,8 @@ from ..runner.config import LossConfig, TrainConfig, check_shared_sections, run_
 from ..runner.optim import OPTIMIZERS
 from ..runner.schema import ConfigError, check_bounds, choices
 from .benchmarks import SCENARIOS
+from .constants import TASK
 from .strategies import STRATEGY_NAMES
-
-TASK = "continual"
 
 
 @dataclass
@@ -110,7 +109,7 @@ class ContinualConfig:
         "data.experiences": "experiences in the stream",
         "data.augment": "random crops and flips for training",
         "model.arch": "the network",
-        "strategy.name": "the continual-learning strategy (docs/continual.md)",
+        "strategy.name": "the continual-learning strategy (docs/image-level.md)",
         "strategy.memory_size": "replay: past samples kept",
         "strategy.ewc_lambda": "EWC: penalty weight",
         "strategy.fisher_batch_size": "EWC: batch size of the Fisher estimate",

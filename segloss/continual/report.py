@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..runner.metric_report import metric_report_main
-from .task import TASK
+from .constants import TASK
 
 __all__ = ["METRICS", "main", "read_metrics"]
 

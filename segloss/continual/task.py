@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from typing import Any
 
-TASK = "continual"
+#: The run's ``train(config, *, resume)``, imported when a command trains.
+TRAIN = "segloss.continual.training:train"
 
 
 def schema() -> type:
@@ -18,13 +18,6 @@ def schema() -> type:
     from .config import ContinualConfig
 
     return ContinualConfig
-
-
-def train(config: Any, resume: bool = False) -> Any:
-    """Train (or continue) the run of ``config``; see ``segloss.continual.training.train``."""
-    from .training import train as train_run
-
-    return train_run(config, resume=resume)
 
 
 def add_evaluate_arguments(group: argparse._ArgumentGroup) -> list[str]:
@@ -36,7 +29,7 @@ def add_evaluate_arguments(group: argparse._ArgumentGroup) -> list[str]:
 
 def evaluate(args: argparse.Namespace) -> str:
     """The checkpoint's accuracy matrix with its last row evaluated anew, as text."""
-    from .training import evaluate_checkpoint, format_results
+    from .evaluation import evaluate_checkpoint, format_results
 
     results = evaluate_checkpoint(
         args.checkpoint,

@@ -43,4 +43,4 @@ def train(
         config = load_config(None if config is None else os.fspath(config), list(overrides))
     elif overrides:
         raise ValueError("overrides apply to a recipe name or file; change a config object's fields instead")
-    return tasks.load_task(config.task).train(config, resume=resume)
+    return tasks.train_function(config.task)(config, resume=resume)

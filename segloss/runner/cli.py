@@ -170,7 +170,7 @@ def train_main(argv: Sequence[str] | None = None, prog: str | None = None) -> in
 
     try:
         with logging_redirect_tqdm():
-            result = tasks.load_task(config.task).train(config, resume=bool(args.resume))
+            result = tasks.train_function(config.task)(config, resume=bool(args.resume))
     except EXPECTED_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -218,7 +218,7 @@ def evaluate_main(argv: Sequence[str] | None = None, prog: str | None = None) ->
     )
     parser.add_argument("run", nargs="?", metavar="RUN", help="a run folder (or its checkpoint.pt)")
     parser.add_argument("--checkpoint", help="the run's checkpoint.pt (the same as RUN)")
-    parser.add_argument("--out", help="write the results JSON here (docs/results.md)")
+    parser.add_argument("--out", help="write the results JSON here (docs/outputs.md)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     parser.add_argument(

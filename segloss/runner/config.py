@@ -92,7 +92,7 @@ LossConfig = dataclasses.make_dataclass(
         "``name``, ``class_weighting`` (per-class weights from the class counts: ``none``, "
         "``median_frequency``, ``inverse`` or ``effective_number`` with ``beta``; ``loss_class_weights``) "
         "and one key per hyper-parameter of ``segloss.registry.HYPER_PARAMETERS`` (each loss uses its own; "
-        "docs/losses.md)."
+        "docs/losses-and-margins.md)."
     },
 )
 LossConfig.__module__ = __name__
@@ -176,7 +176,7 @@ class TrainConfig:
 
 #: One line per key of the shared sections, for ``segloss train --help-keys``.
 SHARED_KEY_HELP: dict[str, str] = {
-    "loss.name": "the loss (docs/losses.md), or a weighted sum such as ce+dice or 'hem+ + 0.5*dice'",
+    "loss.name": "the loss (docs/losses-and-margins.md), or a weighted sum: ce+dice, 'hem+ + 0.5*dice'",
     "loss.class_weighting": "per-class weights of any loss from the training counts (none: unweighted)",
     **{f"loss.{key}": parameter.help for key, parameter in HYPER_PARAMETERS.items()},
     "optim.name": "the optimizer",
@@ -337,7 +337,7 @@ def config_from_dict(data: dict[str, Any], overrides: Iterable[str] = ()) -> Any
     return config
 
 
-#: Loss options removed after the margin study (docs/margin-study.md), with the behaviour that is left.
+#: Loss options removed after the margin study (docs/studies/margins.md), with the behaviour that is left.
 REMOVED_LOSS_OPTIONS = {"mean_over": "nonzero"}
 
 
@@ -351,7 +351,7 @@ def saved_config(data: dict[str, Any]) -> dict[str, Any]:
     for key, left in REMOVED_LOSS_OPTIONS.items():
         if key in loss and loss[key] != left:
             raise ConfigError(
-                f"loss.{key}={loss[key]!r} was removed after the margin study (docs/margin-study.md; only "
+                f"loss.{key}={loss[key]!r} was removed after the margin study (docs/studies/margins.md; only "
                 f"{left!r} is left): read this run with segloss at commit 819189f or earlier"
             )
     try:

@@ -1,5 +1,6 @@
 """Where a run executes: the device (``train.device``), mixed precision (``train.amp``), and the process
-group of a ``torchrun`` or multi-task ``srun`` job (DDP)."""
+group of a ``torchrun`` or multi-task ``srun`` job, and the model as it trains there (``wrap_model``: DDP,
+SyncBatchNorm, channels-last, ``torch.compile``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from .environment import cpu_bf16_support, cpu_model
 from .schema import ConfigError, check_device
@@ -25,7 +27,7 @@ def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
 
     ``auto``: on CUDA bf16 where the GPU supports it, else fp16; on the CPU none (fp32), because bf16 is
     fast only on CPUs with bf16 units (``amx_bf16``, ``avx512_bf16``) and a config that changed precision
-    with the machine would train differently on each (docs/benchmarks.md). ``bf16`` works on CUDA and the
+    with the machine would train differently on each (docs/training.md). ``bf16`` works on CUDA and the
     CPU (a warning on a CPU without native bf16, where it is slower than fp32); ``fp16`` is CUDA only.
 
     Raises:
@@ -212,3 +214,24 @@ def resolve_device(setting: str, local_rank: int = 0) -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError(f"train.device={setting}, but MPS is not available; use train.device=cpu or auto")
     return device
+
+
+def wrap_model(
+    model: nn.Module, world: Distributed, device: torch.device, *, channels_last: bool, compile: bool
+) -> nn.Module:
+    """``model`` as it trains: in channels-last memory (in place, so an optimizer built on it keeps its
+    parameters), with SyncBatchNorm and DistributedDataParallel under ``torchrun`` (SyncBatchNorm on CUDA
+    only), through ``torch.compile`` when asked. ``model`` itself stays the unwrapped module to save and
+    evaluate."""
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    network = model
+    if world.world_size > 1:
+        if device.type == "cuda":
+            network = nn.SyncBatchNorm.convert_sync_batchnorm(network)
+        device_ids = [device.index] if device.type == "cuda" else None
+        network = nn.parallel.DistributedDataParallel(network, device_ids=device_ids)
+    if compile:
+        logger.info("training through torch.compile of the model")
+        network = torch.compile(network)
+    return network

@@ -3,7 +3,7 @@ the threads and the versions of segloss and the libraries that decide its number
 
 CPU training is deterministic for one CPU model only: the same config and seed trained on another CPU
 moves a CamVid run by more than the spread between seeds. Every run's ``results.json`` therefore records
-``environment`` (docs/results.md), and ``segloss report`` says when a table mixes environments.
+``environment`` (docs/outputs.md), and ``segloss report`` says when a table mixes environments.
 """
 
 from __future__ import annotations

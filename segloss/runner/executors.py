@@ -10,16 +10,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import tasks
 from .config import load_config
 from .logs import configure_logging
-
-if TYPE_CHECKING:
-    from .sweep import Run
 
 logger = logging.getLogger(__name__)
 
@@ -27,9 +24,31 @@ SWEEP_LOG = "sweep.log"
 SUBMITIT_FOLDER = ".submitit"
 
 
+@dataclass(frozen=True)
+class Run:
+    """One run of a sweep.
+
+    Attributes:
+        name: the run folder's name, made of the varying keys.
+        varying: ``(key, value text)`` of every swept key.
+        overrides: every override of the run (fixed and varying ones, ``train.out_dir`` included).
+        config: the run's checked config.
+    """
+
+    name: str
+    varying: tuple[tuple[str, str], ...]
+    overrides: tuple[str, ...]
+    config: Any = field(compare=False, repr=False)
+
+    @property
+    def run_dir(self) -> Path:
+        """The run folder (``train.out_dir``)."""
+        return Path(self.config.train.out_dir)
+
+
 def train_config(config: Any) -> Any:
     """Train (resuming) the run of ``config`` with its task's trainer; ``None`` when it had finished."""
-    return tasks.load_task(config.task).train(config, resume=True)
+    return tasks.train_function(config.task)(config, resume=True)
 
 
 class TrainJob:

@@ -54,7 +54,7 @@ def write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
 
 
 def write_results_json(run_dir: Path, results: dict[str, Any]) -> None:
-    """Write ``run_dir/results.json`` (docs/results.md)."""
+    """Write ``run_dir/results.json`` (docs/outputs.md)."""
     write_text_atomically(run_dir / RESULTS_FILE, json.dumps(results, indent=2))
 
 

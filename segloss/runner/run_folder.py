@@ -12,13 +12,11 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import torch
 import torch.distributed as dist
-from torch import nn
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import config_to_dict, flatten, resume_config, save_config
@@ -35,8 +33,7 @@ from .files import (
     write_metrics,
     write_text_atomically,
 )
-from .loop import NonFiniteLossError, StepHooks, train_one_epoch
-from .optim import TrainingStep
+from .loop import NonFiniteLossError
 from .progress import progress_bar
 from .randomness import rng_states, set_rng_states
 from .tensorboard import TENSORBOARD_DIR, TensorBoardWriter
@@ -104,11 +101,23 @@ class RunFolder:
             raise
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, error: BaseException | None, traceback: object
+    ) -> None:
         self._close()
         if exc_type is not None and self._created and not (self.dir / CHECKPOINT_FILE).exists():
             shutil.rmtree(self.dir, ignore_errors=True)  # a failed start leaves no half-made run folder
             logger.info("removed %s: the run failed before its first checkpoint", self.dir)
+        if isinstance(error, NonFiniteLossError):  # the same advice for every task's loop
+            kept = (
+                f"the checkpoint of {self.unit} {len(self.history)} is kept in {self.dir / CHECKPOINT_FILE}"
+                if self.history
+                else "no checkpoint was written"
+            )
+            raise NonFiniteLossError(
+                f"{error}: training stopped; {kept}. Try a lower optim.lr (now {self.config.optim.lr}) or "
+                f"check the data and loss settings."
+            ) from None
 
     def _open(self) -> None:
         config, world = self.config, self.world
@@ -223,28 +232,6 @@ class RunFolder:
                 self.device.type,
             )
 
-    def training_step(self, model: nn.Module, steps_per_epoch: int) -> TrainingStep:
-        """The ``TrainingStep`` of the config (optimizer, schedule, clipping; the gradient scaler under
-        float16 autocast) for ``model``'s trainable parameters and ``steps_per_epoch`` updates an epoch."""
-        fp16 = self.dtype == torch.float16
-        return TrainingStep.from_config(model.parameters(), self.config, steps_per_epoch, fp16=fp16)
-
-    def network(self, model: nn.Module) -> nn.Module:
-        """The model as trained: channels-last with ``train.channels_last`` (in place, so the
-        optimizer keeps its parameters), DDP-wrapped under ``torchrun``, compiled with ``train.compile``."""
-        if self.channels_last:
-            model.to(memory_format=torch.channels_last)
-        network = model
-        if self.world.world_size > 1:
-            if self.device.type == "cuda":
-                network = nn.SyncBatchNorm.convert_sync_batchnorm(network)
-            device_ids = [self.device.index] if self.device.type == "cuda" else None
-            network = nn.parallel.DistributedDataParallel(network, device_ids=device_ids)
-        if self.config.train.compile:
-            logger.info("training through torch.compile of the model")
-            network = torch.compile(network)
-        return network
-
     # The loop -------------------------------------------------------------------------------------
 
     def epochs(self) -> Iterator[int]:
@@ -265,52 +252,28 @@ class RunFolder:
         every = self.config.train.eval_every
         return bool(every and (epoch + 1) % every == 0) and epoch + 1 < self.config.train.epochs
 
-    def train_epoch(
-        self,
-        network: nn.Module,
-        loss_fn: Callable[..., torch.Tensor],
-        step: TrainingStep,
-        loader: Any,
-        *,
-        desc: str = "",
-        hooks: StepHooks | None = None,
-    ) -> dict[str, float]:
-        """``segloss.runner.loop.train_one_epoch`` with the run's device, precision, progress and
-        ``train.log_every``, the loss of every read in TensorBoard; a NaN loss stops the run with advice."""
+    def loop_settings(self, desc: str = "") -> dict[str, Any]:
+        """The keyword arguments of ``segloss.runner.loop.train_one_epoch`` that come from the run: device,
+        precision, memory format, progress bar, ``train.log_every``, and ``on_log``, which writes the loss of
+        every read to TensorBoard (``train.tensorboard``) on a step axis that runs on over epochs and
+        resumes. ``desc`` names the pass (default: ``epoch N``)."""
         on_log = None
         if self.tensorboard is not None:
             writer, first = self.tensorboard, self._updates
 
             def on_log(update: int, loss: float, lr: float) -> None:
+                self._updates = first + update + 1
                 writer.step(first + update, loss, lr)
 
-        try:
-            record = train_one_epoch(
-                network,
-                loss_fn,
-                step,
-                loader,
-                self.device,
-                desc=desc or f"{self.unit} {len(self.history) + 1}",
-                dtype=self.dtype,
-                channels_last=self.channels_last,
-                progress=self.progress,
-                log_every=self.config.train.log_every,
-                on_log=on_log,
-                hooks=hooks,
-            )
-        except NonFiniteLossError as error:
-            kept = (
-                f"the checkpoint of {self.unit} {len(self.history)} is kept in {self.dir / CHECKPOINT_FILE}"
-                if self.history
-                else "no checkpoint was written"
-            )
-            raise NonFiniteLossError(
-                f"{error}: training stopped; {kept}. Try a lower optim.lr (now {self.config.optim.lr}) or "
-                f"check the data and loss settings."
-            ) from None
-        self._updates += record["steps"]
-        return record
+        return {
+            "device": self.device,
+            "desc": desc or f"{self.unit} {len(self.history) + 1}",
+            "dtype": self.dtype,
+            "channels_last": self.channels_last,
+            "progress": self.progress,
+            "log_every": self.config.train.log_every,
+            "on_log": on_log,
+        }
 
     def end_epoch(
         self,

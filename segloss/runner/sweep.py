@@ -25,12 +25,10 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from .config import ConfigError, find_config, load_config, resume_config
-from .executors import SlurmOptions, TrainJob, parse_minutes, run_local, submit
+from .executors import Run, SlurmOptions, TrainJob, parse_minutes, run_local, submit
 from .logs import EXPECTED_ERRORS, configure_logging
 from .report import key_labels
 
@@ -39,28 +37,6 @@ logger = logging.getLogger(__name__)
 # Keys a sweep sets itself.
 OUT_DIR_KEY = "train.out_dir"
 PROGRESS_KEY = "train.progress"
-
-
-@dataclass(frozen=True)
-class Run:
-    """One run of a sweep.
-
-    Attributes:
-        name: the run folder's name, made of the varying keys.
-        varying: ``(key, value text)`` of every swept key.
-        overrides: every override of the run (fixed and varying ones, ``train.out_dir`` included).
-        config: the run's checked config.
-    """
-
-    name: str
-    varying: tuple[tuple[str, str], ...]
-    overrides: tuple[str, ...]
-    config: Any = field(compare=False, repr=False)
-
-    @property
-    def run_dir(self) -> Path:
-        """The run folder (``train.out_dir``)."""
-        return Path(self.config.train.out_dir)
 
 
 def split_values(text: str) -> list[str]:

@@ -4,7 +4,8 @@ A task module imports only the standard library at the top (``segloss --help`` i
 
 - ``schema() -> type``: its config dataclass (``validate()``, ``resolve()``; sections ``loss``, ``optim`` and
   ``train`` built on ``segloss.runner.config``'s shared ones);
-- ``train(config, resume: bool)``: train the run of ``config`` (``None`` when a resumed run had finished);
+- ``TRAIN``: ``"module:function"`` of its ``train(config, *, resume)``, which trains the run of ``config``
+  (``None`` when a resumed run had finished); commands call it directly (``train_function``);
 - ``add_evaluate_arguments(group) -> list[str]``: its own ``segloss evaluate`` options (their ``dest``);
 - ``evaluate(args) -> str``: evaluate ``args.checkpoint`` (with ``args.out``, ``args.device``,
   ``args.no_progress`` and its own options) and return the text to print;
@@ -17,6 +18,7 @@ Adding a task is one module and one line in ``TASK_MODULES`` (docs/extending.md)
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -37,3 +39,9 @@ def load_task(name: Any) -> ModuleType:
     if not isinstance(name, str) or name not in TASK_MODULES:
         raise UnknownTaskError(f"unknown task {name!r}; valid tasks: {', '.join(TASK_MODULES)}")
     return importlib.import_module(TASK_MODULES[name])
+
+
+def train_function(name: str) -> Callable[..., Any]:
+    """The ``train(config, *, resume)`` function of the task ``name`` (its module's ``TRAIN``)."""
+    module, _, function = load_task(name).TRAIN.partition(":")
+    return getattr(importlib.import_module(module), function)

@@ -1,4 +1,4 @@
-"""The ``task: segmentation`` config schema (docs/recipes.md): the shared ``loss``, ``optim`` and ``train``
+"""The ``task: segmentation`` config schema (docs/training.md): the shared ``loss``, ``optim`` and ``train``
 sections of ``segloss.runner.config`` with the segmentation keys, plus ``data``, ``model`` and ``eval``."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from ..functional import MARGIN_PLACEMENTS
 from ..registry import LOSSES
 from ..runner.config import LossConfig, OptimConfig, TrainConfig, check_shared_sections, run_folder_name
 from ..runner.schema import ConfigError, check_bounds, check_class_names, dynamic_choices
+from .constants import TASK
 from .data.registry import DATASETS
-from .task import TASK
 
 
 @dataclass
@@ -49,8 +49,9 @@ COUNT_UNITS = ("pixels", "images")
 @dataclass
 class SegmentationLossConfig(LossConfig):
     """The shared loss section; ``count_unit`` is what a class count counts for the count-based losses:
-    labelled ``pixels`` or ``images`` (image-equivalents: pixels ÷ pixels per image; docs/margins.md).
-    Dense defaults from the margin study (docs/margin-study.md): ``images`` and HEM+ margins on the
+    labelled ``pixels`` or ``images`` (image-equivalents: pixels ÷ pixels per image;
+    docs/losses-and-margins.md).
+    Dense defaults from the margin study (docs/studies/margins.md): ``images`` and HEM+ margins on the
     ``target`` class; the paper's formulation is ``count_unit=pixels margin_on=competitor``."""
 
     count_unit: str = field(
@@ -85,7 +86,7 @@ class EvalConfig:
 
 @dataclass
 class SegmentationConfig:
-    """Semantic segmentation (docs/recipes.md)."""
+    """Semantic segmentation (docs/training.md)."""
 
     BEST_METRICS: ClassVar[tuple[str, ...]] = ("miou", "pixel_accuracy")
     KEY_HELP: ClassVar[dict[str, str]] = {

@@ -1,6 +1,6 @@
 """Evaluation of a segmentation model: full-resolution prediction, the confusion matrix over a split, the
 scores with the pixel-level unknown rejection of held-out classes, and the evaluation of a checkpoint
-(``segloss evaluate``): the results JSON (docs/results.md) and prediction files (colour, train ids or
+(``segloss evaluate``): the results JSON (docs/outputs.md) and prediction files (colour, train ids or
 Cityscapes label ids named after the input images)."""
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from ..runner.checkpoint import check_trained_classes, load_run
 from ..runner.distributed import Distributed, amp_dtype, autocast, distributed_initialized, resolve_device
 from ..runner.progress import progress_bar
 from ..runner.schema import check_class_names
+from .constants import PREDICTION_FORMATS, TASK
 from .data import SegmentationDataset, presets
 from .data.registry import dataset_from_config
 from .iou import SegmentationResults, confusion_matrix
 from .models import model_from_config
 from .plots import colorize
-from .task import PREDICTION_FORMATS, TASK
 from .unknown_pixels import UnknownPixelScores, class_indices, prediction_model
 
 logger = logging.getLogger(__name__)
@@ -145,6 +145,15 @@ def score_model(
     return dataclasses.replace(results, pixel_rejection=pixel_scores.result())
 
 
+def with_train_pixels(
+    record: dict[str, Any], classes: Sequence[str], train_pixels: Sequence[int] | None
+) -> dict[str, Any]:
+    """``record`` with ``train_pixels`` (class name -> labelled training pixels) when they are known."""
+    if train_pixels is None:
+        return record
+    return {**record, "train_pixels": dict(zip(classes, (int(n) for n in train_pixels), strict=True))}
+
+
 def prediction_writer(
     dataset: SegmentationDataset, out_dir: str | os.PathLike, fmt: str
 ) -> Callable[[int, np.ndarray], None]:
@@ -185,7 +194,7 @@ def evaluate_checkpoint(
     overrides: Sequence[str] = (),
 ) -> SegmentationResults:
     """Scores of the model in ``checkpoint`` on ``split`` (default: the run's ``eval.split``) at full
-    resolution; optionally the results JSON (docs/results.md) in ``out`` and one PNG per image in
+    resolution; optionally the results JSON (docs/outputs.md) in ``out`` and one PNG per image in
     ``save_predictions``.
 
     ``overrides`` change the run's ``data.root`` and ``eval`` settings (``key=value``, e.g. ``data.root=DIR``
@@ -234,8 +243,6 @@ def evaluate_checkpoint(
         on_prediction=writer,
     )
     if out is not None:
-        from .training import with_train_pixels
-
         record = with_train_pixels(results.to_json(), classes, state.get("train_pixels"))
         Path(out).write_text(json.dumps(record, indent=2))
     return results

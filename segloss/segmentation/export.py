@@ -1,7 +1,7 @@
 """A trained segmentation model outside segloss: ``RUN/model/`` (smp's ``save_pretrained``: safetensors
 weights and ``config.json``, loadable with ``segmentation_models_pytorch.from_pretrained`` alone, plus
 ``segloss.json`` with the class names, colours and input normalisation), and ``segloss export RUN --onnx
-FILE``, an ONNX model checked against onnxruntime (docs/deployment.md).
+FILE``, an ONNX model checked against onnxruntime (docs/deployment-and-gpus.md).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from torch import nn
 from ..runner.checkpoint import load_run
 from ..runner.files import CHECKPOINT_FILE
 from ..runner.logs import EXPECTED_ERRORS
+from .constants import TASK
 from .data import presets
 from .data._common import indexed_palette
-from .task import TASK
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Segmentation scores from a confusion matrix (docs/results.md): per-class IoU and accuracy, mIoU, pixel
+"""Segmentation scores from a confusion matrix (docs/outputs.md): per-class IoU and accuracy, mIoU, pixel
 accuracy; ``SegmentationResults`` adds the pixel-level unknown rejection."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def confusion_matrix(
 
 @dataclass(frozen=True)
 class SegmentationScores:
-    """Scores of one split. ``iou`` and ``accuracy`` are per class (NaN where docs/results.md says so);
+    """Scores of one split. ``iou`` and ``accuracy`` are per class (NaN where docs/outputs.md says so);
     ``miou`` is the mean IoU over classes with a value, ``pixel_accuracy`` the share of valid pixels
     predicted correctly. All are fractions."""
 
@@ -68,7 +68,7 @@ class SegmentationScores:
         return cls(tuple(classes), iou, accuracy, miou, pixel_accuracy)
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON object of docs/results.md (``null`` for NaN)."""
+        """The JSON object of docs/outputs.md (``null`` for NaN)."""
 
         def number(value: float) -> float | None:
             return None if math.isnan(value) else float(value)
@@ -102,7 +102,7 @@ class SegmentationScores:
 @dataclass(frozen=True)
 class SegmentationResults(SegmentationScores):
     """``SegmentationScores`` and, when it was measured, the pixel-level unknown rejection (under its own
-    JSON key, after the scores' keys; docs/results.md)."""
+    JSON key, after the scores' keys; docs/outputs.md)."""
 
     pixel_rejection: PixelRejection | None = None
 

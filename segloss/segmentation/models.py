@@ -15,7 +15,7 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
-# The encoders of the published experiments (docs/recipes.md).
+# The encoders of the published experiments (docs/training.md).
 PAPER_ENCODERS = ("resnet34", "efficientnet-b4", "densenet201", "resnext50_32x4d")
 HUB_PROBE_TIMEOUT_S = 3.0
 

@@ -1,4 +1,4 @@
-"""``segloss predict``: a trained model on every image of a folder, any size (docs/deployment.md).
+"""``segloss predict``: a trained model on every image of a folder, any size (docs/deployment-and-gpus.md).
 
 An image is padded to a multiple of 32 and predicted whole, or, with ``--tile SIZE``, when a side is larger
 than the tile, predicted in ``SIZE``×``SIZE`` windows that overlap by ``--overlap`` pixels; the logits of
@@ -25,11 +25,11 @@ from torch import nn
 from ..runner.distributed import resolve_device
 from ..runner.logs import EXPECTED_ERRORS
 from ..runner.progress import progress_bar
+from .constants import PREDICTION_FORMATS
 from .data._common import read_image
 from .evaluation import predict
 from .export import ModelInfo, load_model
 from .plots import blend, colorize
-from .task import PREDICTION_FORMATS
 from .unknown_pixels import prediction_model
 
 logger = logging.getLogger(__name__)

@@ -59,7 +59,7 @@ from ..runner.report import (
     key_labels,
     value_text,
 )
-from .task import TASK as SEGMENTATION
+from .constants import TASK as SEGMENTATION
 
 logger = logging.getLogger(__name__)
 

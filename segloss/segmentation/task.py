@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from typing import Any
 
-TASK = "segmentation"
-PREDICTION_FORMATS = ("color", "trainid", "cityscapes")
+from .constants import PREDICTION_FORMATS
 
 #: The task's own ``segloss`` subcommands: name -> (``module:function`` of ``main(argv, prog)``, help).
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -21,18 +19,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+#: The run's ``train(config, *, resume)``, imported when a command trains.
+TRAIN = "segloss.segmentation.training:train"
+
+
 def schema() -> type:
     """The config dataclass of the task."""
     from .config import SegmentationConfig
 
     return SegmentationConfig
-
-
-def train(config: Any, resume: bool = False) -> Any:
-    """Train (or continue) the run of ``config``; see ``segloss.segmentation.training.train``."""
-    from .training import train as train_run
-
-    return train_run(config, resume=resume)
 
 
 def add_evaluate_arguments(group: argparse._ArgumentGroup) -> list[str]:

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from segloss.classification import recipe, training
-from segloss.runner import run_folder
 from segloss.runner.checkpoint import load_checkpoint, save_checkpoint
 from segloss.runner.cli import evaluate_main
 from segloss.runner.config import ConfigError, load_config
@@ -206,7 +205,7 @@ def test_failed_final_evaluation_is_redone_by_resume_without_training(tmp_path, 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished training was resumed")
 
-    monkeypatch.setattr(run_folder, "train_one_epoch", no_training)
+    monkeypatch.setattr(training, "train_one_epoch", no_training)
     with caplog.at_level(logging.INFO, logger="segloss"):
         report = training.train(load_config(DIGITS, quick_overrides(run_dir)), resume=True)
     assert "trained 2 epochs but its final evaluation (results.json) is missing" in caplog.text
@@ -303,7 +302,7 @@ def test_evaluating_during_classification_training_does_not_change_it(tmp_path, 
 def test_train_compile_trains_the_compiled_model_to_the_eager_result(tmp_path, caplog):
     """``train.compile`` trains through ``torch.compile`` (the inductor C++ backend on a CPU): the same
     losses as eager to float tolerance, and a checkpoint of the plain model."""
-    caplog.set_level(logging.INFO, logger="segloss.runner.run_folder")
+    caplog.set_level(logging.INFO, logger="segloss.runner")
     eager = training.train(load_config(DIGITS, digits_overrides(tmp_path / "eager", "train.epochs=2")))
     compiled_dir = tmp_path / "compiled"
     compiled = training.train(

@@ -7,7 +7,7 @@ import torch
 from segloss.classification.data import dataset_targets
 from segloss.continual.benchmarks import experience_order
 from segloss.continual.metrics import average_accuracy, forgetting, stream_accuracy
-from segloss.continual.training import stream_from_config
+from segloss.continual.recipe import stream_from_config
 from segloss.runner.config import ConfigError, load_config
 
 

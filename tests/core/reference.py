@@ -1,5 +1,5 @@
-"""Plain, obviously-correct reference implementations of the losses of docs/losses.md, written straight
-from the equations."""
+"""Plain, obviously-correct reference implementations of the losses of docs/losses-and-margins.md, written
+straight from the equations."""
 
 from __future__ import annotations
 

@@ -191,7 +191,7 @@ def test_config_class_weighting_weights_any_loss_from_the_class_statistics(tmp_p
     pytest.importorskip("albumentations")
     from segloss.runner.config import ConfigError, config_from_dict
     from segloss.segmentation.data import class_statistics
-    from segloss.segmentation.training import loss_from_config, train_dataset
+    from segloss.segmentation.recipe import loss_from_config, train_dataset
 
     from ..helpers import tiny_overrides
 

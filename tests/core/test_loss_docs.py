@@ -11,9 +11,9 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 def test_every_registered_loss_has_a_section_in_the_losses_page():
-    headings = re.findall(r"^## `([^`]+)`", (DOCS / "losses.md").read_text(), flags=re.MULTILINE)
+    headings = re.findall(r"^## `([^`]+)`", (DOCS / "losses-and-margins.md").read_text(), flags=re.MULTILINE)
     missing = [name for name in LOSSES if name not in headings]
-    assert not missing, f"docs/losses.md needs a section '## `NAME`' for {missing}"
+    assert not missing, f"docs/losses-and-margins.md needs a section '## `NAME`' for {missing}"
     assert len(set(headings)) == len(headings)
 
 

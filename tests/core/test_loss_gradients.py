@@ -55,7 +55,7 @@ def test_fused_matches_reference_values_and_gradients(backend, hard, reduction, 
 
 
 def test_fused_gradient_rule_from_spec(backend):
-    # docs/losses.md: each selected i != l with e_i > 0 gets +1/(K P); y_l gets minus their sum
+    # docs/losses-and-margins.md: each selected i != l with e_i > 0 gets +1/(K P); y_l gets minus their sum
     y = torch.tensor([[0.0, 1.0, 0.0, 0.0], [0.0, 0.8, 0.7, 0.0], [3.0, 0.0, 0.0, 0.0]], requires_grad=True)
     t = torch.tensor([0, 0, 0])
     F.hem_loss(y, t, 0.5).backward()
@@ -138,7 +138,7 @@ def test_dice_gradient_equals_smp():
     from segmentation_models_pytorch import losses as smp_losses
 
     y, t = random_batch((3, 5, 6, 6), torch.float64)
-    t[t == 4] = 0  # class 4 absent: its value differs (docs/losses.md), its gradient does not
+    t[t == 4] = 0  # class 4 absent: its value differs (docs/losses-and-margins.md), its gradient does not
     ours, theirs = y.clone().requires_grad_(), y.clone().requires_grad_()
     ours_value = F.dice_loss(ours, t, ignore_index=255)
     smp_value = smp_losses.DiceLoss("multiclass", from_logits=True, ignore_index=255)(theirs, t)

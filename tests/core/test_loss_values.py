@@ -1,4 +1,4 @@
-"""Loss values against the worked values of docs/losses.md and hand computations."""
+"""Loss values against the worked values of docs/losses-and-margins.md and hand computations."""
 
 import math
 

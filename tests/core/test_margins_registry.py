@@ -11,7 +11,7 @@ from segloss import functional as F
 
 
 def test_hem_margin_cifar10_example():
-    # docs/margins.md: 50 000 CIFAR-10 images -> mu = sqrt(2000 / 50000) = 0.2
+    # docs/losses-and-margins.md: 50 000 CIFAR-10 images -> mu = sqrt(2000 / 50000) = 0.2
     assert segloss.hem_margin([5000] * 10) == pytest.approx(0.2)
     assert segloss.hem_margin([5000] * 10, M=500) == pytest.approx(0.1)
 

@@ -2,6 +2,7 @@
 classification, the one application built on another)."""
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,16 @@ APPLICATIONS = ("segmentation", "classification", "continual")
 BUILDS_ON = {"continual": ("classification",)}
 
 
+def is_module(name: str) -> bool:
+    """Whether the dotted ``name`` is a module or package of the source tree."""
+    path = PACKAGE.parent.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
 def imported_modules(path: Path) -> set[str]:
-    """The absolute names of the segloss modules ``path`` imports (relative imports resolved)."""
+    """The absolute names of the segloss modules ``path`` imports anywhere in its code (relative imports
+    resolved, function-level imports included); ``from package import name`` imports the module
+    ``package.name`` where there is one, else ``package`` itself."""
     package = list(path.relative_to(PACKAGE.parent).parts[:-1])
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
@@ -23,8 +32,8 @@ def imported_modules(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = package[: len(package) - node.level + 1] if node.level else []
             module = ".".join([*base, *(node.module.split(".") if node.module else [])])
-            names.add(module)
-            names.update(f"{module}.{alias.name}" for alias in node.names)
+            names.update(f"{module}.{alias.name}" if is_module(f"{module}.{alias.name}") else module
+                         for alias in node.names)  # fmt: skip
     return {name for name in names if name.split(".")[0] == "segloss"}
 
 
@@ -50,3 +59,57 @@ def test_imports_point_from_applications_to_the_runner_to_the_core(path):
         others = [app for app in APPLICATIONS if app != own and app not in BUILDS_ON.get(own, ())]
         wrong = sorted(name for name in imports if any(name.startswith(f"segloss.{app}") for app in others))
         assert not wrong, f"{path.relative_to(PACKAGE)} ({own}) imports another application: {wrong}"
+
+
+def module_name(path: Path) -> str:
+    """``segloss.a.b`` of ``segloss/a/b.py`` (``segloss.a`` of ``segloss/a/__init__.py``)."""
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Each segloss module -> the segloss modules it imports (``imported_modules``)."""
+    paths = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+    return {name: imported_modules(path) - {name} for name, path in paths.items()}
+
+
+def test_the_import_graph_has_no_cycle():
+    graph = import_graph()
+    state: dict[str, str] = {}  # "open" while on the path being followed, "done" after
+
+    def follow(module: str, path: list[str]) -> None:
+        state[module] = "open"
+        for target in sorted(graph[module]):
+            if state.get(target) == "open":
+                cycle = path[path.index(target) :] + [target] if target in path else [module, target]
+                pytest.fail("import cycle: " + " -> ".join(cycle))
+            if target not in state:
+                follow(target, [*path, target])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            follow(module, [module])
+
+
+def test_no_module_imports_its_tasks_command_adapter():
+    """``task.py`` is the command line's adapter of a task: the task's modules do not import it (shared names
+    live in its ``constants.py``)."""
+    graph = import_graph()
+    for application in APPLICATIONS:
+        adapter = f"segloss.{application}.task"
+        importers = sorted(name for name, targets in graph.items() if adapter in targets)
+        assert not importers, f"{importers} import {adapter}"
+
+
+def test_the_cycle_check_finds_a_cycle(tmp_path, monkeypatch):
+    """The check above is not vacuous: two modules importing each other (one inside a function) fail it."""
+    package = tmp_path / "segloss"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "sub" / "__init__.py").write_text("")
+    (package / "sub" / "a.py").write_text("from . import b\n")
+    (package / "sub" / "b.py").write_text("def f():\n    from .a import x\n")
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", package)
+    with pytest.raises(pytest.fail.Exception, match=r"segloss.sub.a -> segloss.sub.b -> segloss.sub.a"):
+        test_the_import_graph_has_no_cycle()

@@ -1,5 +1,5 @@
-"""What a finished segmentation run gives beyond its scores (docs/deployment.md): quiet logs off a terminal,
-TensorBoard event files, ``RUN/model/`` for ``smp.from_pretrained``, ``segloss export --onnx`` and
+"""What a finished segmentation run gives beyond its scores (docs/deployment-and-gpus.md): quiet logs off a
+terminal, TensorBoard event files, ``RUN/model/`` for ``smp.from_pretrained``, ``segloss export --onnx`` and
 ``segloss predict`` on a folder of images of any size. One tiny run (``segloss train`` in a subprocess,
 whose stderr is a pipe, not a terminal) serves all of them."""
 

@@ -1,4 +1,4 @@
-"""Confusion matrix, IoU / accuracy with the NaN rules of docs/results.md, JSON, full-resolution inference."""
+"""Confusion matrix, IoU / accuracy with the NaN rules of docs/outputs.md, JSON, full-resolution inference."""
 
 import math
 
@@ -85,7 +85,7 @@ def test_matches_torchmetrics_on_random_maps():
     scores = SegmentationScores.from_confusion(ours, [str(i) for i in range(classes)])
     per_class = MulticlassJaccardIndex(classes, average="none", ignore_index=255)(prediction, target)
     assert scores.iou[:5] == pytest.approx(per_class[:5].numpy().astype(np.float64), abs=1e-6)
-    assert math.isnan(scores.iou[5])  # torchmetrics reports 0 here; docs/results.md excludes the class
+    assert math.isnan(scores.iou[5])  # torchmetrics reports 0 here; docs/outputs.md excludes the class
     assert scores.miou == pytest.approx(per_class[:5].mean().item(), abs=1e-6)
 
 

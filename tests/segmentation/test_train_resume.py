@@ -14,7 +14,7 @@ from segloss.runner.config import ConfigError, config_from_dict
 from segloss.runner.loop import NonFiniteLossError
 from segloss.runner.randomness import rng_states, set_rng_states
 from segloss.runner.run_folder import RunExistsError
-from segloss.segmentation import training
+from segloss.segmentation import recipe, training
 from segloss.segmentation.data import SyntheticScenes
 from segloss.segmentation.data.registry import dataset_from_config
 
@@ -110,7 +110,7 @@ def test_evaluating_during_training_does_not_change_it(tmp_path, monkeypatch):
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setenv("SEGLOSS_CACHE", str(tmp_path / "cache"))
-    build = training.loss_from_config
+    build = recipe.loss_from_config
     calls = 0
 
     class Poisoned(torch.nn.Module):
@@ -185,9 +185,9 @@ def test_class_counts_only_for_losses_that_use_them(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("class counts computed for a loss that does not use them")
 
-    monkeypatch.setattr(training, "class_statistics", refuse)
+    monkeypatch.setattr(recipe, "class_statistics", refuse)
     for loss in ("ce", "ln", "dice", "mm"):
-        loss_fn, counts = training.loss_from_config(_folder_config(tmp_path, f"loss.name={loss}"), dataset)
+        loss_fn, counts = recipe.loss_from_config(_folder_config(tmp_path, f"loss.name={loss}"), dataset)
         assert counts is None and isinstance(loss_fn, torch.nn.Module)
 
 
@@ -204,19 +204,19 @@ def test_count_units_divide_pixels_by_patch_or_image_size(tmp_path, monkeypatch)
     units = (("pixels", pixels), ("images", pixels / per_image))
     for unit, counts in units:
         config = _folder_config(tmp_path, "loss.name=hem+", "loss.M=3", f"loss.count_unit={unit}")
-        loss_fn, used = training.loss_from_config(config, dataset, progress=False)
+        loss_fn, used = recipe.loss_from_config(config, dataset, progress=False)
         assert used == pytest.approx(counts)
         assert loss_fn.margin.tolist() == pytest.approx(np.sqrt(3 / (3 * counts)).tolist())
-    default, _ = training.loss_from_config(_folder_config(tmp_path, "loss.name=hem+"), dataset)
+    default, _ = recipe.loss_from_config(_folder_config(tmp_path, "loss.name=hem+"), dataset)
     assert default.margin_on == "target"  # the margin study's choice
     options = ("loss.margin_on=competitor",)
-    loss_fn, _ = training.loss_from_config(_folder_config(tmp_path, "loss.name=hem+", *options), dataset)
+    loss_fn, _ = recipe.loss_from_config(_folder_config(tmp_path, "loss.name=hem+", *options), dataset)
     assert loss_fn.margin_on == "competitor"
-    hem, _ = training.loss_from_config(_folder_config(tmp_path, "loss.name=hem", "loss.M=7"), dataset)
+    hem, _ = recipe.loss_from_config(_folder_config(tmp_path, "loss.name=hem", "loss.M=7"), dataset)
     assert float(hem.margin) == pytest.approx(np.sqrt(7 / (28 / per_image)))  # default unit: images
-    mm, _ = training.loss_from_config(_folder_config(tmp_path, "loss.name=mm", "loss.margin=0.3"), dataset)
+    mm, _ = recipe.loss_from_config(_folder_config(tmp_path, "loss.name=mm", "loss.margin=0.3"), dataset)
     assert float(mm.margin) == pytest.approx(0.3)
-    ln, _ = training.loss_from_config(_folder_config(tmp_path, "loss.name=ln", "loss.tau=0.5"), dataset)
+    ln, _ = recipe.loss_from_config(_folder_config(tmp_path, "loss.name=ln", "loss.tau=0.5"), dataset)
     assert ln.tau == 0.5
 
 

@@ -12,7 +12,7 @@ import segloss
 from segloss.runner.checkpoint import load_checkpoint
 from segloss.runner.cli import evaluate_main
 from segloss.runner.config import ConfigError, config_from_dict
-from segloss.segmentation import evaluation, models, training, unknown_pixels
+from segloss.segmentation import evaluation, models, recipe, training, unknown_pixels
 from segloss.segmentation.data import SyntheticScenes, class_statistics
 from segloss.segmentation.data.registry import dataset_from_config
 
@@ -24,7 +24,7 @@ PEDESTRIAN = SyntheticScenes.classes.index("pedestrian")
 def test_held_out_pixels_are_ignored_in_the_training_masks_and_counts(tmp_path):
     config = config_from_dict({}, ["data.holdout_classes=[pedestrian]", "data.size=64", "data.num_train=4"])
     raw = dataset_from_config(config.data, "train")
-    held_out = training.train_dataset(config)
+    held_out = recipe.train_dataset(config)
     assert held_out.classes == raw.classes and len(held_out) == 4
     pedestrian_pixels = 0
     for index in range(4):
@@ -43,7 +43,7 @@ def test_held_out_pixels_are_ignored_in_the_training_masks_and_counts(tmp_path):
 
     # With the training augmentation (crop, flips) the class never reaches the loss either.
     transform = segloss.segmentation.data.presets.train_transform(32, (0.5,) * 3, (0.25,) * 3, seed=0)
-    augmented = training.train_dataset(config, transform)
+    augmented = recipe.train_dataset(config, transform)
     assert all(PEDESTRIAN not in augmented[i][1].unique() for i in range(4))
 
 
@@ -52,8 +52,8 @@ def test_the_loss_sees_only_the_known_classes(tmp_path, monkeypatch):
     config = config_from_dict(
         {}, ["data.holdout_classes=[pedestrian]", "data.size=64", "data.num_train=4", "loss.name=hem+"]
     )
-    train_set = training.train_dataset(config)
-    loss, counts = training.loss_from_config(config, train_set, progress=False)
+    train_set = recipe.train_dataset(config)
+    loss, counts = recipe.loss_from_config(config, train_set, progress=False)
     assert isinstance(loss, unknown_pixels.KnownClassesLoss) and counts[PEDESTRIAN] == 0
     known = [c for c in range(9) if c != PEDESTRIAN]
     torch.testing.assert_close(loss.loss.margin.double(), segloss.hem_plus_margins(counts[known]))
@@ -72,7 +72,7 @@ def test_the_loss_sees_only_the_known_classes(tmp_path, monkeypatch):
     target[1, 2, 3] = PEDESTRIAN  # a held-out pixel that was not ignored: never a silent wrong class
     with pytest.raises(ValueError, match="target value 6 is neither a known class"):
         loss(logits, target)
-    text = training.describe_loss(config, loss, SyntheticScenes.classes, counts)
+    text = recipe.describe_loss(config, loss, SyntheticScenes.classes, counts)
     assert "HEMPlusLoss, M = 2000, margin_on = target; held out of training: pedestrian" in text
     assert "pedestrian               0.0  held out" in text
 
@@ -150,7 +150,7 @@ def test_holdout_run_and_evaluate_unknown_classes(tmp_path, monkeypatch, capsys)
     initial_head = models.model_from_config(config, 9, pretrained=False).state_dict()
     results = training.train(config)
 
-    # results.json: the scores' keys first (docs/results.md), the rejection under its own key.
+    # results.json: the scores' keys first (docs/outputs.md), the rejection under its own key.
     saved = json.loads((run_dir / "results.json").read_text())
     assert list(saved) == [
         "miou", "pixel_accuracy", "per_class", "pixel_rejection", "train_pixels", "environment"

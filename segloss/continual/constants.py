@@ -1,0 +1,3 @@
+"""The continual task's shared names, with the standard library only."""
+
+TASK = "continual"
