@@ -8,8 +8,8 @@ as the difference to CE paired by seed.
 finds every classification run folder (``config.yaml`` + ``results.json``) below the given folders and
 groups the runs by every config key whose value differs between them (model, loss, ...) except the seed and
 bookkeeping keys; a column appears when some run measured it (``eval.unknown_sets``, ``eval.attack_samples``,
-``eval.corruptions_root``). It writes ``OUT.md`` and ``OUT.csv`` and prints the tables. ``segloss report``
-comes here when the folders hold classification runs (or with ``--task classification``).
+``eval.corruptions_root``). It prints the tables and, with ``--out``, writes ``OUT.md`` and ``OUT.csv``
+(``segloss.runner.report``, the engine of every task's report).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..runner.metric_report import MetricRun, metric_report_main
+from ..runner.report import ReportRun, ReportSpec
 from .constants import TASK
 
-__all__ = ["main", "metric_titles", "read_metrics"]
+__all__ = ["REPORT", "metric_titles", "read_metrics"]
 
 NORM_LABELS = {"Linf": "L∞", "L2": "L2"}
 
@@ -61,7 +61,7 @@ def _column_order(metric: str) -> tuple[int, str, str]:
     return ({"accuracy": 0, "auroc": 1}.get(kind, 3), SCORE_ORDER.get(rest, rest), "")
 
 
-def metric_titles(runs: Sequence[MetricRun]) -> dict[str, str]:
+def metric_titles(runs: Sequence[ReportRun]) -> dict[str, str]:
     """The column title of every metric some run has: accuracy, AUROC (MSP, MLS), per attack its robust
     accuracy and DAR (MSP, MLS), corruption accuracy."""
     titles = {}
@@ -80,18 +80,10 @@ def metric_titles(runs: Sequence[MetricRun]) -> dict[str, str]:
     return titles
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "segloss report") -> int:
-    """The command line (see the module's docstring); returns the exit status."""
-    return metric_report_main(
-        argv,
-        prog,
-        description=__doc__,
-        task=TASK,
-        read=read_metrics,
-        metrics=metric_titles,
-        title="Classification runs by what varies",
-    )
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+REPORT = ReportSpec(
+    task=TASK,
+    title="Classification runs by what varies",
+    description=__doc__,
+    read=read_metrics,
+    columns=metric_titles,
+)

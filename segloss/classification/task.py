@@ -6,10 +6,11 @@ Only the standard library is imported here; the classification packages load whe
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
 
 #: The run's ``train(config, *, resume)``, imported when a command trains.
 TRAIN = "segloss.classification.training:train"
+#: Its ``segloss report`` (``segloss.runner.report.ReportSpec``).
+REPORT = "segloss.classification.report:REPORT"
 
 
 def schema() -> type:
@@ -38,10 +39,3 @@ def evaluate(args: argparse.Namespace) -> str:
         overrides=args.overrides,
     )
     return f"{args.checkpoint} (test split)\n{report.format()}"
-
-
-def report(argv: Sequence[str], prog: str) -> int:
-    """``segloss report`` for classification runs; see ``segloss.classification.report``."""
-    from .report import main
-
-    return main(argv, prog=prog)

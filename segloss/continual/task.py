@@ -7,10 +7,11 @@ Only the standard library is imported here; the continual packages load when a c
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
 
 #: The run's ``train(config, *, resume)``, imported when a command trains.
 TRAIN = "segloss.continual.training:train"
+#: Its ``segloss report`` (``segloss.runner.report.ReportSpec``).
+REPORT = "segloss.continual.report:REPORT"
 
 
 def schema() -> type:
@@ -39,10 +40,3 @@ def evaluate(args: argparse.Namespace) -> str:
         overrides=args.overrides,
     )
     return f"{args.checkpoint} (test split of every experience)\n{format_results(results)}"
-
-
-def report(argv: Sequence[str], prog: str) -> int:
-    """``segloss report`` for continual runs; see ``segloss.continual.report``."""
-    from .report import main
-
-    return main(argv, prog=prog)

@@ -1,12 +1,19 @@
-"""``segloss report``: the report of the task whose finished runs lie below the folders given, and the
-task-free pieces of every report (the config keys that vary between runs, their order, the groups of runs
-they make, and the pairing of a group with the baseline loss's group by seed).
+"""``segloss report``: finished runs compared by what varies, for every task, through one engine.
 
     segloss report runs/paper --out report                # segmentation runs: mIoU paired against CE
     segloss report runs/sweep/cl_digits --out cl_report   # continual runs: accuracy and forgetting
 
-A task reports through its module's ``report(argv, prog)`` (``segloss.runner.tasks``). ``--task NAME``
-picks it; without it, the task of the finished runs (``config.yaml`` next to ``results.json``) below the
+The runs below the folders are grouped by every config key whose value differs between them except the seed
+and bookkeeping keys (``segloss.runner.grouping``); each group gets each metric's mean ± sd over its seeds
+and, when the loss varies, the difference to the baseline loss's group (``--baseline``, CE) paired by seed
+with a two-sided paired t-test. The report prints its tables and, with ``--out PREFIX``, writes
+``PREFIX.md``, ``PREFIX.csv`` (a row per group) and the task's plot ``PREFIX.png``.
+
+A task describes its report with a ``ReportSpec`` (its module's ``REPORT`` names it,
+``segloss.runner.tasks``): what to read from a run's results file, the column titles, and optionally its
+own command-line options, a part added after the tables (segmentation: the rarest classes' IoU) and a
+plot. ``--task NAME`` picks the
+task; without it, the task of the finished runs (``config.yaml`` next to ``results.json``) below the
 folders, among the tasks that have a report; the default task when there are none. Runs of several such
 tasks below the folders need ``--task``.
 """
@@ -14,240 +21,339 @@ tasks below the folders need ``--task``.
 from __future__ import annotations
 
 import argparse
-import json
+import csv
+import importlib
 import logging
 import math
+import statistics
 import sys
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
-import numpy as np
-
-from ..registry import LOSS_NAMES, loss_hyper_parameter_names, loss_needs_counts
 from . import tasks
-from .config import ConfigError, flatten, with_defaults
-from .environment import DECIDING_FIELDS, environment_key
 from .files import CONFIG_FILE, RESULTS_FILE
+from .grouping import (
+    LOSS_KEY,
+    SEED_KEY,
+    Comparison,
+    GroupKey,
+    baseline_group,
+    compare_by_seed,
+    finished_runs,
+    group_runs,
+    key_labels,
+    value_text,
+)
 
 logger = logging.getLogger(__name__)
 
-SEED_KEY = "train.seed"
-LOSS_KEY = "loss.name"
-# Settings that do not change what a run learns (or that no one compares): never a grouping key.
-BOOKKEEPING_KEYS = frozenset(
-    {
-        "data.root",
-        "train.out_dir",
-        "train.progress",
-        "train.tensorboard",
-        "train.device",
-        "train.num_workers",
-        "train.channels_last",
-        "eval.num_overlays",
-    }
-)
-
-
-def key_labels(keys: Sequence[str]) -> dict[str, str]:
-    """The label of each key in run names: its last dotted part, or the whole key where last parts clash.
-
-    Args:
-        keys: dotted config keys.
-
-    Returns:
-        ``{key: label}``.
-    """
-    last = Counter(key.rsplit(".", 1)[-1] for key in keys)
-    return {key: key if last[key.rsplit(".", 1)[-1]] > 1 else key.rsplit(".", 1)[-1] for key in keys}
-
-
-def varying_keys(settings: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The config keys with more than one value among the runs, except the seed and ``BOOKKEEPING_KEYS``, in
-    config order. ``None`` (a key a run lacks, or a loss option its loss does not use: ``used_settings``)
-    is not a value of its own: ``loss.M`` with 2000 for HEM runs and ``None`` for CE runs does not vary.
-
-    Args:
-        settings: each run's config as flat dotted keys (``segloss.runner.config.flatten``).
-
-    Returns:
-        The keys to group the runs by.
-    """
-    keys = list(dict.fromkeys(key for run in settings for key in run))
-    return [
-        key
-        for key in keys
-        if key != SEED_KEY
-        and key not in BOOKKEEPING_KEYS
-        and len({run.get(key) for run in settings} - {None}) > 1
-    ]
-
-
-def used_settings(config: dict[str, Any]) -> dict[str, Any]:
-    """A run's saved config as flat dotted keys, read through ``saved_config`` and completed with the
-    current schema's defaults, with ``None`` for the ``loss.*`` hyper-parameters its loss does not take
-    (and ``loss.count_unit`` unless the loss derives something from class counts)."""
-    settings = flatten(with_defaults(config))
-    try:
-        parameters = loss_hyper_parameter_names(settings[LOSS_KEY])
-    except ValueError:  # a loss registered by the user's code that is not imported here: keep everything
-        return settings
-    used = {f"loss.{name}" for name in parameters} | {LOSS_KEY, "loss.class_weighting"}
-    weighting = settings.get("loss.class_weighting", "none")
-    if loss_needs_counts(settings[LOSS_KEY]) or weighting != "none":
-        used.add("loss.count_unit")
-    if weighting == "effective_number":
-        used.add("loss.beta")
-    return {
-        key: None if key.startswith("loss.") and key not in used else value for key, value in settings.items()
-    }
-
-
-def value_order(key: str, value: Any) -> tuple[int, float, str]:
-    """A sort key for a group's value of ``key``: losses in registry order, numbers by value, the rest
-    by text."""
-    if key == LOSS_KEY and value in LOSS_NAMES:
-        return (0, LOSS_NAMES.index(value), "")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return (0, float(value), "")
-    return (1, 0.0, str(value))
-
-
-class SeededRun(Protocol):
-    """What grouping needs of a finished run: its flat settings and its seed."""
-
-    @property
-    def settings(self) -> dict[str, Any]: ...
-
-    @property
-    def seed(self) -> int: ...
-
-    @property
-    def path(self) -> Path: ...
-
-
-Run = TypeVar("Run", bound=SeededRun)
-GroupKey = tuple[tuple[str, Any], ...]
-
-
-def group_runs(runs: Sequence[Run]) -> tuple[list[str], list[tuple[GroupKey, list[Run]]]]:
-    """The varying keys (``varying_keys``) and the groups of runs that share their values, ordered by value
-    (``value_order``), each group's runs by seed. A seed found twice in a group (a copied run folder?) is
-    logged as a warning and counted once (the first run folder).
-
-    Args:
-        runs: finished runs.
-
-    Returns:
-        ``(varying keys, [(((key, value), ...), runs), ...])``.
-    """
-    varying = varying_keys([run.settings for run in runs])
-    members: dict[GroupKey, list[Run]] = defaultdict(list)
-    for run in runs:
-        members[tuple((key, run.settings.get(key)) for key in varying)].append(run)
-    groups = []
-    for key, found in sorted(members.items(), key=lambda item: [value_order(k, v) for k, v in item[0]]):
-        for seed, count in Counter(run.seed for run in found).items():
-            if count > 1:
-                copies = [run for run in found if run.seed == seed]
-                paths = ", ".join(str(run.path) for run in copies)
-                logger.warning(
-                    "%s has seed %d %d times (%s): copies of one run? counting %s only",
-                    describe(key),
-                    seed,
-                    count,
-                    paths,
-                    copies[0].path,
-                )
-                found = [run for run in found if run.seed != seed or run is copies[0]]
-        groups.append((key, sorted(found, key=lambda run: run.seed)))
-    return varying, groups
-
-
-def value_text(value: Any) -> str:
-    """A config value in a report: lists (tuples) as ``[a, b]``, ``None`` (not set, or not used by the
-    run's loss) as ``—``."""
-    if isinstance(value, tuple):
-        return "[" + ", ".join(map(value_text, value)) + "]"
-    return "—" if value is None else str(value)
-
-
-def describe(key: GroupKey) -> str:
-    """A group's key as ``name=value, ...`` (``all runs`` when nothing varies)."""
-    return ", ".join(f"{name}={value_text(value)}" for name, value in key) or "all runs"
-
-
-def baseline_group(key: GroupKey, keys: Sequence[GroupKey], baseline: str) -> GroupKey | str:
-    """The key among ``keys`` of the group ``key`` is compared with: ``loss.name=baseline`` and the same value
-    of every other varying key or, when there is none, the unique such group that differs only in
-    ``loss.*`` options (which the baseline does not use).
-
-    Returns:
-        The baseline group's key, or why there is none (``"no ce"``, ``"2 ce groups"``).
-    """
-    values = dict(key)
-
-    def same(other: GroupKey, skip: Callable[[str], bool]) -> bool:
-        return all(values[name] == value for name, value in other if not skip(name))
-
-    candidates = [
-        other
-        for other in keys
-        if dict(other).get(LOSS_KEY) == baseline and same(other, lambda name: name.startswith("loss."))
-    ]
-    exact = [other for other in candidates if same(other, lambda name: name == LOSS_KEY)]
-    if exact or len(candidates) == 1:
-        return (exact or candidates)[0]
-    return f"{len(candidates)} {baseline} groups" if candidates else f"no {baseline}"
+#: Reads a run's metrics (``{metric: value}``, in the table's units) from its results file; raises
+#: ``KeyError`` when the file lacks them.
+MetricReader = Callable[[dict[str, Any]], dict[str, float]]
 
 
 @dataclass(frozen=True)
-class Comparison:
-    """One group's values against the baseline group's, paired by seed.
+class ReportRun:
+    """One finished run: its folder, config as flat dotted keys (lists as tuples), seed, metrics and the
+    results file they were read from."""
+
+    path: Path
+    settings: dict[str, Any]
+    seed: int
+    values: dict[str, float]
+    results: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class ReportGroup:
+    """The runs sharing the value of every varying key but the seed (ordered by seed), with each metric's
+    comparison against the baseline loss's group (empty for the baseline itself or when the loss does not
+    vary)."""
+
+    key: GroupKey
+    runs: tuple[ReportRun, ...]
+    comparisons: dict[str, Comparison] = field(default_factory=dict)
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        """The seeds of the runs (distinct: ``group_runs`` counts a copied run once)."""
+        return tuple(run.seed for run in self.runs)
+
+    def value(self, key: str) -> Any:
+        """The group's value of the varying ``key``."""
+        return dict(self.key)[key]
+
+    def by_seed(self, metric: str) -> dict[int, float]:
+        """``metric`` per seed, for the runs that have it (not NaN)."""
+        return {
+            run.seed: run.values[metric]
+            for run in self.runs
+            if metric in run.values and not math.isnan(run.values[metric])
+        }
+
+    def values(self, metric: str) -> list[float]:
+        """``metric`` of every run that has it (not NaN)."""
+        return list(self.by_seed(metric).values())
+
+    def mean(self, metric: str) -> float:
+        """The mean of ``metric`` over the runs that have it (NaN for none)."""
+        values = self.values(metric)
+        return statistics.fmean(values) if values else math.nan
+
+    def std(self, metric: str) -> float:
+        """The sample standard deviation of ``metric`` over the runs that have it (NaN below two)."""
+        values = self.values(metric)
+        return statistics.stdev(values) if len(values) > 1 else math.nan
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The groups of a report in table order, the keys that vary between them and the baseline loss."""
+
+    varying: tuple[str, ...]
+    groups: tuple[ReportGroup, ...]
+    baseline: str = "ce"
+
+
+@dataclass(frozen=True)
+class Addition:
+    """What a task adds to its report: markdown lines after the tables, and CSV columns (one cell per
+    group, in table order)."""
+
+    markdown: list[str] = field(default_factory=list)
+    columns: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReportSpec:
+    """A task's report.
 
     Attributes:
-        seeds: the paired seeds.
-        differences: group minus baseline, per paired seed.
-        p_value: two-sided paired t-test (NaN below two pairs or without spread).
-        note: why there is no comparison (then ``seeds`` is empty), e.g. ``"no ce"``.
+        task: the runs' ``task``.
+        title: the report's heading (``"mIoU by what varies"``).
+        description: the command's help text.
+        read: the metrics of a results file (``MetricReader``).
+        columns: metric -> column title for the runs found, in column order.
+        digits: decimals of the values.
+        one_table: one metric in one table with its paired difference beside it (segmentation's mIoU);
+            else a table of values and one of paired differences.
+        add_arguments: the task's own options on the command's parser (``--rare``).
+        addition: ``addition(summary, args)``: the task's part after the tables and its CSV columns.
+        plot: ``plot(summary, path)``: the figure written as ``PREFIX.png``.
     """
 
-    seeds: tuple[int, ...] = ()
-    differences: tuple[float, ...] = ()
-    p_value: float = math.nan
-    note: str = ""
-
-    @property
-    def mean(self) -> float:
-        """The mean difference (NaN without pairs, or when a value is NaN)."""
-        return float(np.mean(self.differences)) if self.differences else math.nan
-
-    @property
-    def std(self) -> float:
-        """The sample standard deviation of the differences (NaN below two pairs, or when a value is NaN)."""
-        return float(np.std(self.differences, ddof=1)) if len(self.differences) > 1 else math.nan
+    task: str
+    title: str
+    description: str
+    read: MetricReader
+    columns: Callable[[Sequence[ReportRun]], Mapping[str, str]]
+    digits: int = 1
+    one_table: bool = False
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    addition: Callable[[Summary, argparse.Namespace], Addition] | None = None
+    plot: Callable[[Summary, Path], None] | None = None
 
 
-def compare_by_seed(
-    ours: Mapping[int, float], theirs: Mapping[int, float], baseline: str = "ce"
-) -> Comparison:
-    """``ours`` against ``theirs`` (values per seed) on their common seeds, with a two-sided paired t-test
-    (scipy) from two pairs with some spread on."""
-    seeds = tuple(seed for seed in sorted(ours) if seed in theirs)
-    differences = tuple(ours[seed] - theirs[seed] for seed in seeds)
-    p_value = math.nan
-    if len(seeds) > 1 and np.ptp(differences) > 0:
-        from scipy.stats import ttest_rel
+# ---------------------------------------------------------------------------------------------------
+# Runs, groups and comparisons
 
-        p_value = float(ttest_rel([ours[s] for s in seeds], [theirs[s] for s in seeds]).pvalue)
-    return Comparison(seeds, differences, p_value, "" if seeds else f"no common seed with {baseline}")
+
+def find_runs(
+    folders: Iterable[str | Path], task: str, read: MetricReader, results_name: str = RESULTS_FILE
+) -> list[ReportRun]:
+    """Every finished ``task`` run at or below ``folders`` whose results file ``read`` understands (the
+    others are skipped with a logged warning).
+
+    Raises:
+        FileNotFoundError: a folder does not exist.
+    """
+    runs = []
+    for run_dir, settings, results in finished_runs(folders, task, results_name):
+        try:
+            values = read(results)
+        except (KeyError, TypeError) as error:
+            logger.warning("skipping %s: its %s lacks %s", run_dir, results_name, error)
+            continue
+        runs.append(ReportRun(run_dir, settings, settings[SEED_KEY], values, results))
+    return runs
+
+
+def summarise(runs: Sequence[ReportRun], metrics: Sequence[str], baseline: str = "ce") -> Summary:
+    """The groups of ``runs`` (``segloss.runner.grouping.group_runs``), each compared per metric with the
+    baseline loss's group (``baseline_group``) when the loss varies."""
+    varying, grouped = group_runs(runs)
+    groups = [ReportGroup(key, tuple(found)) for key, found in grouped]
+    if LOSS_KEY not in varying:
+        return Summary(tuple(varying), tuple(groups), baseline)
+    by_key = {group.key: group for group in groups}
+    compared = []
+    for group in groups:
+        if group.value(LOSS_KEY) == baseline:
+            compared.append(group)
+            continue
+        match = baseline_group(group.key, list(by_key), baseline)
+        comparisons = {}
+        for metric in metrics:
+            if isinstance(match, str):
+                comparisons[metric] = Comparison(note=match)
+            elif not group.by_seed(metric) or not by_key[match].by_seed(metric):
+                comparisons[metric] = Comparison(note="not measured")
+            else:
+                comparisons[metric] = compare_by_seed(
+                    group.by_seed(metric), by_key[match].by_seed(metric), baseline
+                )
+        compared.append(ReportGroup(group.key, group.runs, comparisons))
+    return Summary(tuple(varying), tuple(compared), baseline)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Markdown and CSV
+
+
+def mean_sd(values: Sequence[float], digits: int, sign: bool = False) -> str:
+    """``mean ± sample sd`` (a single value alone, ``—`` for none)."""
+    if not values:
+        return "—"
+    text = f"{statistics.fmean(values):{'+' if sign else ''}.{digits}f}"
+    return text + (f" ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else "")
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """A markdown table's lines."""
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
+
+
+def key_cells(group: ReportGroup) -> list[str]:
+    """The group's values of the varying keys (``all`` when nothing varies)."""
+    return [value_text(value) for _, value in group.key] or ["all"]
+
+
+def key_header(varying: Sequence[str]) -> list[str]:
+    """The titles of the varying keys' columns (``runs`` when nothing varies)."""
+    labels = key_labels(varying)
+    return [labels[key] for key in varying] or ["runs"]
+
+
+def _cell(group: ReportGroup, metric: str, digits: int) -> str:
+    """``metric``'s mean ± sd over the group's runs, with how many runs had it when not all did."""
+    values = group.values(metric)
+    missing = len(values) < len(group.runs)
+    return mean_sd(values, digits) + (f" ({len(values)} runs)" if missing and values else "")
+
+
+def _p(comparison: Comparison) -> str:
+    return "n/a" if math.isnan(comparison.p_value) else f"{comparison.p_value:.3f}"
+
+
+def markdown(
+    summary: Summary, columns: Mapping[str, str], *, digits: int = 1, one_table: bool = False
+) -> str:
+    """The report's tables: each metric's mean ± sd per group (with the runs' seeds) and, when the loss
+    varies, each metric's paired difference to the baseline (mean ± sd of the differences, pairs, p of the
+    two-sided paired t-test): beside the values with ``one_table`` (one metric), else in a second table.
+
+    Args:
+        summary: the groups (``summarise``).
+        columns: metric -> column title, in column order.
+        digits: decimals of the values.
+        one_table: one table (the first metric only).
+
+    Returns:
+        The markdown, tables separated by a blank line.
+    """
+    header = key_header(summary.varying)
+    compare = LOSS_KEY in summary.varying
+    if one_table:
+        metric, title = next(iter(columns.items()))
+        rows = []
+        for group in summary.groups:
+            cells = [*key_cells(group), str(len(group.runs)), _cell(group, metric, digits)]
+            if compare:
+                c = group.comparisons.get(metric)
+                if c is None:
+                    cells += ["baseline", "", ""]
+                elif c.note:
+                    cells += [c.note, "0", "n/a"]
+                else:
+                    cells += [mean_sd(c.differences, digits, sign=True), str(len(c.seeds)), _p(c)]
+            rows.append(cells)
+        extra = [f"Δ vs {summary.baseline} (paired)", "pairs", "p"] if compare else []
+        return "\n".join(markdown_table([*header, "n", title, *extra], rows)) + "\n"
+    rows = [
+        [*key_cells(group), str(len(group.runs)), " ".join(map(str, group.seeds)),
+         *(_cell(group, metric, digits) for metric in columns)]
+        for group in summary.groups
+    ]  # fmt: skip
+    lines = markdown_table([*header, "n", "seeds", *columns.values()], rows)
+    compared = [group for group in summary.groups if group.comparisons]
+    if compared:
+        rows = []
+        for group in compared:
+            cells = key_cells(group)
+            for metric in columns:
+                c = group.comparisons[metric]
+                cells.append(
+                    c.note or f"{mean_sd(c.differences, digits, sign=True)} ({len(c.seeds)}, p {_p(c)})"
+                )
+            rows.append(cells)
+        lines += [
+            "",
+            f"Paired by seed against {LOSS_KEY}={summary.baseline} with the same other keys: mean ± sd of "
+            "the differences (pairs, two-sided paired t-test p).",
+            "",
+            *markdown_table([*header, *(f"Δ {title}" for title in columns.values())], rows),
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(summary: Summary, metrics: Sequence[str], path: Path, addition: Addition | None = None) -> None:
+    """One row per group: the varying keys, runs, seeds; per metric its mean and sd and the paired
+    difference to the baseline (``METRIC_diff_mean``, ``_diff_std``, ``_diff_pairs``, ``_diff_p``; empty
+    for the baseline); then the task's ``addition`` columns."""
+
+    def number(value: float) -> str:
+        return "" if math.isnan(value) else f"{value:.4f}"
+
+    extra = addition.columns if addition is not None else {}
+    columns = [f"{metric}_{stat}" for metric in metrics for stat in ("mean", "std")]
+    columns += [f"{metric}_diff_{stat}" for metric in metrics for stat in ("mean", "std", "pairs", "p")]
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow([*summary.varying, "runs", "seeds", *columns, *extra])
+        for index, group in enumerate(summary.groups):
+            row = [
+                *(value_text(value) for _, value in group.key),
+                len(group.runs),
+                " ".join(map(str, group.seeds)),
+            ]
+            row += [
+                cell for metric in metrics for cell in (number(group.mean(metric)), number(group.std(metric)))
+            ]
+            for metric in metrics:
+                c = group.comparisons.get(metric, Comparison())
+                row += [number(c.mean), number(c.std), len(c.seeds) or "", number(c.p_value)]
+            writer.writerow([*row, *(cells[index] for cells in extra.values())])
+
+
+# ---------------------------------------------------------------------------------------------------
+# The command
+
+
+def report_spec(task: str) -> ReportSpec:
+    """The ``ReportSpec`` of ``task`` (its module's ``REPORT``, ``"module:name"``)."""
+    module, _, name = tasks.load_task(task).REPORT.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def reporting_tasks() -> list[str]:
-    """The tasks whose module has a ``report``."""
-    return [name for name in tasks.TASK_MODULES if hasattr(tasks.load_task(name), "report")]
+    """The tasks whose module names a report (``REPORT``)."""
+    return [name for name in tasks.TASK_MODULES if hasattr(tasks.load_task(name), "REPORT")]
 
 
 def run_tasks(folders: Iterable[str | Path]) -> set[str]:
@@ -263,108 +369,6 @@ def run_tasks(folders: Iterable[str | Path]) -> set[str]:
     return found
 
 
-def finished_runs(
-    folders: Iterable[str | Path], task: str, results_name: str = RESULTS_FILE
-) -> Iterator[tuple[Path, dict[str, Any], dict[str, Any]]]:
-    """Every finished run of ``task`` (``config.yaml`` next to ``results_name``) at or below ``folders``.
-
-    Args:
-        folders: run folders or folders holding runs.
-        task: the runs' ``task``; runs of other tasks are skipped with a logged note.
-        results_name: the results file to read in each run folder.
-
-    Yields:
-        The run folder, its settings (``used_settings``, lists as tuples so that runs can be grouped by
-        them) and its results. Unfinished runs and configs that no longer fit the schema are skipped with
-        a logged warning.
-
-    Raises:
-        FileNotFoundError: a folder does not exist.
-
-    When the runs trained in different environments (``segloss.runner.environment``: device, CPU model,
-    precision, torch version), a warning names what differs: such runs compare statistically, not bit for
-    bit.
-    """
-
-    environments: dict[tuple[Any, ...], list[Path]] = {}
-    for run_dir, settings, results in _finished_runs(folders, task, results_name):
-        environments.setdefault(_trained_in(run_dir), []).append(run_dir)
-        yield run_dir, settings, results
-    if len(environments) > 1:
-        logger.warning(mixed_environments_note(environments))
-
-
-def _trained_in(run_dir: Path) -> tuple[Any, ...]:
-    """The deciding fields of the environment(s) ``run_dir``'s ``results.json`` records (``None`` each when
-    it records none: runs trained before segloss recorded them)."""
-    try:
-        recorded = json.loads((run_dir / RESULTS_FILE).read_text()).get("environment") or [{}]
-    except (OSError, ValueError):
-        recorded = [{}]
-    return tuple(dict.fromkeys(environment_key(environment) for environment in recorded))
-
-
-def mixed_environments_note(environments: Mapping[tuple[Any, ...], Sequence[Path]]) -> str:
-    """One paragraph saying that the runs trained in ``len(environments)`` environments and how they
-    differ (``DECIDING_FIELDS``), with the number of runs in each."""
-    lines = [
-        f"these runs trained in {len(environments)} different environments; CPU training is reproducible "
-        f"bit for bit on one CPU model only, so compare across them statistically:"
-    ]
-    for key, runs in environments.items():
-        described = "; ".join(
-            " + ".join(
-                f"{name} {value}"
-                for name, value in zip(DECIDING_FIELDS, fields, strict=True)
-                if value is not None
-            )
-            or "not recorded"
-            for fields in key
-        )
-        lines.append(f"  {len(runs)} run(s): {described} (e.g. {runs[0]})")
-    return "\n".join(lines)
-
-
-def _finished_runs(
-    folders: Iterable[str | Path], task: str, results_name: str
-) -> Iterator[tuple[Path, dict[str, Any], dict[str, Any]]]:
-    import yaml
-
-    for folder in map(Path, folders):
-        if not folder.is_dir():
-            raise FileNotFoundError(f"run folder not found: {folder}")
-        for config_file in sorted(folder.rglob(CONFIG_FILE)):
-            run_dir = config_file.parent
-            results_file = config_file.with_name(results_name)
-            if not results_file.is_file():
-                logger.warning("skipping %s: no %s (the run has not finished)", run_dir, results_name)
-                continue
-            config = yaml.safe_load(config_file.read_text()) or {}
-            run_task = config.get("task", tasks.DEFAULT_TASK)
-            if run_task != task:
-                logger.info("skipping %s: a %s run (this report is for %s runs)", run_dir, run_task, task)
-                continue
-            try:
-                settings = {key: _hashable(value) for key, value in used_settings(config).items()}
-            except ConfigError as error:
-                logger.warning("skipping %s: its config.yaml does not fit this version (%s)", run_dir, error)
-                continue
-            yield run_dir, settings, json.loads(results_file.read_text())
-
-
-def _hashable(value: Any) -> Any:
-    return tuple(_hashable(item) for item in value) if isinstance(value, list) else value
-
-
-def _folders(argv: Sequence[str]) -> list[str]:
-    """The arguments that name folders (not options, nor an option's value)."""
-    return [
-        arg
-        for previous, arg in zip([None, *argv], argv, strict=False)
-        if not arg.startswith("-") and not (previous or "").startswith("-") and Path(arg).is_dir()
-    ]
-
-
 def report_task(folders: Iterable[str | Path]) -> str:
     """The task to report on for ``folders``: that of their finished runs among the tasks with a report
     (the default task when there are none); ``ValueError`` when there are several."""
@@ -376,14 +380,78 @@ def report_task(folders: Iterable[str | Path]) -> str:
     return found[0] if found else tasks.DEFAULT_TASK
 
 
+def _folders(argv: Sequence[str]) -> list[str]:
+    """The arguments that name folders (not options, nor an option's value)."""
+    return [
+        arg
+        for previous, arg in zip([None, *argv], argv, strict=False)
+        if not arg.startswith("-") and not (previous or "").startswith("-") and Path(arg).is_dir()
+    ]
+
+
 def main(argv: Sequence[str] | None = None, prog: str = "segloss report") -> int:
-    """Run the report of ``--task`` or of the task of the runs found; returns the exit status."""
+    """``segloss report FOLDERS [--task T] [--out PREFIX] [--baseline LOSS] [--results FILE] [task
+    options]``: prints the report of the runs' task and, with ``--out``, writes its files; returns the exit
+    status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog=prog, add_help=False)
-    parser.add_argument("--task", choices=reporting_tasks())
-    known, rest = parser.parse_known_args(argv)
+    chooser = argparse.ArgumentParser(prog=prog, add_help=False)
+    chooser.add_argument("--task", choices=reporting_tasks())
+    known, _ = chooser.parse_known_args(argv)
     try:
-        task = known.task or report_task(_folders(rest))
+        task = known.task or report_task(_folders(argv))
     except ValueError as error:
+        chooser.error(str(error))
+    spec = report_spec(task)
+    parser = argparse.ArgumentParser(
+        prog=prog, description=spec.description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("folders", nargs="+", help="run folders or folders holding runs")
+    parser.add_argument("--out", help="write PREFIX.md, PREFIX.csv (and the task's PREFIX.png) too")
+    parser.add_argument(
+        "--task", choices=reporting_tasks(), help="the runs' task (default: read from the runs)"
+    )
+    parser.add_argument("--baseline", default="ce", help="the loss.name compared against (default: ce)")
+    parser.add_argument(
+        "--results", default=RESULTS_FILE, help="results file of each run folder (default: %(default)s)"
+    )
+    if spec.add_arguments is not None:
+        spec.add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    import yaml
+
+    try:
+        runs = find_runs(args.folders, task, spec.read, args.results)
+    except (OSError, ValueError, yaml.YAMLError) as error:
         parser.error(str(error))
-    return tasks.load_task(task).report(rest, prog)
+    if not runs:
+        parser.error(
+            f"no finished {task} runs (config.yaml with {args.results}) below {', '.join(args.folders)}"
+        )
+    columns = spec.columns(runs)
+    summary = summarise(runs, list(columns), args.baseline)
+    addition = spec.addition(summary, args) if spec.addition is not None else Addition()
+    count = sum(len(group.runs) for group in summary.groups)
+    compared = (
+        f"; Δ: paired by seed against {LOSS_KEY}={args.baseline} with the same other keys"
+        if LOSS_KEY in summary.varying
+        else ""
+    )
+    text = (
+        f"# {spec.title}: {count} runs in {len(summary.groups)} groups\n\n"
+        f"Varying: {', '.join(summary.varying) or 'nothing'}. Mean ± sd over seeds (n runs){compared}.\n\n"
+        + markdown(summary, columns, digits=spec.digits, one_table=spec.one_table)
+        + "".join(line + "\n" for line in addition.markdown)
+    )
+    sys.stdout.write(text)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        Path(f"{out}.md").write_text(text)
+        write_csv(summary, list(columns), Path(f"{out}.csv"), addition)
+        written = [f"{out}.md", f"{out}.csv"]
+        if spec.plot is not None:
+            spec.plot(summary, Path(f"{out}.png"))
+            written.append(f"{out}.png")
+        sys.stdout.write(f"\nwrote {', '.join(written)}\n")
+    return 0

@@ -29,8 +29,8 @@ from pathlib import Path
 
 from .config import ConfigError, find_config, load_config, resume_config
 from .executors import Run, SlurmOptions, TrainJob, parse_minutes, run_local, submit
+from .grouping import key_labels
 from .logs import EXPECTED_ERRORS, configure_logging
-from .report import key_labels
 
 logger = logging.getLogger(__name__)
 

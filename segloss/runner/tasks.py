@@ -9,8 +9,8 @@ A task module imports only the standard library at the top (``segloss --help`` i
 - ``add_evaluate_arguments(group) -> list[str]``: its own ``segloss evaluate`` options (their ``dest``);
 - ``evaluate(args) -> str``: evaluate ``args.checkpoint`` (with ``args.out``, ``args.device``,
   ``args.no_progress`` and its own options) and return the text to print;
-- optionally ``report(argv, prog) -> int``: ``segloss report`` for finished runs of the task (chosen by
-  ``segloss.runner.report``); a task without one is left out of reports.
+- optionally ``REPORT``: ``"module:name"`` of its ``segloss.runner.report.ReportSpec``, what ``segloss
+  report`` reads from its runs and adds to the tables; a task without one is left out of reports.
 
 Adding a task is one module and one line in ``TASK_MODULES`` (docs/extending.md).
 """

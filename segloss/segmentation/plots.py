@@ -8,13 +8,17 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from ..runner.grouping import LOSS_KEY, key_labels, value_text
 from .iou import SegmentationScores
+
+if TYPE_CHECKING:
+    from ..runner.report import Summary
 
 IGNORE_COLOUR = (0, 0, 0)
 
@@ -117,5 +121,42 @@ def plot_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike) -> N
     miou_ax.set_ylabel("mIoU (%)")
     for ax in (loss_ax, miou_ax):
         ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def plot_report(
+    summary: Summary, path: str | os.PathLike, metric: str = "miou", label: str = "mIoU (%)"
+) -> None:
+    """``metric`` per group of a report, one row each (top to bottom in table order): every run as a point,
+    mean ± sd as an error bar; baseline groups in grey, with a dashed line at their mean."""
+    labels = key_labels(summary.varying)
+    names = [
+        " · ".join(
+            value_text(v) if k == LOSS_KEY else f"{labels[k]}={value_text(v)}"
+            for k, v in group.key
+            if v is not None
+        )
+        or "all"
+        for group in summary.groups
+    ]
+    # wide enough for the longest group name at 8 pt (about 0.07 inch a character) beside the axes
+    width = max(8.0, 4.0 + 0.07 * max(map(len, names)))
+    fig = Figure(figsize=(width, 1.2 + 0.42 * len(summary.groups)))
+    ax = fig.subplots()
+    rng = np.random.default_rng(0)  # jitter only
+    for row, group in enumerate(summary.groups):
+        is_baseline = LOSS_KEY in summary.varying and group.value(LOSS_KEY) == summary.baseline
+        color = "0.45" if is_baseline else "C0"
+        values = group.values(metric)
+        ax.scatter(values, row + 0.15 + rng.uniform(-0.06, 0.06, len(values)), s=14, color=color, alpha=0.6)
+        std = 0.0 if math.isnan(group.std(metric)) else group.std(metric)
+        ax.errorbar(group.mean(metric), row - 0.1, xerr=std, fmt="|", markersize=12, capsize=4, color=color)
+        if is_baseline:
+            ax.axvline(group.mean(metric), color=color, linestyle="--", linewidth=0.8)
+    ax.set_yticks(range(len(summary.groups)), names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(label)
+    ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

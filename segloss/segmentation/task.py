@@ -6,7 +6,6 @@ Only the standard library is imported here; the segmentation packages load when 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
 
 from .constants import PREDICTION_FORMATS
 
@@ -21,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 #: The run's ``train(config, *, resume)``, imported when a command trains.
 TRAIN = "segloss.segmentation.training:train"
+#: Its ``segloss report`` (``segloss.runner.report.ReportSpec``).
+REPORT = "segloss.segmentation.report:REPORT"
 
 
 def schema() -> type:
@@ -67,10 +68,3 @@ def evaluate(args: argparse.Namespace) -> str:
         overrides=args.overrides,
     )
     return results.format_table(f"{args.checkpoint} ({args.split or 'eval split'})")
-
-
-def report(argv: Sequence[str], prog: str) -> int:
-    """``segloss report`` for segmentation runs; see ``segloss.segmentation.report``."""
-    from .report import main
-
-    return main(argv, prog=prog)

@@ -11,7 +11,7 @@ import yaml
 
 from segloss.classification.report import metric_titles, read_metrics
 from segloss.runner import report as runner_report
-from segloss.runner.metric_report import MetricRun, metric_markdown, summarise_metrics
+from segloss.runner.report import ReportRun, markdown, summarise
 
 from ..helpers import run_cli
 
@@ -75,8 +75,8 @@ def test_metrics_of_a_results_file():
     )
     assert read_metrics({"accuracy": 0.9, "num_test": 10}) == {"accuracy": pytest.approx(90)}
     # Columns: accuracy, AUROC, each attack's robust accuracy and DARs together, corruptions.
-    runs = [MetricRun(Path("a"), {}, 0, {"corruption_accuracy": 1.0, "accuracy": 1.0}),
-            MetricRun(Path("b"), {}, 1, read_metrics(results))]  # fmt: skip
+    runs = [ReportRun(Path("a"), {}, 0, {"corruption_accuracy": 1.0, "accuracy": 1.0}),
+            ReportRun(Path("b"), {}, 1, read_metrics(results))]  # fmt: skip
     assert list(metric_titles(runs).values()) == [
         "accuracy %", "AUROC MSP %", "AUROC MLS %", "L2 2 robust %", "L2 2 DAR MSP %", "L2 2 DAR MLS %",
         "corruption accuracy %",
@@ -114,7 +114,7 @@ def test_report_by_hand(runs_dir, tmp_path):
 
 def run(loss, seed, **values):
     settings = {"model.arch": "lenet", "loss.name": loss, "train.seed": seed}
-    return MetricRun(Path(f"/runs/{loss}{seed}"), settings, seed, values)
+    return ReportRun(Path(f"/runs/{loss}{seed}"), settings, seed, values)
 
 
 def test_missing_and_undefined_metrics():
@@ -127,17 +127,17 @@ def test_missing_and_undefined_metrics():
         run("hem", 1, accuracy=math.nan, robust_Linf_0=5.0, auroc_msp=70.0),
     ]
     metrics = {"accuracy": "acc", "robust_Linf_0": "robust", "auroc_msp": "auroc"}
-    varying, groups = summarise_metrics(runs, list(metrics))
-    ce, hem = groups
+    summary = summarise(runs, list(metrics))
+    ce, hem = summary.groups
     assert hem.comparisons["accuracy"].differences == (1.0,)  # seed 1 is NaN for hem
     assert hem.comparisons["robust_Linf_0"].differences == (2.0,)  # CE measured seed 0 only
     assert hem.comparisons["auroc_msp"].note == "not measured"
-    text = metric_markdown(varying, groups, metrics)
+    text = markdown(summary, metrics)
     assert "| ce | 2 | 0 1 | 91.0 ± 1.4 | 1.0 (1 runs) | — |" in text
     assert "| hem | 2 | 0 1 | 91.0 (1 runs) | 4.0 ± 1.4 | 75.0 ± 7.1 |" in text
     assert "| hem | +1.0 (1, p n/a) | +2.0 (1, p n/a) | not measured |" in text
-    _, groups = summarise_metrics([run("hem", 0, accuracy=1.0)], ["accuracy"])
-    assert groups[0].comparisons == {}  # the loss does not vary: nothing to compare
+    (group,) = summarise([run("hem", 0, accuracy=1.0)], ["accuracy"]).groups
+    assert group.comparisons == {}  # the loss does not vary: nothing to compare
     runs = [run("hem", 0, accuracy=1.0), run("mm", 0, accuracy=2.0)]
-    _, groups = summarise_metrics(runs, ["accuracy"])
+    groups = summarise(runs, ["accuracy"]).groups
     assert [group.comparisons["accuracy"].note for group in groups] == ["no ce", "no ce"]

@@ -68,7 +68,7 @@ def test_run_environment_records_precision_layout_and_versions():
 
 
 def test_report_says_when_runs_trained_in_different_environments(tmp_path, caplog):
-    from segloss.runner.report import finished_runs
+    from segloss.runner.grouping import finished_runs
 
     machines = {"a": "AMD EPYC", "b": "Intel Xeon", "c": "AMD EPYC"}
     for name, cpu in machines.items():
@@ -90,7 +90,7 @@ def test_report_says_when_runs_trained_in_different_environments(tmp_path, caplo
 
 
 def test_the_data_folder_is_not_a_setting_that_groups_runs():
-    from segloss.runner.report import varying_keys
+    from segloss.runner.grouping import varying_keys
 
     settings = [{"data.root": "/a", "optim.lr": 0.1}, {"data.root": "/b", "optim.lr": 0.2}]
     assert varying_keys(settings) == ["optim.lr"]

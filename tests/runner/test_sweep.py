@@ -9,7 +9,7 @@ import pytest
 
 from segloss.runner.config import ConfigError
 from segloss.runner.executors import SlurmOptions, TrainJob, parse_minutes, submit
-from segloss.runner.report import key_labels
+from segloss.runner.grouping import key_labels
 from segloss.runner.sweep import main, parse_axes, plan, run_status, split_values
 
 from ..helpers import CONFIGS

@@ -13,8 +13,23 @@ import pytest
 import yaml
 from PIL import Image
 
+from segloss.runner import report as engine
 from segloss.runner.checkpoint import save_checkpoint
-from segloss.segmentation.report import find_runs, main, markdown, summarise
+from segloss.runner.report import main
+from segloss.segmentation.report import MIOU, REPORT, dataset_label, rare_classes
+
+
+def find_runs(folders, results="results.json"):
+    return engine.find_runs(folders, "segmentation", REPORT.read, results)
+
+
+def summarise(runs):
+    return engine.summarise(runs, [MIOU])
+
+
+def markdown(summary):
+    return engine.markdown(summary, REPORT.columns([]), digits=REPORT.digits, one_table=REPORT.one_table)
+
 
 # (dataset, encoder, loss, seed) -> mIoU
 RUNS = {
@@ -60,18 +75,24 @@ def test_summary_by_hand(runs_dir):
     assert report.varying == ("data.name", "model.encoder", "loss.name")  # not the seed, out_dir or device
     groups = {group.key: group for group in report.groups}
     ce = groups[(("data.name", "camvid"), ("model.encoder", "resnet34"), ("loss.name", "ce"))]
-    assert ce.seeds == (0, 1, 2) and ce.comparison is None  # the baseline
-    assert ce.mean == pytest.approx(62.0) and ce.std == pytest.approx(2.0)  # sample std of 60, 62, 64
+    assert ce.seeds == (0, 1, 2) and ce.comparisons.get(MIOU) is None  # the baseline
+    assert ce.mean(MIOU) == pytest.approx(62.0) and ce.std(MIOU) == pytest.approx(
+        2.0
+    )  # sample std of 60, 62, 64
     hem = groups[(("data.name", "camvid"), ("model.encoder", "resnet34"), ("loss.name", "hem+"))]
-    assert hem.mean == pytest.approx(63.0) and hem.std == pytest.approx(np.std([61, 65], ddof=1))
+    assert hem.mean(MIOU) == pytest.approx(63.0) and hem.std(MIOU) == pytest.approx(np.std([61, 65], ddof=1))
     # Paired with CE by seed: 61 - 60 and 65 - 62. t = 2 / (sqrt(2) / sqrt(2)) = 2 with 1 degree of freedom
     # (a Cauchy distribution): p = 1 - 2 atan(2) / pi.
-    assert hem.comparison.seeds == (0, 1) and hem.comparison.differences == pytest.approx((1.0, 3.0))
-    assert hem.comparison.mean == pytest.approx(2.0) and hem.comparison.std == pytest.approx(math.sqrt(2))
-    assert hem.comparison.p_value == pytest.approx(1 - 2 * math.atan(2) / math.pi)
+    assert hem.comparisons[MIOU].seeds == (0, 1) and hem.comparisons[MIOU].differences == pytest.approx(
+        (1.0, 3.0)
+    )
+    assert hem.comparisons[MIOU].mean == pytest.approx(2.0) and hem.comparisons[MIOU].std == pytest.approx(
+        math.sqrt(2)
+    )
+    assert hem.comparisons[MIOU].p_value == pytest.approx(1 - 2 * math.atan(2) / math.pi)
     single = groups[(("data.name", "sbd"), ("model.encoder", "densenet201"), ("loss.name", "hem+"))]
-    assert single.mean == pytest.approx(70.0) and np.isnan(single.std)
-    assert single.comparison.note == "no ce" and not single.comparison.seeds
+    assert single.mean(MIOU) == pytest.approx(70.0) and np.isnan(single.std(MIOU))
+    assert single.comparisons[MIOU].note == "no ce" and not single.comparisons[MIOU].seeds
 
 
 def test_report_files(runs_dir, tmp_path, capsys):
@@ -99,17 +120,17 @@ def test_report_files(runs_dir, tmp_path, capsys):
         "seeds": "0 1",
         "miou_mean": "63.0000",
         "miou_std": "2.8284",
-        "diff_mean": "2.0000",
-        "diff_std": "1.4142",
-        "pairs": "2",
-        "p_value": "0.2952",
+        "miou_diff_mean": "2.0000",
+        "miou_diff_std": "1.4142",
+        "miou_diff_pairs": "2",
+        "miou_diff_p": "0.2952",
         "iou_rare": "9.4500",
         "iou_pole": "6.3000",
         "iou_sign": "12.6000",
     }
-    assert [(r["data.name"], r["loss.name"], r["miou_std"], r["pairs"]) for r in rows[::2]] == [
-        ("camvid", "ce", "2.0000", "0"),
-        ("sbd", "hem+", "", "0"),
+    assert [(r["data.name"], r["loss.name"], r["miou_std"], r["miou_diff_pairs"]) for r in rows[::2]] == [
+        ("camvid", "ce", "2.0000", ""),
+        ("sbd", "hem+", "", ""),
     ]
     with Image.open(tmp_path / "out" / "report.png") as chart:
         assert chart.size[0] > 300 and chart.size[1] > 200
@@ -127,13 +148,14 @@ def test_rarest_classes_by_training_share_and_loss_option_pairing(tmp_path):
     save_checkpoint(
         {"classes": list(CLASSES), "class_counts": counts}, tmp_path / "hem100_0" / "checkpoint.pt"
     )
-    report = summarise(find_runs([tmp_path]), rare=2)
+    runs = find_runs([tmp_path])
+    report = summarise(runs)
     assert report.varying == ("loss.name", "loss.M")
     ce, hem100, hem500 = report.groups
     assert ce.key == (("loss.name", "ce"), ("loss.M", None))  # shown as "—"
-    assert hem100.comparison.differences == pytest.approx((1.0, 2.0))
-    assert hem500.comparison.differences == pytest.approx((3.0, 4.0))
-    (rare,) = report.rare
+    assert hem100.comparisons[MIOU].differences == pytest.approx((1.0, 2.0))
+    assert hem500.comparisons[MIOU].differences == pytest.approx((3.0, 4.0))
+    (rare,) = rare_classes(runs, "ce", 2)
     assert rare.classes == ("sign", "pole") and "sign 3.00 %, pole 7.00 %" in rare.basis
     # 51 and 54 against 50 and 52: t = 1.5 / (sqrt(0.5) / sqrt(2)) = 3, p = 1 - 2 atan(3) / pi.
     assert "| hem+ | 100.0 | 2 | 52.50 ± 2.12 | +1.50 ± 0.71 | 2 | 0.205 |" in markdown(report)
@@ -146,7 +168,7 @@ def test_report_errors(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit):
         main([str(tmp_path / "empty")])
-    assert "no finished runs" in capsys.readouterr().err
+    assert "no finished segmentation runs" in capsys.readouterr().err
 
 
 def test_classification_runs_are_skipped_with_a_note(runs_dir, caplog):
@@ -156,9 +178,9 @@ def test_classification_runs_are_skipped_with_a_note(runs_dir, caplog):
               "loss": {"name": "ce"}, "train": {"seed": 0}}  # fmt: skip
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
     (folder / "results.json").write_text(json.dumps({"accuracy": 0.95, "num_test": 450}))
-    with caplog.at_level(logging.INFO, logger="segloss.runner.report"):
+    with caplog.at_level(logging.INFO, logger="segloss.runner.grouping"):
         runs = find_runs([runs_dir])
-    assert sorted((run.dataset, run.loss, run.seed) for run in runs) == sorted(
+    assert sorted((run.settings["data.name"], run.settings["loss.name"], run.seed) for run in runs) == sorted(
         (dataset, loss, seed) for dataset, _, loss, seed in RUNS
     )
     assert f"skipping {folder}: a classification run" in caplog.text
@@ -170,29 +192,32 @@ def test_held_out_class_runs_form_their_own_group(runs_dir):
             runs_dir / "camvid_without_car" / f"seed{seed}", "camvid", "resnet34", "ce", seed, miou, ["car"]
         )
     runs = find_runs([runs_dir])
-    assert {run.dataset for run in runs} == {"camvid", "camvid without car", "sbd"}
+    datasets = {
+        dataset_label(run.settings["data.name"], run.settings["data.holdout_classes"]) for run in runs
+    }
+    assert datasets == {"camvid", "camvid without car", "sbd"}
     groups = {
         (group.value("data.name"), group.value("data.holdout_classes"), group.value("loss.name")): group
         for group in summarise(runs).groups
     }
-    assert groups[("camvid", (), "ce")].mean == pytest.approx(62.0)  # unchanged
+    assert groups[("camvid", (), "ce")].mean(MIOU) == pytest.approx(62.0)  # unchanged
     held_out = groups[("camvid", ("car",), "ce")]
-    assert held_out.seeds == (0, 1) and held_out.mean == pytest.approx(35.0)
+    assert held_out.seeds == (0, 1) and held_out.mean(MIOU) == pytest.approx(35.0)
     # HEM+ is paired with the CE runs that trained on every class.
-    assert groups[("camvid", (), "hem+")].comparison.differences == pytest.approx((1.0, 3.0))
+    assert groups[("camvid", (), "hem+")].comparisons[MIOU].differences == pytest.approx((1.0, 3.0))
 
 
 def test_duplicate_seeds_are_flagged(runs_dir, caplog):
     original = runs_dir / "camvid" / "resnet34" / "ce" / "seed1"
     shutil.copytree(original, runs_dir / "copy")
-    with caplog.at_level(logging.WARNING, logger="segloss.segmentation.report"):
+    with caplog.at_level(logging.WARNING, logger="segloss.runner.grouping"):
         report = summarise(find_runs([runs_dir]))
     ce = next(g for g in report.groups if (g.value("data.name"), g.value("loss.name")) == ("camvid", "ce"))
-    assert ce.seeds == (0, 1, 2) and ce.mean == pytest.approx(62.0)  # 60, 62, 64: a seed counts once
+    assert ce.seeds == (0, 1, 2) and ce.mean(MIOU) == pytest.approx(62.0)  # 60, 62, 64: a seed counts once
     assert "data.name=camvid, model.encoder=resnet34, loss.name=ce has seed 1 2 times" in caplog.text
     assert str(original) in caplog.text and str(runs_dir / "copy") in caplog.text
     hem = next(g for g in report.groups if (g.value("data.name"), g.value("loss.name")) == ("camvid", "hem+"))
-    assert hem.comparison.seeds == (0, 1)
+    assert hem.comparisons[MIOU].seeds == (0, 1)
 
 
 def test_configs_are_read_through_the_current_schema(tmp_path):
@@ -209,7 +234,7 @@ def test_configs_are_read_through_the_current_schema(tmp_path):
     ce, hem_plus = report.groups
     assert ce.key == (("loss.name", "ce"),) and ce.seeds == (0, 1)
     assert hem_plus.key == (("loss.name", "hem+"),) and hem_plus.seeds == (0, 1)
-    assert hem_plus.comparison.differences == pytest.approx((20.0, 20.0))
+    assert hem_plus.comparisons[MIOU].differences == pytest.approx((20.0, 20.0))
     assert "| ce | 2 |" in markdown(report)
 
 
@@ -217,7 +242,7 @@ def test_results_file_can_be_chosen(tmp_path):
     write_run(tmp_path / "run", "synthetic", "resnet34", "ce", 0, 0.5)
     (tmp_path / "run" / "test.json").write_text(json.dumps({"miou": 0.25, "per_class": []}))
     (run,) = find_runs([tmp_path], "test.json")
-    assert run.miou == 0.25
+    assert run.values[MIOU] == 25.0
     with pytest.raises(SystemExit, match="2"):  # no run has the file: a usage error naming it
         main([str(tmp_path), "--results", "missing.json", "--out", str(tmp_path / "r")])
 
@@ -237,7 +262,7 @@ def test_the_committed_camvid_study_still_reports(tmp_path):
         report = summarise(runs)
         distinct = {(tuple(run.settings.get(key) for key in report.varying), run.seed) for run in runs}
         assert sum(len(group.runs) for group in report.groups) == len(distinct) >= len(committed) - 2
-        assert all(0 < run.miou < 1 for run in runs)
+        assert all(0 < run.values[MIOU] < 100 for run in runs)
     assert main([str(study), "--results", "test.json", "--out", str(tmp_path / "study")]) == 0
     assert (tmp_path / "study.md").read_text().startswith("# mIoU by what varies")
 
@@ -250,13 +275,13 @@ def test_rarest_classes_from_the_training_pixels_a_results_file_records(tmp_path
     results = json.loads((tmp_path / "ce0" / "results.json").read_text())
     pixels = dict(zip(CLASSES, (700, 200, 30, 70), strict=True))
     (tmp_path / "ce0" / "results.json").write_text(json.dumps({**results, "train_pixels": pixels}))
-    (rare,) = summarise(find_runs([tmp_path]), rare=2).rare
+    (rare,) = rare_classes(find_runs([tmp_path]), "ce", 2)
     assert rare.classes == ("sign", "pole") and "sign 3.00 %" in rare.basis
 
 
-def test_an_undefined_miou_reports_as_a_dash(tmp_path):
-    """A run whose mIoU is undefined (``null``: no class had pixels) makes its group's mean and its paired
-    differences undefined, shown as ``—``, instead of failing the report."""
+def test_an_undefined_miou_is_left_out_and_the_cell_says_so(tmp_path):
+    """A run whose mIoU is undefined (``null``: no class had pixels) is left out of its group's mean and of
+    the pairs, and the cell says how many runs the mean is over, instead of failing the report."""
     for seed in (0, 1):
         write_run(tmp_path / f"ce{seed}", "camvid", "resnet34", "ce", seed, 0.4 + 0.1 * seed)
         write_run(tmp_path / f"hem{seed}", "camvid", "resnet34", "hem+", seed, 0.5)
@@ -264,5 +289,6 @@ def test_an_undefined_miou_reports_as_a_dash(tmp_path):
     results.write_text(json.dumps({**json.loads(results.read_text()), "miou": None}))
     report = summarise(find_runs([tmp_path]))
     hem = next(group for group in report.groups if group.value("loss.name") == "hem+")
-    assert math.isnan(hem.mean) and math.isnan(hem.comparison.mean) and math.isnan(hem.comparison.p_value)
-    assert "| hem+ | 2 | — | — | 2 | n/a |" in markdown(report)
+    assert hem.mean(MIOU) == pytest.approx(50.0) and math.isnan(hem.std(MIOU))
+    assert hem.comparisons[MIOU].seeds == (0,) and hem.comparisons[MIOU].differences == pytest.approx((10.0,))
+    assert "| hem+ | 2 | 50.00 (1 runs) | +10.00 | 1 | n/a |" in markdown(report)
