@@ -1,4 +1,5 @@
-"""Check a downloaded CamVid, Cityscapes, IDD-Lite or SBD folder against the layout the readers expect.
+"""Check a downloaded dataset folder (CamVid, Cityscapes, IDD-Lite, SBD: every registered reader with
+official split sizes, its ``split_sizes``) against the layout the reader expects.
 
 For every split: the number of images against the official count, then the first and last sample
 (or every sample with --all) read through the segloss reader, which checks that images decode, that
@@ -15,18 +16,10 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-from segloss.segmentation.data import build_dataset
-from segloss.segmentation.data.camvid import SPLIT_SIZES as CAMVID_SIZES
-from segloss.segmentation.data.cityscapes import SPLIT_SIZES as CITYSCAPES_SIZES
-from segloss.segmentation.data.idd_lite import SPLIT_SIZES as IDD_LITE_SIZES
-from segloss.segmentation.data.sbd import SPLIT_SIZES as SBD_SIZES
+from segloss.segmentation.data import DATASETS, build_dataset
 
-SPLIT_SIZES = {
-    "camvid": CAMVID_SIZES,
-    "cityscapes": CITYSCAPES_SIZES,
-    "idd_lite": IDD_LITE_SIZES,
-    "sbd": SBD_SIZES,
-}
+#: dataset name -> {split: official number of images}, from the readers that state them.
+SPLIT_SIZES = {name: entry.reader.split_sizes for name, entry in DATASETS.items() if entry.reader.split_sizes}
 
 
 def check_split(name: str, root: str, split: str, expected: int, read_all: bool) -> list[str]:

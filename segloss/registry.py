@@ -8,16 +8,17 @@ default and bound) plus its name in the ``hyper_parameters`` tuple of each loss 
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from torch import nn
 
 from ._checks import DEFAULT_IGNORE_INDEX
 from .functional import MARGIN_PLACEMENTS
-from .margins import CLASS_WEIGHTINGS, DEFAULT_M
+from .margins import CLASS_WEIGHTINGS
 from .modules import (
     CrossEntropyLoss,
     DiceLoss,
@@ -53,41 +54,38 @@ class HyperParameter:
 
     Args:
         type: the value's type (``float``, ``int``, ``str``, ``bool``).
-        default: the config default (the published setting).
         help: one line for ``--help-keys`` and the docs.
         bound: ``"positive"``, ``"non_negative"`` or ``None``: the check a config applies.
         choices: the accepted values, or empty for any value of ``type``.
+        default: the config default; not written here but read, when a loss that takes the keyword is
+            registered, from the default of that keyword in its module (``from_class_counts`` for a loss
+            built from counts), so the published setting is stated once, where the loss is defined.
     """
 
     type: type
-    default: Any
     help: str
     bound: str | None = None
     choices: tuple[Any, ...] = ()
+    default: Any = None
 
 
 #: Every hyper-parameter any loss takes, by keyword. A loss lists the ones it takes in its entry.
 HYPER_PARAMETERS: dict[str, HyperParameter] = {
-    "M": HyperParameter(
-        float, DEFAULT_M, "HEM/HEM+ margin scale: margins sqrt(M / S), sqrt(M / (n s_i))", "positive"
-    ),
-    "margin": HyperParameter(float, 1.0, "the one margin of the multi-class margin loss", "non_negative"),
-    "tau": HyperParameter(float, 0.04, "LogitNorm temperature", "positive"),
+    "M": HyperParameter(float, "HEM/HEM+ margin scale: margins sqrt(M / S), sqrt(M / (n s_i))", "positive"),
+    "margin": HyperParameter(float, "the one margin of the multi-class margin loss", "non_negative"),
+    "tau": HyperParameter(float, "LogitNorm temperature", "positive"),
     "margin_on": HyperParameter(
         str,
-        "target",
         "HEM+: margin of the target class (dense default) or of the competing class (the paper)",
         choices=MARGIN_PLACEMENTS,
     ),
-    "weighting": HyperParameter(
-        str, "median_frequency", "weighted CE: class weights from the counts", choices=CLASS_WEIGHTINGS
-    ),
-    "beta": HyperParameter(float, 0.9999, "weighted CE: effective-number beta in (0, 1)", "positive"),
-    "gamma": HyperParameter(float, 2.0, "focal loss exponent (0: cross-entropy)", "non_negative"),
+    "weighting": HyperParameter(str, "weighted CE: class weights from the counts", choices=CLASS_WEIGHTINGS),
+    "beta": HyperParameter(float, "weighted CE: effective-number beta in (0, 1)", "positive"),
+    "gamma": HyperParameter(float, "focal loss exponent (0: cross-entropy)", "non_negative"),
     "thresh": HyperParameter(
-        float, 0.7, "OHEM: true-class probability below which a pixel is always kept", "non_negative"
+        float, "OHEM: true-class probability below which a pixel is always kept", "non_negative"
     ),
-    "min_kept": HyperParameter(int, 100_000, "OHEM: pixels kept at least per batch", "non_negative"),
+    "min_kept": HyperParameter(int, "OHEM: pixels kept at least per batch", "non_negative"),
 }
 
 
@@ -120,7 +118,12 @@ LOSSES: dict[str, LossEntry] = {}
 
 
 def register_loss(entry: LossEntry) -> LossEntry:
-    """Add ``entry`` to ``LOSSES``; ``ValueError`` for a taken name or an unknown hyper-parameter."""
+    """Add ``entry`` to ``LOSSES`` and read the defaults of its hyper-parameters from its module.
+
+    Raises:
+        ValueError: a taken name, a hyper-parameter not in ``HYPER_PARAMETERS`` or without a default in the
+            module, or a default that differs from another registered loss's default of the same keyword.
+    """
     if entry.name in LOSSES:
         raise ValueError(f"a loss named {entry.name!r} is already registered")
     unknown = [name for name in entry.hyper_parameters if name not in HYPER_PARAMETERS]
@@ -129,8 +132,34 @@ def register_loss(entry: LossEntry) -> LossEntry:
             f"loss {entry.name!r}: hyper-parameters {unknown} are not in HYPER_PARAMETERS "
             f"({', '.join(HYPER_PARAMETERS)}); add them there first"
         )
+    defaults = {name: _declared_default(entry, name) for name in entry.hyper_parameters}
+    for name, default in defaults.items():
+        others = [other.name for other in LOSSES.values() if name in other.hyper_parameters]
+        if others and default != HYPER_PARAMETERS[name].default:
+            raise ValueError(
+                f"loss {entry.name!r}: {name}={default!r} by default, but {others[0]!r} has "
+                f"{HYPER_PARAMETERS[name].default!r}; one config key loss.{name} needs one default"
+            )
+    for name, default in defaults.items():
+        HYPER_PARAMETERS[name] = replace(HYPER_PARAMETERS[name], default=default)
     LOSSES[entry.name] = entry
     return entry
+
+
+def _declared_default(entry: LossEntry, name: str) -> Any:
+    """The default of the keyword ``name`` where ``entry``'s module declares it: its builder
+    (``from_class_counts`` for a loss built from counts), else the ``__init__`` of the class or of the base
+    class it passes keywords on to."""
+    builders = [entry.module.from_class_counts] if entry.needs_counts else []
+    builders += [base.__init__ for base in entry.module.__mro__ if "__init__" in vars(base)]
+    for builder in builders:
+        parameter = inspect.signature(builder).parameters.get(name)
+        if parameter is not None and parameter.default is not inspect.Parameter.empty:
+            return parameter.default
+    raise ValueError(
+        f"loss {entry.name!r}: {entry.module.__name__} has no keyword {name!r} with a default; the default "
+        f"of the config key loss.{name} is read from there"
+    )
 
 
 register_loss(LossEntry("ce", CrossEntropyLoss, summary="cross-entropy"))

@@ -1,5 +1,6 @@
 """Margins from class counts and the loss registry."""
 
+import inspect
 import math
 
 import pytest
@@ -83,6 +84,35 @@ def test_registry_errors():
         segloss.build_loss("la", class_counts=[3, 0], class_names=["road", "car"])
     # counts are accepted and ignored by the losses that do not use them
     assert isinstance(segloss.build_loss("ce", class_counts=[1, 2]), segloss.CrossEntropyLoss)
+
+
+def test_hyper_parameter_defaults_are_read_from_the_loss_modules(monkeypatch):
+    """A config default is written once, in the loss module's signature: the registry reads it (through
+    ``from_class_counts`` and base classes) and refuses a second loss whose default of the keyword differs."""
+    from segloss import registry
+    from segloss.margins import DEFAULT_M
+
+    defaults = {name: parameter.default for name, parameter in registry.HYPER_PARAMETERS.items()}
+    assert defaults["gamma"] == inspect.signature(segloss.FocalLoss).parameters["gamma"].default == 2.0
+    assert defaults["M"] == DEFAULT_M  # HEMPlusLoss.from_class_counts(counts, M=DEFAULT_M)
+    assert defaults["margin_on"] == "target"  # HEMPlusLoss passes it on to HEMLoss.__init__
+    monkeypatch.setattr(registry, "LOSSES", dict(registry.LOSSES))
+    monkeypatch.setattr(registry, "HYPER_PARAMETERS", dict(registry.HYPER_PARAMETERS))
+
+    class SharperFocal(segloss.FocalLoss):
+        def __init__(self, gamma: float = 3.0, **kw):
+            super().__init__(gamma=gamma, **kw)
+
+    with pytest.raises(ValueError, match=r"gamma=3.0 by default, but 'focal' has 2.0"):
+        registry.register_loss(registry.LossEntry("sharp", SharperFocal, ("gamma",)))
+
+    class NoDefault(segloss.CrossEntropyLoss):
+        def __init__(self, tau: float, **kw):
+            super().__init__(**kw)
+
+    with pytest.raises(ValueError, match=r"NoDefault has no keyword 'tau' with a default"):
+        registry.register_loss(registry.LossEntry("nodefault", NoDefault, ("tau",)))
+    assert "sharp" not in registry.LOSSES and "nodefault" not in registry.LOSSES
 
 
 def test_margins_follow_the_module_to_a_device_and_into_state_dict():

@@ -80,7 +80,7 @@ def test_unknown_key_lists_valid_keys_and_suggests():
         ("loss.name=nope", r"loss.name must be one of ce\|ln\|la\|dice\|mm\|hem\|hem\+\|wce.*, got 'nope'"),
         ("loss.count_unit=voxels", r"loss.count_unit must be one of pixels\|images"),
         ("loss.margin_on=both", r"loss.margin_on must be one of competitor\|target"),
-        ("data.name=coco", r"data.name must be one of camvid\|cityscapes\|sbd\|idd_lite\|folder\|synthetic"),
+        ("data.name=coco", r"data.name must be one of camvid\|cityscapes\|folder\|idd_lite\|sbd\|synthetic"),
         ("train.epochs=0", r"train.epochs must be positive, got 0"),
         ("optim.lr=-0.1", r"optim.lr must be positive"),
         ("train.scale=[2.0, 0.5]", r"train.scale must be \[low, high\]"),

@@ -92,7 +92,7 @@ def test_transform_gives_tensors_and_int64_mask(camvid_root):
 def test_build_dataset_by_name(camvid_root):
     dataset = build_dataset("camvid", camvid_root, "val")
     assert isinstance(dataset, CamVid) and len(dataset) == 1
-    with pytest.raises(ValueError, match="valid names: camvid, cityscapes, sbd, idd_lite, folder, synthetic"):
+    with pytest.raises(ValueError, match="valid names: camvid, cityscapes, folder, idd_lite, sbd, synthetic"):
         build_dataset("camvid2", camvid_root)
 
 

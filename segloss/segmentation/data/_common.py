@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
@@ -164,12 +164,15 @@ class SegmentationDataset(torch.utils.data.Dataset):
     transform, whatever it returns for ``image`` and ``mask``, the mask as int64.
 
     Attributes: ``classes`` (names in index order), ``palette`` (``(C, 3)`` uint8 colours),
-    ``ignore_index``, ``split``, ``transform`` and ``image_files`` (one path per sample, for naming outputs).
+    ``ignore_index``, ``split``, ``transform``, ``image_files`` (one path per sample, for naming outputs) and,
+    for a published dataset, ``split_sizes`` (the official number of images of each split, which
+    ``datasets/check_download.py`` checks a download against).
     """
 
     classes: tuple[str, ...]
     palette: np.ndarray
     ignore_index: int = IGNORE_INDEX
+    split_sizes: ClassVar[dict[str, int]] = {}
 
     def __init__(self, split: str, transform: Any = None):
         self.split = split

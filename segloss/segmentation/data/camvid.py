@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ._common import IGNORE_INDEX, FileSegmentationDataset, LabelTable, pair_by_stem, require_dir
+from .registry import DatasetEntry, register_dataset
 
 LAYOUT = """ROOT/
   train/      NAME.png  (367 RGB images, 360×480)
@@ -28,6 +29,7 @@ class CamVid(FileSegmentationDataset):
     ignored. ``image_files`` and ``mask_files`` list the files in name order.
     """
 
+    split_sizes = SPLIT_SIZES
     classes = (
         "sky",
         "building",
@@ -70,3 +72,6 @@ class CamVid(FileSegmentationDataset):
 
     def label_table(self, mask_file: Path) -> LabelTable:
         return self._labels
+
+
+register_dataset(DatasetEntry("camvid", CamVid))

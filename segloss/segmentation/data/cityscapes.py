@@ -10,6 +10,7 @@ import numpy as np
 from cityscapesscripts.helpers.labels import labels as CITYSCAPES_LABELS
 
 from ._common import IGNORE_INDEX, FileSegmentationDataset, LabelTable, require_dir
+from .registry import DatasetEntry, register_dataset
 
 LAYOUT = """ROOT/
   leftImg8bit/{train,val,test}/CITY/CITY_SEQ_FRAME_leftImg8bit.png
@@ -48,6 +49,7 @@ class Cityscapes(FileSegmentationDataset):
     ``train_id_to_label_id`` (``(19,)`` int64) maps predictions back to Cityscapes label ids.
     """
 
+    split_sizes = SPLIT_SIZES
     classes = tuple(label.name for label in _TRAINED)
     palette = np.array([label.color for label in _TRAINED], dtype=np.uint8)
     train_id_to_label_id = np.array([label.id for label in _TRAINED], dtype=np.int64)
@@ -79,3 +81,6 @@ class Cityscapes(FileSegmentationDataset):
 
     def label_table(self, mask_file: Path) -> LabelTable:
         return _TRAIN_ID_TABLE if mask_file.name.endswith(TRAIN_IDS_SUFFIX) else _LABEL_ID_TABLE
+
+
+register_dataset(DatasetEntry("cityscapes", Cityscapes))

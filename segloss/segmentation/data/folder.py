@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ._common import IGNORE_INDEX, FileSegmentationDataset, LabelTable, indexed_palette, pair_by_stem
+from .registry import DatasetEntry, register_dataset
 
 LAYOUT = """IMAGES/NAME.{png,jpg,...}   RGB images
 MASKS/NAME.png              single-channel (grayscale or palette) masks of class indices 0..C-1,
@@ -55,3 +56,27 @@ class SegmentationFolder(FileSegmentationDataset):
 
     def fingerprint(self) -> dict[str, Any]:
         return {**super().fingerprint(), "file_ignore_index": self.file_ignore_index}
+
+
+def _build_folder(
+    reader: type[SegmentationFolder], root: Path, split: str, transform: Any, **options: Any
+) -> SegmentationFolder:
+    if "classes" not in options:
+        raise ValueError("dataset 'folder' needs classes=[class names in index order]")
+    images, masks = root / "images" / split, root / "masks" / split
+    return reader(images, masks, transform=transform, split=split, **options)
+
+
+def _folder_options(data: Any, split: str) -> dict[str, Any]:
+    return {"classes": data.classes, "ignore_index": data.ignore_value}
+
+
+register_dataset(
+    DatasetEntry(
+        "folder",
+        SegmentationFolder,
+        build=_build_folder,
+        config_options=_folder_options,
+        classes_from_config=lambda data: data.classes,
+    )
+)

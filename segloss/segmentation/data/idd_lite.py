@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ._common import IGNORE_INDEX, FileSegmentationDataset, LabelTable, require_dir, shorten_list
+from .registry import DatasetEntry, register_dataset
 
 LAYOUT = """ROOT/
   leftImg8bit/{train,val,test}/SEQ/ID_image.jpg   (RGB, 227×320)
@@ -42,6 +43,7 @@ class IDDLite(FileSegmentationDataset):
     255 is void. ``image_files``/``mask_files`` are sorted by sequence (numerically), then file name.
     """
 
+    split_sizes = SPLIT_SIZES
     classes = (
         "drivable",
         "non-drivable",
@@ -96,3 +98,6 @@ class IDDLite(FileSegmentationDataset):
 
     def label_table(self, mask_file: Path) -> LabelTable:
         return self._labels
+
+
+register_dataset(DatasetEntry("idd_lite", IDDLite))

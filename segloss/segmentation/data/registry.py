@@ -1,9 +1,11 @@
 """The segmentation datasets by name: one table from which ``data.name``'s choices, ``build_dataset``,
 ``dataset_from_config`` and ``segloss stats --dataset`` derive.
 
-Adding a dataset is a reader (a ``SegmentationDataset`` subclass) and one ``register_dataset`` line here
-(docs/extending.md). A reader that takes ``(root, split, transform)`` needs nothing more; one built
-differently gives ``build`` and, for keys of the ``data`` config section, ``config_options``.
+A dataset registers in its own file: the reader (a ``SegmentationDataset`` subclass) and, below it, one
+``register_dataset(DatasetEntry(...))`` call; the package's ``__init__`` imports every reader, so the table
+is complete whenever this module is used (docs/extending.md). A reader that takes ``(root, split,
+transform)`` needs nothing more; one built differently gives ``build`` and, for keys of the ``data``
+config section, ``config_options``.
 """
 
 from __future__ import annotations
@@ -15,12 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from ._common import SegmentationDataset
-from .camvid import CamVid
-from .cityscapes import Cityscapes
-from .folder import SegmentationFolder
-from .idd_lite import IDDLite
-from .sbd import SBD
-from .synthetic import SyntheticScenes
 
 
 def _read_from_root(
@@ -73,55 +69,6 @@ def register_dataset(entry: DatasetEntry) -> DatasetEntry:
         raise ValueError(f"a dataset named {entry.name!r} is already registered")
     DATASETS[entry.name] = entry
     return entry
-
-
-def _build_folder(
-    reader: type[SegmentationDataset], root: Path, split: str, transform: Any, **options: Any
-) -> SegmentationDataset:
-    if "classes" not in options:
-        raise ValueError("dataset 'folder' needs classes=[class names in index order]")
-    images, masks = root / "images" / split, root / "masks" / split
-    return reader(images, masks, transform=transform, split=split, **options)
-
-
-def _folder_options(data: Any, split: str) -> dict[str, Any]:
-    return {"classes": data.classes, "ignore_index": data.ignore_value}
-
-
-def _build_synthetic(
-    reader: type[SegmentationDataset], root: Path | None, split: str, transform: Any, **options: Any
-) -> SegmentationDataset:
-    return reader(split, transform=transform, **options)
-
-
-def _synthetic_options(data: Any, split: str) -> dict[str, Any]:
-    size = data.size if isinstance(data.size, int) else tuple(data.size)
-    samples = data.num_train if split == data.train_split else data.num_eval
-    return {"num_samples": samples, "size": size, "seed": data.seed}
-
-
-register_dataset(DatasetEntry("camvid", CamVid))
-register_dataset(DatasetEntry("cityscapes", Cityscapes))
-register_dataset(DatasetEntry("sbd", SBD))
-register_dataset(DatasetEntry("idd_lite", IDDLite))
-register_dataset(
-    DatasetEntry(
-        "folder",
-        SegmentationFolder,
-        build=_build_folder,
-        config_options=_folder_options,
-        classes_from_config=lambda data: data.classes,
-    )
-)
-register_dataset(
-    DatasetEntry(
-        "synthetic",
-        SyntheticScenes,
-        build=_build_synthetic,
-        config_options=_synthetic_options,
-        needs_root=False,
-    )
-)
 
 
 def build_dataset(

@@ -17,6 +17,7 @@ from ._common import (
     require_file,
     shorten_list,
 )
+from .registry import DatasetEntry, register_dataset
 
 LAYOUT = """ROOT/              (benchmark_RELEASE/dataset, or its parent benchmark_RELEASE)
   img/ID.jpg
@@ -35,6 +36,7 @@ class SBD(FileSegmentationDataset):
     are in the order of the list file. ``image_files`` and ``mask_files`` list the files.
     """
 
+    split_sizes = SPLIT_SIZES
     classes = (
         "background",
         "aeroplane",
@@ -93,3 +95,6 @@ class SBD(FileSegmentationDataset):
 
     def label_table(self, mask_file: Path) -> LabelTable:
         return self._labels
+
+
+register_dataset(DatasetEntry("sbd", SBD))

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from ._common import SegmentationDataset
+from .registry import DatasetEntry, register_dataset
 
 SPLITS = ("train", "val", "test")
 # Bump when the generator changes, so that cached class counts of the old scenes are not reused.
@@ -244,3 +245,26 @@ class SyntheticScenes(SegmentationDataset):
             f"SyntheticScenes(split={self.split!r}, num_samples={self.num_samples}, size={self.size}, "
             f"seed={self.seed})"
         )
+
+
+def _build_synthetic(
+    reader: type[SegmentationDataset], root: Path | None, split: str, transform: Any, **options: Any
+) -> SegmentationDataset:
+    return reader(split, transform=transform, **options)
+
+
+def _synthetic_options(data: Any, split: str) -> dict[str, Any]:
+    size = data.size if isinstance(data.size, int) else tuple(data.size)
+    samples = data.num_train if split == data.train_split else data.num_eval
+    return {"num_samples": samples, "size": size, "seed": data.seed}
+
+
+register_dataset(
+    DatasetEntry(
+        "synthetic",
+        SyntheticScenes,
+        build=_build_synthetic,
+        config_options=_synthetic_options,
+        needs_root=False,
+    )
+)
