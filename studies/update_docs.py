@@ -7,7 +7,8 @@ A table in a document sits between a marker that names the report command and a 
     <!-- /segloss report -->
 
 (``(table K)`` is optional: the first table.) This script runs each such ``segloss report`` on the committed
-runs and pastes its table between the markers, and redraws the plots listed in ``PLOTS``. ``--check``
+runs and pastes its table between the markers, and redraws the plots listed in ``PLOTS`` and
+``CURVES``. ``--check``
 changes nothing and exits with 1 when a table differs from what the report prints (a test runs it).
 
     python studies/update_docs.py            # rewrite the tables and plots
@@ -46,6 +47,8 @@ PLOTS = {
     "docs/images/camvid-loss-screen-test.png": "studies/camvid/losses/*-s[01] --results test.json",
     "docs/images/camvid-ce-recipe-val.png": "studies/camvid/ce-recipe",
 }
+# plot in the repository -> the study folder whose runs' val curves it shows (did the recipe plateau?)
+CURVES = {"docs/images/idd-lite-ce-recipe-curves.png": "studies/idd_lite/ce-recipe"}
 
 
 def report(command: str, out: Path) -> str:
@@ -64,6 +67,34 @@ def report(command: str, out: Path) -> str:
     if status != 0:
         raise RuntimeError(f"segloss report {command} failed ({status})")
     return out.with_suffix(".md").read_text()
+
+
+def plot_val_curves(folder: Path, path: Path) -> None:
+    """Val mIoU (%) after each evaluated epoch of every run below ``folder`` (its ``metrics.jsonl``), one
+    line per run named by its learning rate and seed, one colour per learning rate."""
+    import json
+
+    import yaml
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
+    rates: list[float] = []
+    for metrics in sorted(folder.glob("*/metrics.jsonl")):
+        config = yaml.safe_load((metrics.parent / "config.yaml").read_text())
+        lr, seed = config["optim"]["lr"], config["train"]["seed"]
+        rates += [] if lr in rates else [lr]
+        records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+        evaluated = [r for r in records if r.get("miou") is not None]
+        style = {"color": f"C{rates.index(lr)}", "linestyle": "-" if seed == 0 else "--"}
+        epochs, values = [r["epoch"] for r in evaluated], [100 * r["miou"] for r in evaluated]
+        ax.plot(epochs, values, marker="o", label=f"lr {lr:g}, seed {seed}", **style)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("val mIoU (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
 
 
 def tables(markdown: str) -> list[str]:
@@ -107,6 +138,8 @@ def update(check: bool = False) -> list[str]:
                 out = Path(scratch) / "plot"
                 report(command, out)
                 shutil.copyfile(out.with_suffix(".png"), REPO / plot)
+            for plot, folder in CURVES.items():
+                plot_val_curves(REPO / folder, REPO / plot)
     return changed
 
 
@@ -126,7 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         return 1 if changed else 0
     sys.stdout.write(
-        f"tables updated in {', '.join(changed) or 'no document'}; plots redrawn: {', '.join(PLOTS)}\n"
+        f"tables updated in {', '.join(changed) or 'no document'}; "
+        f"plots redrawn: {', '.join([*PLOTS, *CURVES])}\n"
     )
     return 0
 

@@ -33,6 +33,7 @@ def test_a_stale_table_is_found(tmp_path, monkeypatch):
     monkeypatch.setattr(update_docs, "DOCUMENTS", (str(document.relative_to(tmp_path)),))
     monkeypatch.setattr(update_docs, "REPO", tmp_path)
     monkeypatch.setattr(update_docs, "PLOTS", {"docs/images/ce.png": "studies/camvid/ce-recipe"})
+    monkeypatch.setattr(update_docs, "CURVES", {"docs/images/curves.png": "studies/camvid/ce-recipe"})
     (tmp_path / "docs" / "images").mkdir(parents=True)
     (tmp_path / "studies" / "camvid").mkdir(parents=True)
     (tmp_path / "studies" / "camvid" / "ce-recipe").symlink_to(REPO / "studies" / "camvid" / "ce-recipe")
@@ -42,6 +43,7 @@ def test_a_stale_table_is_found(tmp_path, monkeypatch):
     assert "| stale |" not in text and "| lr | weight_decay | schedule | n | mIoU % (mean ± sd) |" in text
     assert update_docs.update(check=True) == []
     assert (tmp_path / "docs" / "images" / "ce.png").read_bytes().startswith(b"\x89PNG")
+    assert (tmp_path / "docs" / "images" / "curves.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_an_empty_table_is_filled_without_swallowing_the_next_one():
