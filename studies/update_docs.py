@@ -92,7 +92,8 @@ def plot_val_curves(folder: Path, path: Path) -> None:
     ax.set_xlabel("epoch")
     ax.set_ylabel("val mIoU (%)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if ax.lines:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
