@@ -1,6 +1,7 @@
 """The builders of a segmentation run, each from its config: the training split (with held-out classes
 ignored), the evaluation split and loader, the class pixel counts, the loss with the counts it derives
-margins or weights from, and each epoch's seeded loader. The model is ``segloss.segmentation.models``'."""
+margins or weights from, and each epoch's seeded loader (the model comes from
+``segloss.segmentation.models``)."""
 
 from __future__ import annotations
 
