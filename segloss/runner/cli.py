@@ -34,7 +34,7 @@ RUNNER_COMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("segloss.runner.sweep:main", "the product of comma-separated overrides as resumable runs"),
     "report": (
         "segloss.runner.report:main",
-        "finished runs grouped by what varies (mIoU; continual: accuracy)",
+        "finished runs of any task compared by what varies, paired by seed",
     ),
 }
 MISSING_EXTRA_HINT = "pip install 'segloss-hem[seg]' (segmentation) or 'segloss-hem[cls]' (classification)"
