@@ -113,3 +113,15 @@ def test_the_cycle_check_finds_a_cycle(tmp_path, monkeypatch):
     monkeypatch.setattr(sys.modules[__name__], "PACKAGE", package)
     with pytest.raises(pytest.fail.Exception, match=r"segloss.sub.a -> segloss.sub.b -> segloss.sub.a"):
         test_the_import_graph_has_no_cycle()
+
+
+@pytest.mark.parametrize("application", APPLICATIONS)
+def test_every_task_has_the_same_shape(application):
+    """Each task has the same modules, so a reader who knows one finds their way in another: its shared
+    names, config schema, builders, ``train()``, evaluation, report, plots and the command adapter."""
+    shape = ("constants", "config", "recipe", "training", "evaluation", "report", "plots", "task")
+    missing = [name for name in shape if not (PACKAGE / application / f"{name}.py").is_file()]
+    assert not missing, f"segloss/{application}/ lacks {missing}"
+    task = (PACKAGE / application / "task.py").read_text()
+    assert f'TRAIN = "segloss.{application}.training:train"' in task
+    assert f'REPORT = "segloss.{application}.report:REPORT"' in task
