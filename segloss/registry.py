@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import KW_ONLY, dataclass, replace
 from typing import Any
 
 from torch import nn
@@ -64,6 +64,7 @@ class HyperParameter:
 
     type: type
     help: str
+    _: KW_ONLY
     bound: str | None = None
     choices: tuple[Any, ...] = ()
     default: Any = None
@@ -71,21 +72,23 @@ class HyperParameter:
 
 #: Every hyper-parameter any loss takes, by keyword. A loss lists the ones it takes in its entry.
 HYPER_PARAMETERS: dict[str, HyperParameter] = {
-    "M": HyperParameter(float, "HEM/HEM+ margin scale: margins sqrt(M / S), sqrt(M / (n s_i))", "positive"),
-    "margin": HyperParameter(float, "the one margin of the multi-class margin loss", "non_negative"),
-    "tau": HyperParameter(float, "LogitNorm temperature", "positive"),
+    "M": HyperParameter(
+        float, "HEM/HEM+ margin scale: margins sqrt(M / S), sqrt(M / (n s_i))", bound="positive"
+    ),
+    "margin": HyperParameter(float, "the one margin of the multi-class margin loss", bound="non_negative"),
+    "tau": HyperParameter(float, "LogitNorm temperature", bound="positive"),
     "margin_on": HyperParameter(
         str,
         "HEM+: margin of the target class (dense default) or of the competing class (the paper)",
         choices=MARGIN_PLACEMENTS,
     ),
     "weighting": HyperParameter(str, "weighted CE: class weights from the counts", choices=CLASS_WEIGHTINGS),
-    "beta": HyperParameter(float, "weighted CE: effective-number beta in (0, 1)", "positive"),
-    "gamma": HyperParameter(float, "focal loss exponent (0: cross-entropy)", "non_negative"),
+    "beta": HyperParameter(float, "weighted CE: effective-number beta in (0, 1)", bound="positive"),
+    "gamma": HyperParameter(float, "focal loss exponent (0: cross-entropy)", bound="non_negative"),
     "thresh": HyperParameter(
-        float, "OHEM: true-class probability below which a pixel is always kept", "non_negative"
+        float, "OHEM: true-class probability below which a pixel is always kept", bound="non_negative"
     ),
-    "min_kept": HyperParameter(int, "OHEM: pixels kept at least per batch", "non_negative"),
+    "min_kept": HyperParameter(int, "OHEM: pixels kept at least per batch", bound="non_negative"),
 }
 
 
@@ -150,7 +153,8 @@ def _declared_default(entry: LossEntry, name: str) -> Any:
     """The default of the keyword ``name`` where ``entry``'s module declares it: its builder
     (``from_class_counts`` for a loss built from counts), else the ``__init__`` of the class or of the base
     class it passes keywords on to."""
-    builders = [entry.module.from_class_counts] if entry.needs_counts else []
+    counts_builder = getattr(entry.module, "from_class_counts", None) if entry.needs_counts else None
+    builders = [counts_builder] if counts_builder is not None else []
     builders += [base.__init__ for base in entry.module.__mro__ if "__init__" in vars(base)]
     for builder in builders:
         parameter = inspect.signature(builder).parameters.get(name)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..classification import recipe
+from ..classification import recipe as classification_recipe
 from ..runner.loop import train_one_epoch
 from ..runner.optim import TrainingStep
 from ..runner.randomness import derive_seed, seed_everything
@@ -100,8 +100,8 @@ def train(config: ContinualConfig, *, resume: bool = False) -> dict[str, Any] | 
         config = run.config
         seed_everything(config.train.seed)
         stream = stream_from_config(config)
-        model = recipe.model_from_config(config, stream).to(run.device)
-        loss_fn = recipe.loss_from_config(config, stream).to(run.device)
+        model = classification_recipe.model_from_config(config, stream).to(run.device)
+        loss_fn = classification_recipe.loss_from_config(config, stream).to(run.device)
         strategy = strategy_from_config(config, stream)
         matrix = np.full((len(stream.experiences),) * 2, np.nan)
         run.restore(model=model)

@@ -15,7 +15,7 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from ..registry import LOSS_NAMES, loss_hyper_parameter_names, loss_needs_counts
+from ..registry import LOSSES, loss_hyper_parameter_names, loss_needs_counts
 from . import tasks
 from .config import ConfigError, flatten, with_defaults
 from .environment import DECIDING_FIELDS, environment_key
@@ -97,8 +97,9 @@ def used_settings(config: dict[str, Any]) -> dict[str, Any]:
 def value_order(key: str, value: Any) -> tuple[int, float, str]:
     """A sort key for a group's value of ``key``: losses in registry order, numbers by value, the rest
     by text."""
-    if key == LOSS_KEY and value in LOSS_NAMES:
-        return (0, LOSS_NAMES.index(value), "")
+    names = list(LOSSES)  # registration order, losses registered after the built-in ones included
+    if key == LOSS_KEY and value in names:
+        return (0, names.index(value), "")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return (0, float(value), "")
     return (1, 0.0, str(value))

@@ -417,7 +417,6 @@ def main(argv: Sequence[str] | None = None, prog: str = "segloss report") -> int
     if spec.add_arguments is not None:
         spec.add_arguments(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     import yaml
 
     try:
@@ -432,14 +431,17 @@ def main(argv: Sequence[str] | None = None, prog: str = "segloss report") -> int
     summary = summarise(runs, list(columns), args.baseline)
     addition = spec.addition(summary, args) if spec.addition is not None else Addition()
     count = sum(len(group.runs) for group in summary.groups)
-    compared = (
-        f"; Δ: paired by seed against {LOSS_KEY}={args.baseline} with the same other keys"
-        if LOSS_KEY in summary.varying
-        else ""
-    )
+    varying = ", ".join(summary.varying) or "nothing"
+    if spec.one_table and LOSS_KEY in summary.varying:  # the table's Δ, pairs and p columns
+        intro = (
+            f"Varying: {varying}. mean ± sd over seeds (n runs); Δ: points against "
+            f"{LOSS_KEY}={args.baseline} with the same other keys, paired by seed (mean ± sd of the "
+            "differences), p: two-sided paired t-test."
+        )
+    else:
+        intro = f"Varying: {varying}. Mean ± sd over seeds."
     text = (
-        f"# {spec.title}: {count} runs in {len(summary.groups)} groups\n\n"
-        f"Varying: {', '.join(summary.varying) or 'nothing'}. Mean ± sd over seeds (n runs){compared}.\n\n"
+        f"# {spec.title}: {count} runs in {len(summary.groups)} groups\n\n{intro}\n\n"
         + markdown(summary, columns, digits=spec.digits, one_table=spec.one_table)
         + "".join(line + "\n" for line in addition.markdown)
     )

@@ -53,7 +53,9 @@ class RunFolder:
     On entry it joins the process group (``torchrun``/``srun``), picks the device, loads the checkpoint of a
     resumed run (``RunExistsError`` when there is one and ``resume`` is false), writes ``config.yaml`` and
     copies the log to ``train.log`` (rank 0). ``finished`` is true when a resumed run has nothing left to
-    do. On exit it closes the log file, TensorBoard and a process group it started.
+    do. On exit it closes the log file, TensorBoard and a process group it started, removes a run folder it
+    made when the run failed before its first checkpoint, and turns a ``NonFiniteLossError`` into one
+    that names the checkpoint kept and what to try.
 
     Args:
         config: a checked config of any task (``train.out_dir``, ``train.device``, ``train.epochs``, ...).

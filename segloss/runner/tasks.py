@@ -43,5 +43,10 @@ def load_task(name: Any) -> ModuleType:
 
 def train_function(name: str) -> Callable[..., Any]:
     """The ``train(config, *, resume)`` function of the task ``name`` (its module's ``TRAIN``)."""
-    module, _, function = load_task(name).TRAIN.partition(":")
+    task = load_task(name)
+    if not hasattr(task, "TRAIN"):
+        raise AttributeError(
+            f"{task.__name__} has no TRAIN, the 'module:function' of its train(config, *, resume)"
+        )
+    module, _, function = task.TRAIN.partition(":")
     return getattr(importlib.import_module(module), function)

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from ..functional import MARGIN_PLACEMENTS
 from ..registry import LOSSES
 from ..runner.config import LossConfig, OptimConfig, TrainConfig, check_shared_sections, run_folder_name
 from ..runner.schema import ConfigError, check_bounds, check_class_names, dynamic_choices
@@ -60,9 +59,6 @@ class SegmentationLossConfig(LossConfig):
             "choices": COUNT_UNITS,
             "taken_by": lambda: [n for n, e in LOSSES.items() if e.needs_counts],
         },
-    )
-    margin_on: str = field(
-        default="target", metadata={"choices": MARGIN_PLACEMENTS, "taken_by": lambda: ["hem+"]}
     )
 
 

@@ -49,11 +49,6 @@ def read_metrics(results: dict[str, Any]) -> dict[str, float]:
     return {MIOU: math.nan if miou is None else 100 * float(miou)}
 
 
-def dataset_label(name: str, holdout_classes: Sequence[str] = ()) -> str:
-    """The dataset of a run: ``name``, or ``"NAME without A, B"`` when classes were held out of training."""
-    return f"{name} without {', '.join(holdout_classes)}" if holdout_classes else name
-
-
 def class_iou(run: ReportRun) -> dict[str, float]:
     """A run's IoU per class as fractions (NaN when undefined)."""
     return {
