@@ -4,6 +4,7 @@ loaded as they are, CPU-held per-class tensors are copied once, and the grid sta
 
 import logging
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -178,3 +179,53 @@ def test_the_grid_is_one_dimensional_for_any_batch():
     grid, layout, blocks_per_image, blocks = triton_gpu._launch(x)
     assert len(grid) == 1 and grid[0] == 70_000 * blocks_per_image < 2**31 - 1
     assert layout == (12, 1, *x.stride()) and blocks["BLOCK_C"] == 16
+
+
+def compile_forward_for_sm90(x: torch.Tensor, target: torch.Tensor):
+    """Compiles the forward kernel for an H100 (sm_90) as a launch on ``x`` would, with Triton's own
+    specialisation of the arguments (a stride of 1 becomes a constant, sizes divisible by 16 are marked so);
+    no GPU is needed. Returns the compiled kernel (its ``asm`` holds the TTGIR and the PTX)."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+
+    from segloss._kernels import triton_gpu
+
+    try:
+        from triton.compiler import ASTSource, make_backend
+        from triton.runtime.jit import create_function_from_signature
+    except ImportError as error:  # internal API: pinned by torch's Triton, may move in another release
+        pytest.skip(f"this Triton cannot compile ahead of time here: {error}")
+    grid, layout, blocks_per_image, blocks = triton_gpu._launch(x)
+    margins = torch.zeros(x.shape[1])
+    losses, bad = torch.empty(target.shape), torch.zeros((), dtype=torch.int32)
+    args = (x, target, margins, margins, losses, bad, *layout, 255, blocks_per_image)
+    options = {"HARD": False, "ON_TARGET": True, "HAS_CW": False, **blocks}
+    kernel, gpu = triton_gpu._margin_forward, GPUTarget("cuda", 90, 32)
+    backend = make_backend(gpu)
+    binder = create_function_from_signature(kernel.signature, kernel.params, backend)
+    bound, specialization, parsed = binder(*args, **options)
+    packed = kernel._pack_args(backend, options, bound, specialization, parsed)
+    parsed, signature, constants, attributes = packed
+    source = ASTSource(kernel, signature, constants, attributes)
+    return triton.compile(source, target=gpu, options=parsed.__dict__)
+
+
+@pytest.mark.parametrize("memory_format", ["contiguous_format", "channels_last"])
+def test_the_compiled_tile_follows_the_memory_layout(memory_format):
+    """Triton specialises the stride that is 1, so one kernel source gets a thread layout per memory
+    layout: a warp's lanes run along the pixels of an NCHW tensor (four pixels per thread, 128-bit loads)
+    and along the classes of a channels-last one (a pixel's C values are contiguous; with C = 19 they
+    start at addresses no vector load can assume aligned)."""
+    logits = torch.randn(2, 19, 64, 64).contiguous(memory_format=getattr(torch, memory_format))
+    target = torch.randint(0, 19, (2, 64 * 64))
+    compiled = compile_forward_for_sm90(logits.flatten(2), target)
+    ttgir, ptx = compiled.asm["ttgir"], compiled.asm["ptx"]
+    load = re.search(r"tt\.load %x\w*, .* : tensor<32x128x!tt\.ptr<f32>, (#\w+)>", ttgir)
+    assert load, ttgir[-3000:]
+    layout = re.search(rf"^{load.group(1)} = #ttg\.blocked<\{{(.*)\}}>", ttgir, re.MULTILINE).group(1)
+    if memory_format == "contiguous_format":  # axis 1 (pixels) fastest, 4 per thread, 32 lanes across
+        assert "sizePerThread = [1, 4], threadsPerWarp = [1, 32]" in layout and "order = [1, 0]" in layout
+        assert "ld.global.v4.b32" in ptx
+    else:  # axis 0 (classes) fastest, 32 lanes across the classes of one pixel
+        assert "threadsPerWarp = [32, 1]" in layout and "order = [0, 1]" in layout
+        assert "ld.global.v4" not in ptx
