@@ -195,7 +195,7 @@ def compile_forward_for_sm90(x: torch.Tensor, target: torch.Tensor):
         from triton.runtime.jit import create_function_from_signature
     except ImportError as error:  # internal API: pinned by torch's Triton, may move in another release
         pytest.skip(f"this Triton cannot compile ahead of time here: {error}")
-    grid, layout, blocks_per_image, blocks = triton_gpu._launch(x)
+    _, layout, blocks_per_image, blocks = triton_gpu._launch(x)
     margins = torch.zeros(x.shape[1])
     losses, bad = torch.empty(target.shape), torch.zeros((), dtype=torch.int32)
     args = (x, target, margins, margins, losses, bad, *layout, 255, blocks_per_image)
