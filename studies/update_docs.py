@@ -46,6 +46,8 @@ PLOTS = {
     "docs/images/camvid-confirmation-test.png": f"{CONFIRMATION} --results test.json",
     "docs/images/camvid-loss-screen-test.png": "studies/camvid/losses/*-s[01] --results test.json",
     "docs/images/camvid-ce-recipe-val.png": "studies/camvid/ce-recipe",
+    "docs/images/two-datasets-test.png": "studies/camvid/precision/fp32-* studies/idd_lite/losses "
+    "studies/idd_lite/ce-recipe/lr0.01-s? --results test.json --by-dataset --rare-below 3",
 }
 # plot in the repository -> the study folder whose runs' val curves it shows (did the recipe plateau?)
 CURVES = {"docs/images/idd-lite-ce-recipe-curves.png": "studies/idd_lite/ce-recipe"}

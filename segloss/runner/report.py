@@ -141,7 +141,7 @@ class ReportSpec:
             else a table of values and one of paired differences.
         add_arguments: the task's own options on the command's parser (``--rare``).
         addition: ``addition(summary, args)``: the task's part after the tables and its CSV columns.
-        plot: ``plot(summary, path)``: the figure written as ``PREFIX.png``.
+        plot: ``plot(summary, path, args)``: the figure written as ``PREFIX.png``.
     """
 
     task: str
@@ -153,7 +153,7 @@ class ReportSpec:
     one_table: bool = False
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
     addition: Callable[[Summary, argparse.Namespace], Addition] | None = None
-    plot: Callable[[Summary, Path], None] | None = None
+    plot: Callable[[Summary, Path, argparse.Namespace], None] | None = None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -453,7 +453,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "segloss report") -> int
         write_csv(summary, list(columns), Path(f"{out}.csv"), addition)
         written = [f"{out}.md", f"{out}.csv"]
         if spec.plot is not None:
-            spec.plot(summary, Path(f"{out}.png"))
+            spec.plot(summary, Path(f"{out}.png"), args)
             written.append(f"{out}.png")
         sys.stdout.write(f"\nwrote {', '.join(written)}\n")
     return 0

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from ..runner.grouping import LOSS_KEY, key_labels, value_text
+from ..runner.grouping import LOSS_KEY, key_labels, value_order, value_text
 from .iou import SegmentationScores
 
 if TYPE_CHECKING:
@@ -144,19 +144,84 @@ def plot_report(
     width = max(8.0, 4.0 + 0.07 * max(map(len, names)))
     fig = Figure(figsize=(width, 1.2 + 0.42 * len(summary.groups)))
     ax = fig.subplots()
-    rng = np.random.default_rng(0)  # jitter only
-    for row, group in enumerate(summary.groups):
-        is_baseline = LOSS_KEY in summary.varying and group.value(LOSS_KEY) == summary.baseline
-        color = "0.45" if is_baseline else "C0"
-        values = group.values(metric)
-        ax.scatter(values, row + 0.15 + rng.uniform(-0.06, 0.06, len(values)), s=14, color=color, alpha=0.6)
-        std = 0.0 if math.isnan(group.std(metric)) else group.std(metric)
-        ax.errorbar(group.mean(metric), row - 0.1, xerr=std, fmt="|", markersize=12, capsize=4, color=color)
-        if is_baseline:
-            ax.axvline(group.mean(metric), color=color, linestyle="--", linewidth=0.8)
+    rows = [
+        ([run.values[metric] for run in group.runs if not math.isnan(run.values.get(metric, math.nan))],
+         LOSS_KEY in summary.varying and group.value(LOSS_KEY) == summary.baseline)
+        for group in summary.groups
+    ]  # fmt: skip
+    _draw_rows(ax, rows)
     ax.set_yticks(range(len(summary.groups)), names, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel(label)
-    ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+
+
+def plot_by_dataset(
+    summary: Summary,
+    path: str | os.PathLike,
+    row_keys: Sequence[str],
+    dataset_of: Callable[[Any], str],
+    rare_iou: Callable[[Any], float],
+) -> None:
+    """The datasets of a report side by side: a column per dataset, mIoU (%) above and ``rare_iou`` (a run's
+    mean IoU of its dataset's rare classes, %) below, a row per setting of ``row_keys`` (every run a point,
+    mean ± sd an error bar, the baseline loss in grey with a dashed line at its mean). ``dataset_of`` names a
+    group's dataset."""
+    datasets = sorted({dataset_of(group) for group in summary.groups})
+    labels = key_labels(row_keys)
+    settings = sorted(
+        {tuple(group.value(key) for key in row_keys) for group in summary.groups},
+        key=lambda values: [value_order(k, v) for k, v in zip(row_keys, values, strict=True)],
+    )
+    names = [
+        " · ".join(value_text(v) if k == LOSS_KEY else f"{labels[k]}={value_text(v)}"
+                   for k, v in zip(row_keys, values, strict=True) if v is not None) or "all"
+        for values in settings
+    ]  # fmt: skip
+    fig = Figure(figsize=(4.0 + 3.2 * len(datasets), 2.0 + 0.8 * len(settings)))
+    axes = fig.subplots(2, len(datasets), sharey=True, squeeze=False)
+    for column, dataset in enumerate(datasets):
+        groups = {
+            tuple(group.value(key) for key in row_keys): group
+            for group in summary.groups
+            if dataset_of(group) == dataset
+        }
+        for row, (read, label) in enumerate(
+            [(lambda run: run.values["miou"], "mIoU (%)"), (rare_iou, "rare classes' IoU (%)")]
+        ):
+            rows = []
+            for values in settings:
+                group = groups.get(values)
+                found = [] if group is None else [read(run) for run in group.runs]
+                baseline = group is not None and dict(group.key).get(LOSS_KEY) == summary.baseline
+                rows.append(([value for value in found if not math.isnan(value)], baseline))
+            ax = axes[row][column]
+            _draw_rows(ax, rows)
+            ax.set_xlabel(label)
+            if row == 0:
+                ax.set_title(dataset, fontsize=10)
+    axes[0][0].set_yticks(range(len(settings)), names)
+    axes[0][0].invert_yaxis()
+    for ax in axes[:, 0]:
+        ax.tick_params(axis="y", labelsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def _draw_rows(ax: Any, rows: Sequence[tuple[Sequence[float], bool]]) -> None:
+    """One row per entry of ``rows`` (its values and whether it is the baseline): the values as points,
+    mean ± sd as an error bar; baselines in grey, with a dashed line at their mean."""
+    rng = np.random.default_rng(0)  # jitter only
+    for row, (values, is_baseline) in enumerate(rows):
+        if not len(values):
+            continue
+        color = "0.45" if is_baseline else "C0"
+        ax.scatter(values, row + 0.15 + rng.uniform(-0.06, 0.06, len(values)), s=14, color=color, alpha=0.6)
+        std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+        ax.errorbar(
+            float(np.mean(values)), row - 0.1, xerr=std, fmt="|", markersize=12, capsize=4, color=color
+        )
+        if is_baseline:
+            ax.axvline(float(np.mean(values)), color=color, linestyle="--", linewidth=0.8)
+    ax.grid(axis="x", alpha=0.3)

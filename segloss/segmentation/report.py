@@ -11,9 +11,17 @@ the table gives the mean ± sd of the differences, the number of pairs and the t
 p-value (``n/a`` below two pairs).
 
 Rarest classes (per dataset): the ``--rare`` classes with the smallest share of the training pixels, from
-the training pixels per class every run records in ``results.json`` (``train_pixels``); when no run of the
-dataset has them, the classes with the lowest mean IoU under the baseline loss (all runs when there is
-none). The report says which, and gives each group's mean IoU of those classes beside their IoU.
+the training pixels per class every run records in ``results.json`` (``train_pixels``), or with
+``--rare-below PERCENT`` every class under that share (the same rule for datasets with different class
+counts); when no run of the dataset has the counts, the ``--rare`` classes with the lowest mean IoU under the
+baseline loss (all runs when there is none). The report says which, and gives each group's mean IoU of those
+classes beside their IoU.
+
+Several datasets (``data.name``) side by side: ``--by-dataset`` adds a table with one row per setting of the
+keys that vary within a dataset (the loss, its options) and, per dataset, mIoU, Δ against the baseline and
+the rare classes' mean IoU; the keys that are constant within each dataset (its recipe: encoder, learning
+rate, epochs) are listed under it. The plot then has a column per dataset, with mIoU above and the rare
+classes' IoU below.
 
 Each run's config is read through the current schema, so keys added since the run was trained take their
 defaults (the behaviour the run had), and ``loss.*`` keys the run's loss does not use (e.g.
@@ -21,6 +29,10 @@ defaults (the behaviour the run had), and ``loss.*`` keys the run's loss does no
 reports the files ``segloss evaluate RUN --split test --out RUN/test.json`` wrote instead of the runs' own
 ``results.json``. ``--out PREFIX`` writes ``PREFIX.md``, ``PREFIX.csv`` and ``PREFIX.png`` (mIoU per group:
 the seeds as points, mean ± sd as error bars).
+
+    segloss report studies/camvid/precision/fp32-* studies/idd_lite/losses --results test.json \
+        --by-dataset --rare-below 3 --out both
+
 """
 
 from __future__ import annotations
@@ -30,17 +42,28 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..runner.grouping import LOSS_KEY
-from ..runner.report import Addition, ReportGroup, ReportRun, ReportSpec, Summary, key_cells, key_header
+from ..runner.grouping import LOSS_KEY, key_labels, value_order, value_text
+from ..runner.report import (
+    Addition,
+    ReportGroup,
+    ReportRun,
+    ReportSpec,
+    Summary,
+    key_cells,
+    key_header,
+    mean_sd,
+)
 from ..runner.report import markdown_table as table
 from .constants import TASK
-from .plots import plot_report
+from .plots import plot_by_dataset, plot_report
 
 MIOU = "miou"
+DATASET_KEY = "data.name"
 
 
 def read_metrics(results: dict[str, Any]) -> dict[str, float]:
@@ -72,7 +95,9 @@ class RareClasses:
     basis: str
 
 
-def rare_classes(runs: Sequence[ReportRun], baseline: str, count: int) -> list[RareClasses]:
+def rare_classes(
+    runs: Sequence[ReportRun], baseline: str, count: int, below: float | None = None
+) -> list[RareClasses]:
     """The ``count`` rarest classes of each dataset (``data.name``): smallest training pixel share from a
     run's stored class counts, else lowest mean IoU under ``baseline`` (over all runs when the dataset has
     no baseline run).
@@ -81,6 +106,8 @@ def rare_classes(runs: Sequence[ReportRun], baseline: str, count: int) -> list[R
         runs: finished runs.
         baseline: the baseline loss.
         count: classes per dataset.
+        below: instead of ``count``, every class under this share of the training pixels (percent), where
+            a run stored them.
 
     Returns:
         One entry per dataset, in name order.
@@ -93,10 +120,13 @@ def rare_classes(runs: Sequence[ReportRun], baseline: str, count: int) -> list[R
         shares = _training_shares(members)
         if shares is not None:
             ranked = sorted(shares, key=shares.get)
-            listed = ", ".join(f"{name} {100 * shares[name]:.2f} %" for name in ranked[:count])
-            found.append(
-                RareClasses(dataset, tuple(ranked[:count]), f"smallest training pixel share: {listed}")
-            )
+            if below is None:
+                ranked, rule = ranked[:count], "smallest training pixel share"
+            else:
+                ranked = [name for name in ranked if 100 * shares[name] < below]
+                rule = f"training pixel share under {below:g} %"
+            listed = ", ".join(f"{name} {100 * shares[name]:.2f} %" for name in ranked) or "none"
+            found.append(RareClasses(dataset, tuple(ranked), f"{rule}: {listed}"))
             continue
         chosen = [run for run in members if run.settings.get(LOSS_KEY) == baseline] or members
         ious = [class_iou(run) for run in chosen]
@@ -166,10 +196,10 @@ def rare_class_tables(summary: Summary, args: argparse.Namespace) -> Addition:
     """Per dataset, the IoU of its ``args.rare`` rarest classes per group (markdown after the main table)
     and the CSV columns ``iou_rare`` (their mean) and ``iou_CLASS``."""
     runs = [run for group in summary.groups for run in group.runs]
-    found = rare_classes(runs, summary.baseline, args.rare)
-    lines: list[str] = []
+    found = rare_classes(runs, summary.baseline, args.rare, args.rare_below)
+    lines = side_by_side(summary, found) if args.by_dataset else []
     for rare in found:
-        members = [g for g in summary.groups if g.runs[0].settings["data.name"] == rare.dataset]
+        members = [group for group in summary.groups if dataset_of(group) == rare.dataset]
         rows = [
             [
                 *key_cells(group),
@@ -194,15 +224,128 @@ def rare_class_tables(summary: Summary, args: argparse.Namespace) -> Addition:
 
     columns: dict[str, list[str]] = {"iou_rare": [], **{f"iou_{name}": [] for name in names}}
     for group in summary.groups:
-        own = rare_of.get(group.runs[0].settings["data.name"], ())
+        own = rare_of.get(dataset_of(group), ())
         columns["iou_rare"].append(number(_mean_class_iou(group, own)[0]) if own else "")
         for name in names:
             columns[f"iou_{name}"].append(number(_class_iou(group, name)[0]) if name in own else "")
     return Addition(lines, columns)
 
 
+def dataset_of(group: ReportGroup) -> str:
+    """The ``data.name`` of a group's runs (a varying key or not)."""
+    return group.runs[0].settings[DATASET_KEY]
+
+
+def recipes(summary: Summary) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """Which varying keys vary within a dataset, and each dataset's values of the others (its recipe).
+
+    Returns:
+        ``(keys that vary within some dataset, {dataset: {recipe key: value}})``; ``None`` (a loss option
+        the run's loss does not use) is not a value of its own.
+    """
+    keys = [key for key in summary.varying if key != DATASET_KEY]
+    values: dict[str, dict[str, set]] = defaultdict(lambda: defaultdict(set))
+    for group in summary.groups:
+        found = values[dataset_of(group)]  # every dataset gets an entry, even with no keys
+        for key in keys:
+            if group.value(key) is not None:
+                found[key].add(group.value(key))
+    within = [key for key in keys if any(len(found[key]) > 1 for found in values.values())]
+    recipe = {
+        dataset: {key: next(iter(found[key])) for key in keys if key not in within and found[key]}
+        for dataset, found in sorted(values.items())
+    }
+    return within, recipe
+
+
+def _rare_iou(run: ReportRun, names: Sequence[str]) -> float:
+    """A run's mean IoU (%) of the classes ``names`` (NaN without them)."""
+    values = [class_iou(run).get(name, math.nan) for name in names]
+    return math.nan if all(map(math.isnan, values)) else 100 * float(np.nanmean(values))
+
+
+def side_by_side(summary: Summary, rare: Sequence[RareClasses]) -> list[str]:
+    """The datasets side by side (``--by-dataset``): a row per setting of the keys that vary within a
+    dataset; per dataset its mIoU (mean ± sd, runs), the paired Δ against the baseline (mean ± sd, p) and
+    its rare classes' mean IoU; each dataset's recipe listed under the table."""
+    within, recipe = recipes(summary)
+    rare_of = {found.dataset: found.classes for found in rare}
+    cells: dict[tuple, dict[str, ReportGroup]] = defaultdict(dict)
+    for group in summary.groups:
+        cells[tuple(group.value(key) for key in within)][dataset_of(group)] = group
+    labels = key_labels(within)
+    header = [labels[key] for key in within]
+    for dataset in recipe:
+        header += [f"{dataset} mIoU % (n)", f"{dataset} Δ vs {summary.baseline}", f"{dataset} rare IoU %"]
+    rows = []
+    for row_key in sorted(
+        cells, key=lambda values: [value_order(k, v) for k, v in zip(within, values, strict=True)]
+    ):
+        row = [value_text(value) for value in row_key]
+        for dataset in recipe:
+            group = cells[row_key].get(dataset)
+            if group is None:
+                row += ["—", "", ""]
+                continue
+            row.append(f"{mean_sd(group.values(MIOU), 2)} ({len(group.runs)})")
+            comparison = group.comparisons.get(MIOU)
+            if comparison is None:
+                row.append("baseline")
+            elif comparison.note:
+                row.append(comparison.note)
+            else:
+                p = "" if math.isnan(comparison.p_value) else f", p {comparison.p_value:.2f}"
+                row.append(mean_sd(comparison.differences, 2, sign=True) + p)
+            names = rare_of.get(dataset, ())
+            row.append(mean_sd([v for run in group.runs if not math.isnan(v := _rare_iou(run, names))], 2))
+        rows.append(row)
+    described = {
+        dataset: ", ".join(
+            f"{key_labels(list(found))[key]} {value_text(value)}" for key, value in found.items()
+        )
+        for dataset, found in recipe.items()
+    }
+    return [
+        "",
+        f"## Datasets side by side: mIoU, Δ against {summary.baseline} and the rare classes' IoU",
+        "",
+        *table(header or ["runs"], rows),
+        "",
+        *(f"- {dataset}: {text or 'one recipe'}; rare: {', '.join(rare_of.get(dataset, ())) or 'none'}"
+          for dataset, text in described.items()),
+    ]  # fmt: skip
+
+
+def plot(summary: Summary, path: Path, args: argparse.Namespace) -> None:
+    """``PREFIX.png``: mIoU per group, or with ``--by-dataset`` a column per dataset (mIoU above, the rare
+    classes' mean IoU below)."""
+    if not args.by_dataset:
+        plot_report(summary, path)
+        return
+    within, _ = recipes(summary)
+    runs = [run for group in summary.groups for run in group.runs]
+    rare_of = {
+        found.dataset: found.classes
+        for found in rare_classes(runs, summary.baseline, args.rare, args.rare_below)
+    }
+    plot_by_dataset(
+        summary, path, within, dataset_of, lambda run: _rare_iou(run, rare_of[run.settings[DATASET_KEY]])
+    )
+
+
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rare", type=int, default=5, help="rarest classes per dataset (default: 5)")
+    parser.add_argument(
+        "--rare-below",
+        type=float,
+        metavar="PERCENT",
+        help="rare classes: every class under PERCENT %% of the training pixels (instead of --rare)",
+    )
+    parser.add_argument(
+        "--by-dataset",
+        action="store_true",
+        help="a table (and plot) with the datasets side by side, each dataset's recipe listed under it",
+    )
 
 
 REPORT = ReportSpec(
@@ -215,5 +358,5 @@ REPORT = ReportSpec(
     one_table=True,
     add_arguments=_add_arguments,
     addition=rare_class_tables,
-    plot=plot_report,
+    plot=plot,
 )

@@ -290,3 +290,35 @@ def test_an_undefined_miou_is_left_out_and_the_cell_says_so(tmp_path):
     assert hem.mean(MIOU) == pytest.approx(50.0) and math.isnan(hem.std(MIOU))
     assert hem.comparisons[MIOU].seeds == (0,) and hem.comparisons[MIOU].differences == pytest.approx((10.0,))
     assert "| hem+ | 2 | 50.00 (1 runs) | +10.00 | 1 | n/a |" in markdown(report)
+
+
+def test_datasets_side_by_side_by_hand(tmp_path, capsys):
+    """``--by-dataset``: a row per loss, per dataset its mIoU, the paired Δ against CE and the mean IoU of the
+    classes under ``--rare-below`` % of the training pixels; the encoder, constant within each dataset, is
+    that dataset's recipe under the table, not a row of its own."""
+    found = {("camvid", "resnet34", "ce"): (0.60, 0.62), ("camvid", "resnet34", "hem+"): (0.61, 0.65),
+             ("sbd", "densenet201", "ce"): (0.70, 0.74), ("sbd", "densenet201", "hem+"): (0.71,)}  # fmt: skip
+    pixels = dict(zip(CLASSES, (700, 200, 30, 70), strict=True))  # sign 3 %, pole 7 %
+    for (dataset, encoder, loss), values in found.items():
+        for seed, miou in enumerate(values):
+            folder = tmp_path / "runs" / f"{dataset}-{loss}-s{seed}"
+            write_run(folder, dataset, encoder, loss, seed, miou)
+            results = json.loads((folder / "results.json").read_text())
+            (folder / "results.json").write_text(json.dumps({**results, "train_pixels": pixels}))
+    out = tmp_path / "both"
+    assert main([str(tmp_path / "runs"), "--by-dataset", "--rare-below", "5", "--out", str(out)]) == 0
+    text = out.with_suffix(".md").read_text()
+    # sign's IoU is 0.2 of the run's mIoU; hem+ against ce on camvid: +1 and +3 (p = 1 - 2 atan(2) / pi)
+    assert (
+        "| name | camvid mIoU % (n) | camvid Δ vs ce | camvid rare IoU % "
+        "| sbd mIoU % (n) | sbd Δ vs ce | sbd rare IoU % |\n"
+        "|---|---|---|---|---|---|---|\n"
+        "| ce | 61.00 ± 1.41 (2) | baseline | 12.20 ± 0.28 | 72.00 ± 2.83 (2) | baseline | 14.40 ± 0.57 |\n"
+        "| hem+ | 63.00 ± 2.83 (2) | +2.00 ± 1.41, p 0.30 | 12.60 ± 0.57 | 71.00 (1) | +1.00 | 14.20 |\n"
+    ) in text
+    assert "- camvid: encoder resnet34; rare: sign\n- sbd: encoder densenet201; rare: sign\n" in text
+    assert "Chosen by training pixel share under 5 %: sign 3.00 %." in text
+    assert out.with_suffix(".png").stat().st_size > 0
+    capsys.readouterr()
+    assert main([str(tmp_path / "runs"), "--rare", "2"]) == 0
+    assert "side by side" not in capsys.readouterr().out  # only with --by-dataset
