@@ -19,9 +19,9 @@ classes beside their IoU.
 
 Several datasets (``data.name``) side by side: ``--by-dataset`` adds a table with one row per setting of the
 keys that vary within a dataset (the loss, its options) and, per dataset, mIoU, Δ against the baseline and
-the rare classes' mean IoU; the keys that are constant within each dataset (its recipe: encoder, learning
-rate, epochs) are listed under it. The plot then has a column per dataset, with mIoU above and the rare
-classes' IoU below.
+the rare classes' mean IoU; the keys that differ between the datasets but are constant within each (encoder,
+learning rate, epochs) are listed under it per dataset, with how its rare classes were chosen. The plot then
+has a column per dataset, with mIoU above and the rare classes' IoU below.
 
 Each run's config is read through the current schema, so keys added since the run was trained take their
 defaults (the behaviour the run had), and ``loss.*`` keys the run's loss does not use (e.g.
@@ -38,6 +38,7 @@ the seeds as points, mean ± sd as error bars).
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -61,6 +62,8 @@ from ..runner.report import (
 from ..runner.report import markdown_table as table
 from .constants import TASK
 from .plots import plot_by_dataset, plot_report
+
+logger = logging.getLogger(__name__)
 
 MIOU = "miou"
 DATASET_KEY = "data.name"
@@ -98,23 +101,23 @@ class RareClasses:
 def rare_classes(
     runs: Sequence[ReportRun], baseline: str, count: int, below: float | None = None
 ) -> list[RareClasses]:
-    """The ``count`` rarest classes of each dataset (``data.name``): smallest training pixel share from a
-    run's stored class counts, else lowest mean IoU under ``baseline`` (over all runs when the dataset has
-    no baseline run).
+    """The rare classes of each dataset (``data.name``): from a run's stored class counts, the ``count``
+    with the smallest training pixel share or, with ``below``, every class under that share; without
+    counts, the ``count`` with the lowest mean IoU under ``baseline`` (over all runs when the dataset has no
+    baseline run), whatever ``below`` says (the basis says so).
 
     Args:
         runs: finished runs.
         baseline: the baseline loss.
         count: classes per dataset.
-        below: instead of ``count``, every class under this share of the training pixels (percent), where
-            a run stored them.
+        below: instead of ``count``, every class under this share of the training pixels (percent).
 
     Returns:
         One entry per dataset, in name order.
     """
     by_dataset: dict[str, list[ReportRun]] = defaultdict(list)
     for run in runs:
-        by_dataset[run.settings["data.name"]].append(run)
+        by_dataset[run.settings[DATASET_KEY]].append(run)
     found = []
     for dataset, members in sorted(by_dataset.items()):
         shares = _training_shares(members)
@@ -193,12 +196,16 @@ def _mean_class_iou(group: ReportGroup, names: Sequence[str]) -> tuple[float, fl
 
 
 def rare_class_tables(summary: Summary, args: argparse.Namespace) -> Addition:
-    """Per dataset, the IoU of its ``args.rare`` rarest classes per group (markdown after the main table)
-    and the CSV columns ``iou_rare`` (their mean) and ``iou_CLASS``."""
+    """Per dataset, the IoU of its rare classes (``rare_classes``) per group (markdown after the main table;
+    with ``--by-dataset`` the side-by-side table first) and the CSV columns ``iou_rare`` (their mean) and
+    ``iou_CLASS``."""
     runs = [run for group in summary.groups for run in group.runs]
     found = rare_classes(runs, summary.baseline, args.rare, args.rare_below)
     lines = side_by_side(summary, found) if args.by_dataset else []
     for rare in found:
+        if not rare.classes:
+            lines += ["", f"## Rarest classes of {rare.dataset}: none", "", f"Chosen by {rare.basis}."]
+            continue
         members = [group for group in summary.groups if dataset_of(group) == rare.dataset]
         rows = [
             [
@@ -266,54 +273,68 @@ def _rare_iou(run: ReportRun, names: Sequence[str]) -> float:
 
 def side_by_side(summary: Summary, rare: Sequence[RareClasses]) -> list[str]:
     """The datasets side by side (``--by-dataset``): a row per setting of the keys that vary within a
-    dataset; per dataset its mIoU (mean ± sd, runs), the paired Δ against the baseline (mean ± sd, p) and
-    its rare classes' mean IoU; each dataset's recipe listed under the table."""
+    dataset; per dataset its mIoU (mean ± sd, runs), the paired Δ against the baseline (mean ± sd, pairs, p)
+    when the loss varies, and its rare classes' mean IoU; under the table, per dataset, the keys that differ
+    between the datasets (constant within each) and how its rare classes were chosen."""
     within, recipe = recipes(summary)
-    rare_of = {found.dataset: found.classes for found in rare}
+    compare = LOSS_KEY in summary.varying
+    basis = {found.dataset: found for found in rare}  # every dataset of the runs
     cells: dict[tuple, dict[str, ReportGroup]] = defaultdict(dict)
     for group in summary.groups:
-        cells[tuple(group.value(key) for key in within)][dataset_of(group)] = group
-    labels = key_labels(within)
-    header = [labels[key] for key in within]
+        row_key, dataset = tuple(group.value(key) for key in within), dataset_of(group)
+        if dataset in cells[row_key]:  # only where a None (an unused loss option) hides a difference
+            logger.warning("side by side: %s has two groups with %s; showing the first", dataset, row_key)
+            continue
+        cells[row_key][dataset] = group
+    labels = key_labels(list(dict.fromkeys([*within, *(key for found in recipe.values() for key in found)])))
+    header = [labels[key] for key in within] or ["runs"]
     for dataset in recipe:
-        header += [f"{dataset} mIoU % (n)", f"{dataset} Δ vs {summary.baseline}", f"{dataset} rare IoU %"]
+        header += [f"{dataset} mIoU % (n)", *([f"{dataset} Δ vs {summary.baseline}"] * compare)]
+        header.append(f"{dataset} rare IoU %")
     rows = []
     for row_key in sorted(
         cells, key=lambda values: [value_order(k, v) for k, v in zip(within, values, strict=True)]
     ):
-        row = [value_text(value) for value in row_key]
+        row = [value_text(value) for value in row_key] or ["all"]
         for dataset in recipe:
             group = cells[row_key].get(dataset)
             if group is None:
-                row += ["—", "", ""]
+                row += ["—", *([""] * compare), ""]
                 continue
-            row.append(f"{mean_sd(group.values(MIOU), 2)} ({len(group.runs)})")
-            comparison = group.comparisons.get(MIOU)
-            if comparison is None:
-                row.append("baseline")
-            elif comparison.note:
-                row.append(comparison.note)
-            else:
-                p = "" if math.isnan(comparison.p_value) else f", p {comparison.p_value:.2f}"
-                row.append(mean_sd(comparison.differences, 2, sign=True) + p)
-            names = rare_of.get(dataset, ())
+            values = group.values(MIOU)
+            row.append(f"{mean_sd(values, 2)} ({len(values)})")
+            if compare:
+                row.append(_difference(group))
+            names = basis[dataset].classes
             row.append(mean_sd([v for run in group.runs if not math.isnan(v := _rare_iou(run, names))], 2))
         rows.append(row)
     described = {
-        dataset: ", ".join(
-            f"{key_labels(list(found))[key]} {value_text(value)}" for key, value in found.items()
-        )
+        dataset: ", ".join(f"{labels[key]} {value_text(value)}" for key, value in found.items())
         for dataset, found in recipe.items()
     }
     return [
         "",
-        f"## Datasets side by side: mIoU, Δ against {summary.baseline} and the rare classes' IoU",
+        "## Datasets side by side: mIoU"
+        + (f", Δ against {summary.baseline} (paired: mean ± sd (pairs), p)" if compare else "")
+        + " and the rare classes' IoU",
         "",
-        *table(header or ["runs"], rows),
+        *table(header, rows),
         "",
-        *(f"- {dataset}: {text or 'one recipe'}; rare: {', '.join(rare_of.get(dataset, ())) or 'none'}"
+        *(f"- {dataset}: {text + '; ' if text else ''}rare: {basis[dataset].basis}"
           for dataset, text in described.items()),
     ]  # fmt: skip
+
+
+def _difference(group: ReportGroup) -> str:
+    """A group's paired mIoU difference to the baseline: ``mean ± sd (pairs), p P``, ``baseline`` or why
+    there is none."""
+    comparison = group.comparisons.get(MIOU)
+    if comparison is None:
+        return "baseline"
+    if comparison.note:
+        return comparison.note
+    p = "" if math.isnan(comparison.p_value) else f", p {comparison.p_value:.3f}"
+    return f"{mean_sd(comparison.differences, 2, sign=True)} ({len(comparison.seeds)}){p}"
 
 
 def plot(summary: Summary, path: Path, args: argparse.Namespace) -> None:
@@ -339,12 +360,14 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rare-below",
         type=float,
         metavar="PERCENT",
-        help="rare classes: every class under PERCENT %% of the training pixels (instead of --rare)",
+        help="rare classes: every class under PERCENT %% of the training pixels (instead of --rare; "
+        "a dataset whose runs stored no training pixels keeps the --rare lowest-IoU classes)",
     )
     parser.add_argument(
         "--by-dataset",
         action="store_true",
-        help="a table (and plot) with the datasets side by side, each dataset's recipe listed under it",
+        help="a table (and plot) with the datasets side by side; the keys constant within each dataset "
+        "are listed under it",
     )
 
 

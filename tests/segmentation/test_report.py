@@ -292,21 +292,32 @@ def test_an_undefined_miou_is_left_out_and_the_cell_says_so(tmp_path):
     assert "| hem+ | 2 | 50.00 (1 runs) | +10.00 | 1 | n/a |" in markdown(report)
 
 
+def write_two_datasets(folder, found=None):
+    """CamVid (ResNet34) and SBD (DenseNet201) runs of CE and HEM+ whose results record training pixels:
+    sign 3 %, pole 7 %."""
+    found = found or {
+        ("camvid", "resnet34", "ce"): (0.60, 0.62),
+        ("camvid", "resnet34", "hem+"): (0.61, 0.65),
+        ("sbd", "densenet201", "ce"): (0.70, 0.74),
+        ("sbd", "densenet201", "hem+"): (0.71,),
+    }
+    pixels = dict(zip(CLASSES, (700, 200, 30, 70), strict=True))
+    for (dataset, encoder, loss), values in found.items():
+        for seed, miou in enumerate(values):
+            run = folder / f"{dataset}-{loss}-s{seed}"
+            write_run(run, dataset, encoder, loss, seed, miou)
+            results = json.loads((run / "results.json").read_text())
+            (run / "results.json").write_text(json.dumps({**results, "train_pixels": pixels}))
+    return folder
+
+
 def test_datasets_side_by_side_by_hand(tmp_path, capsys):
     """``--by-dataset``: a row per loss, per dataset its mIoU, the paired Δ against CE and the mean IoU of the
     classes under ``--rare-below`` % of the training pixels; the encoder, constant within each dataset, is
     that dataset's recipe under the table, not a row of its own."""
-    found = {("camvid", "resnet34", "ce"): (0.60, 0.62), ("camvid", "resnet34", "hem+"): (0.61, 0.65),
-             ("sbd", "densenet201", "ce"): (0.70, 0.74), ("sbd", "densenet201", "hem+"): (0.71,)}  # fmt: skip
-    pixels = dict(zip(CLASSES, (700, 200, 30, 70), strict=True))  # sign 3 %, pole 7 %
-    for (dataset, encoder, loss), values in found.items():
-        for seed, miou in enumerate(values):
-            folder = tmp_path / "runs" / f"{dataset}-{loss}-s{seed}"
-            write_run(folder, dataset, encoder, loss, seed, miou)
-            results = json.loads((folder / "results.json").read_text())
-            (folder / "results.json").write_text(json.dumps({**results, "train_pixels": pixels}))
+    runs = write_two_datasets(tmp_path / "runs")
     out = tmp_path / "both"
-    assert main([str(tmp_path / "runs"), "--by-dataset", "--rare-below", "5", "--out", str(out)]) == 0
+    assert main([str(runs), "--by-dataset", "--rare-below", "5", "--out", str(out)]) == 0
     text = out.with_suffix(".md").read_text()
     # sign's IoU is 0.2 of the run's mIoU; hem+ against ce on camvid: +1 and +3 (p = 1 - 2 atan(2) / pi)
     assert (
@@ -314,11 +325,29 @@ def test_datasets_side_by_side_by_hand(tmp_path, capsys):
         "| sbd mIoU % (n) | sbd Δ vs ce | sbd rare IoU % |\n"
         "|---|---|---|---|---|---|---|\n"
         "| ce | 61.00 ± 1.41 (2) | baseline | 12.20 ± 0.28 | 72.00 ± 2.83 (2) | baseline | 14.40 ± 0.57 |\n"
-        "| hem+ | 63.00 ± 2.83 (2) | +2.00 ± 1.41, p 0.30 | 12.60 ± 0.57 | 71.00 (1) | +1.00 | 14.20 |\n"
+        "| hem+ | 63.00 ± 2.83 (2) | +2.00 ± 1.41 (2), p 0.295 | 12.60 ± 0.57 "
+        "| 71.00 (1) | +1.00 (1) | 14.20 |\n"
     ) in text
-    assert "- camvid: encoder resnet34; rare: sign\n- sbd: encoder densenet201; rare: sign\n" in text
-    assert "Chosen by training pixel share under 5 %: sign 3.00 %." in text
+    rare = "rare: training pixel share under 5 %: sign 3.00 %"
+    assert f"- camvid: encoder resnet34; {rare}\n- sbd: encoder densenet201; {rare}\n" in text
     assert out.with_suffix(".png").stat().st_size > 0
     capsys.readouterr()
-    assert main([str(tmp_path / "runs"), "--rare", "2"]) == 0
+    assert main([str(runs), "--rare", "2"]) == 0
     assert "side by side" not in capsys.readouterr().out  # only with --by-dataset
+
+
+def test_side_by_side_without_a_loss_to_compare_and_without_rare_classes(tmp_path, capsys):
+    """Only CE: no Δ column (no group is a "baseline" of anything); a run with an undefined mIoU is left out
+    of the mean and of n; a threshold below every class leaves no rare class, and the report says so."""
+    found = {("camvid", "resnet34", "ce"): (0.60, 0.62), ("sbd", "densenet201", "ce"): (0.70, 0.74)}
+    runs = write_two_datasets(tmp_path / "runs", found)
+    results = runs / "sbd-ce-s1" / "results.json"
+    results.write_text(json.dumps({**json.loads(results.read_text()), "miou": None}))
+    assert main([str(runs), "--by-dataset", "--rare-below", "1"]) == 0
+    text = capsys.readouterr().out
+    assert (
+        "| runs | camvid mIoU % (n) | camvid rare IoU % | sbd mIoU % (n) | sbd rare IoU % |\n"
+        "|---|---|---|---|---|\n"
+        "| all | 61.00 ± 1.41 (2) | — | 70.00 (1) | — |\n"
+    ) in text
+    assert "## Rarest classes of camvid: none" in text and "Δ" not in text
