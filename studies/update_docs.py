@@ -49,8 +49,11 @@ PLOTS = {
     "docs/images/two-datasets-test.png": "studies/camvid/precision/fp32-* studies/idd_lite/losses "
     "studies/idd_lite/ce-recipe/lr0.01-s? --results test.json --by-dataset --rare-below 3",
 }
-# plot in the repository -> the study folder whose runs' val curves it shows (did the recipe plateau?)
-CURVES = {"docs/images/idd-lite-ce-recipe-curves.png": "studies/idd_lite/ce-recipe"}
+# plot in the repository -> the run folders (shell patterns) whose val curves it shows (did they plateau?)
+CURVES = {
+    "docs/images/idd-lite-ce-recipe-curves.png": "studies/idd_lite/ce-recipe",
+    "docs/images/idd-lite-losses-curves.png": "studies/idd_lite/losses studies/idd_lite/ce-recipe/lr0.01-s?",
+}
 
 
 def report(command: str, out: Path) -> str:
@@ -71,31 +74,64 @@ def report(command: str, out: Path) -> str:
     return out.with_suffix(".md").read_text()
 
 
-def plot_val_curves(folder: Path, path: Path) -> None:
-    """Val mIoU (%) after each evaluated epoch of every run below ``folder`` (its ``metrics.jsonl``), one
-    line per run named by its learning rate and seed, one colour per learning rate."""
+def plot_val_curves(folders: str, path: Path) -> None:
+    """Val mIoU (%) after each evaluated epoch of every run at or below ``folders`` (space-separated, with
+    shell patterns; each run's ``metrics.jsonl``): a colour per setting of the config keys that vary between
+    the runs (the learning rate, the loss), each seed a faint line, the mean over the seeds a bold one."""
     import json
 
     import yaml
     from matplotlib.figure import Figure
 
+    from segloss.runner.grouping import key_labels, used_settings, value_text, varying_keys
+
+    runs = sorted(
+        {
+            metrics.parent
+            for pattern in folders.split()
+            for folder in sorted(REPO.glob(pattern))
+            for metrics in [*folder.glob("metrics.jsonl"), *folder.glob("*/metrics.jsonl")]
+        }
+    )
+    settings = [  # lists as tuples, so that varying_keys can compare them
+        {
+            k: tuple(v) if isinstance(v, list) else v
+            for k, v in used_settings(yaml.safe_load(c.read_text())).items()
+        }
+        for c in (run / "config.yaml" for run in runs)
+    ]
+    keys = varying_keys(settings)
+    labels = key_labels(keys)
+    curves: dict[str, list[dict[int, float]]] = {}  # setting -> val mIoU per epoch of each seed
+    for run, setting in zip(runs, settings, strict=True):
+        name = ", ".join(
+            value_text(setting[key]) if key == "loss.name" else f"{labels[key]} {value_text(setting[key])}"
+            for key in keys
+            if setting[key] is not None
+        )
+        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line]
+        evaluated = {r["epoch"]: 100 * r["miou"] for r in records if r.get("miou") is not None}
+        curves.setdefault(name or "runs", []).append(evaluated)
     fig = Figure(figsize=(7, 4))
     ax = fig.subplots()
-    rates: list[float] = []
-    for metrics in sorted(folder.glob("*/metrics.jsonl")):
-        config = yaml.safe_load((metrics.parent / "config.yaml").read_text())
-        lr, seed = config["optim"]["lr"], config["train"]["seed"]
-        rates += [] if lr in rates else [lr]
-        records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-        evaluated = [r for r in records if r.get("miou") is not None]
-        style = {"color": f"C{rates.index(lr)}", "linestyle": "-" if seed == 0 else "--"}
-        epochs, values = [r["epoch"] for r in evaluated], [100 * r["miou"] for r in evaluated]
-        ax.plot(epochs, values, marker="o", label=f"lr {lr:g}, seed {seed}", **style)
+    for index, (name, seeds) in enumerate(curves.items()):
+        color = f"C{index}"
+        for curve in seeds:  # each seed faint, the mean over the seeds bold
+            ax.plot(list(curve), list(curve.values()), color=color, alpha=0.3, linewidth=0.8)
+        epochs = sorted(set.intersection(*(set(curve) for curve in seeds)))
+        means = [sum(curve[epoch] for curve in seeds) / len(seeds) for epoch in epochs]
+        ax.plot(
+            epochs,
+            means,
+            color=color,
+            marker="o",
+            label=f"{name} ({len(seeds)} seed{'s' * (len(seeds) > 1)})",
+        )
     ax.set_xlabel("epoch")
     ax.set_ylabel("val mIoU (%)")
     ax.grid(alpha=0.3)
     if ax.lines:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
@@ -141,8 +177,8 @@ def update(check: bool = False) -> list[str]:
                 out = Path(scratch) / "plot"
                 report(command, out)
                 shutil.copyfile(out.with_suffix(".png"), REPO / plot)
-            for plot, folder in CURVES.items():
-                plot_val_curves(REPO / folder, REPO / plot)
+            for plot, folders in CURVES.items():
+                plot_val_curves(folders, REPO / plot)
     return changed
 
 
