@@ -182,11 +182,10 @@ def plot_by_dataset(
     fig = Figure(figsize=(4.0 + 3.2 * len(datasets), 2.0 + 0.8 * len(settings)))
     axes = fig.subplots(2, len(datasets), sharey=True, squeeze=False)
     for column, dataset in enumerate(datasets):
-        groups = {
-            tuple(group.value(key) for key in row_keys): group
-            for group in summary.groups
-            if dataset_of(group) == dataset
-        }
+        groups: dict[tuple, Any] = {}
+        for group in summary.groups:  # the first group of a setting, as the table shows
+            if dataset_of(group) == dataset:
+                groups.setdefault(tuple(group.value(key) for key in row_keys), group)
         for row, (read, label) in enumerate(
             [(lambda run: run.values["miou"], "mIoU (%)"), (rare_iou, "rare classes' IoU (%)")]
         ):
