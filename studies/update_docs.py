@@ -83,7 +83,7 @@ def plot_val_curves(folders: str, path: Path) -> None:
     import yaml
     from matplotlib.figure import Figure
 
-    from segloss.runner.grouping import key_labels, used_settings, value_text, varying_keys
+    from segloss.runner.grouping import LOSS_KEY, key_labels, used_settings, value_text, varying_keys
 
     runs = sorted(
         {
@@ -105,7 +105,7 @@ def plot_val_curves(folders: str, path: Path) -> None:
     curves: dict[str, list[dict[int, float]]] = {}  # setting -> val mIoU per epoch of each seed
     for run, setting in zip(runs, settings, strict=True):
         name = ", ".join(
-            value_text(setting[key]) if key == "loss.name" else f"{labels[key]} {value_text(setting[key])}"
+            value_text(setting[key]) if key == LOSS_KEY else f"{labels[key]} {value_text(setting[key])}"
             for key in keys
             if setting[key] is not None
         )

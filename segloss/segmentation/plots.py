@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from ..runner.grouping import LOSS_KEY, key_labels, value_order, value_text
+from ..runner.grouping import LOSS_KEY, key_labels, value_text
 from .iou import SegmentationScores
 
 if TYPE_CHECKING:
@@ -158,49 +158,41 @@ def plot_report(
 
 
 def plot_by_dataset(
-    summary: Summary,
+    baseline: str,
     path: str | os.PathLike,
     row_keys: Sequence[str],
-    dataset_of: Callable[[Any], str],
+    cells: Mapping[tuple, Mapping[str, Any]],
     rare_iou: Callable[[Any], float],
 ) -> None:
     """The datasets of a report side by side: a column per dataset, mIoU (%) above and ``rare_iou`` (a run's
-    mean IoU of its dataset's rare classes, %) below, a row per setting of ``row_keys`` (every run a point,
-    mean ± sd an error bar, the baseline loss in grey with a dashed line at its mean). ``dataset_of`` names a
-    group's dataset."""
-    datasets = sorted({dataset_of(group) for group in summary.groups})
+    mean IoU of its dataset's rare classes, %) below, a row per entry of ``cells`` (the values of
+    ``row_keys`` -> {dataset: report group}, in row order): every run a point, mean ± sd an error bar, the
+    ``baseline`` loss in grey with a dashed line at its mean."""
+    datasets = sorted({dataset for groups in cells.values() for dataset in groups})
     labels = key_labels(row_keys)
-    settings = sorted(
-        {tuple(group.value(key) for key in row_keys) for group in summary.groups},
-        key=lambda values: [value_order(k, v) for k, v in zip(row_keys, values, strict=True)],
-    )
     names = [
         " · ".join(value_text(v) if k == LOSS_KEY else f"{labels[k]}={value_text(v)}"
                    for k, v in zip(row_keys, values, strict=True) if v is not None) or "all"
-        for values in settings
+        for values in cells
     ]  # fmt: skip
-    fig = Figure(figsize=(4.0 + 3.2 * len(datasets), 2.0 + 0.8 * len(settings)))
+    fig = Figure(figsize=(4.0 + 3.2 * len(datasets), 2.0 + 0.8 * len(cells)))
     axes = fig.subplots(2, len(datasets), sharey=True, squeeze=False)
     for column, dataset in enumerate(datasets):
-        groups: dict[tuple, Any] = {}
-        for group in summary.groups:  # the first group of a setting, as the table shows
-            if dataset_of(group) == dataset:
-                groups.setdefault(tuple(group.value(key) for key in row_keys), group)
         for row, (read, label) in enumerate(
             [(lambda run: run.values["miou"], "mIoU (%)"), (rare_iou, "rare classes' IoU (%)")]
         ):
             rows = []
-            for values in settings:
-                group = groups.get(values)
+            for groups in cells.values():
+                group = groups.get(dataset)
                 found = [] if group is None else [read(run) for run in group.runs]
-                baseline = group is not None and dict(group.key).get(LOSS_KEY) == summary.baseline
-                rows.append(([value for value in found if not math.isnan(value)], baseline))
+                is_baseline = group is not None and dict(group.key).get(LOSS_KEY) == baseline
+                rows.append(([value for value in found if not math.isnan(value)], is_baseline))
             ax = axes[row][column]
             _draw_rows(ax, rows)
             ax.set_xlabel(label)
             if row == 0:
                 ax.set_title(dataset, fontsize=10)
-    axes[0][0].set_yticks(range(len(settings)), names)
+    axes[0][0].set_yticks(range(len(cells)), names)
     axes[0][0].invert_yaxis()
     for ax in axes[:, 0]:
         ax.tick_params(axis="y", labelsize=8)

@@ -199,8 +199,7 @@ def rare_class_tables(summary: Summary, args: argparse.Namespace) -> Addition:
     """Per dataset, the IoU of its rare classes (``rare_classes``) per group (markdown after the main table;
     with ``--by-dataset`` the side-by-side table first) and the CSV columns ``iou_rare`` (their mean) and
     ``iou_CLASS``."""
-    runs = [run for group in summary.groups for run in group.runs]
-    found = rare_classes(runs, summary.baseline, args.rare, args.rare_below)
+    found = _rare_of_report(summary, args)
     lines = side_by_side(summary, found) if args.by_dataset else []
     for rare in found:
         if not rare.classes:
@@ -236,6 +235,12 @@ def rare_class_tables(summary: Summary, args: argparse.Namespace) -> Addition:
         for name in names:
             columns[f"iou_{name}"].append(number(_class_iou(group, name)[0]) if name in own else "")
     return Addition(lines, columns)
+
+
+def _rare_of_report(summary: Summary, args: argparse.Namespace) -> list[RareClasses]:
+    """The rare classes of each dataset of the report, by ``--rare`` / ``--rare-below``."""
+    runs = [run for group in summary.groups for run in group.runs]
+    return rare_classes(runs, summary.baseline, args.rare, args.rare_below)
 
 
 def dataset_of(group: ReportGroup) -> str:
@@ -279,22 +284,14 @@ def side_by_side(summary: Summary, rare: Sequence[RareClasses]) -> list[str]:
     within, recipe = recipes(summary)
     compare = LOSS_KEY in summary.varying
     basis = {found.dataset: found for found in rare}  # every dataset of the runs
-    cells: dict[tuple, dict[str, ReportGroup]] = defaultdict(dict)
-    for group in summary.groups:
-        row_key, dataset = tuple(group.value(key) for key in within), dataset_of(group)
-        if dataset in cells[row_key]:  # only where a None (an unused loss option) hides a difference
-            logger.warning("side by side: %s has two groups with %s; showing the first", dataset, row_key)
-            continue
-        cells[row_key][dataset] = group
+    cells = side_by_side_cells(summary, within)
     labels = key_labels(list(dict.fromkeys([*within, *(key for found in recipe.values() for key in found)])))
     header = [labels[key] for key in within] or ["runs"]
     for dataset in recipe:
         header += [f"{dataset} mIoU % (n)", *([f"{dataset} Δ vs {summary.baseline}"] * compare)]
         header.append(f"{dataset} rare IoU %")
     rows = []
-    for row_key in sorted(
-        cells, key=lambda values: [value_order(k, v) for k, v in zip(within, values, strict=True)]
-    ):
+    for row_key in cells:
         row = [value_text(value) for value in row_key] or ["all"]
         for dataset in recipe:
             group = cells[row_key].get(dataset)
@@ -325,6 +322,21 @@ def side_by_side(summary: Summary, rare: Sequence[RareClasses]) -> list[str]:
     ]  # fmt: skip
 
 
+def side_by_side_cells(summary: Summary, within: Sequence[str]) -> dict[tuple, dict[str, ReportGroup]]:
+    """The groups of the side-by-side table and plot: ``{values of within: {dataset: group}}``, the rows
+    in value order. Where two groups of a dataset share the values (only where a None, an unused loss
+    option, hides a difference), the first is kept, with a warning."""
+    cells: dict[tuple, dict[str, ReportGroup]] = defaultdict(dict)
+    for group in summary.groups:
+        row_key, dataset = tuple(group.value(key) for key in within), dataset_of(group)
+        if dataset in cells[row_key]:
+            logger.warning("side by side: %s has two groups with %s; showing the first", dataset, row_key)
+            continue
+        cells[row_key][dataset] = group
+    order = sorted(cells, key=lambda values: [value_order(k, v) for k, v in zip(within, values, strict=True)])
+    return {row_key: cells[row_key] for row_key in order}
+
+
 def _difference(group: ReportGroup) -> str:
     """A group's paired mIoU difference to the baseline: ``mean ± sd (pairs), p P``, ``baseline`` or why
     there is none."""
@@ -344,13 +356,13 @@ def plot(summary: Summary, path: Path, args: argparse.Namespace) -> None:
         plot_report(summary, path)
         return
     within, _ = recipes(summary)
-    runs = [run for group in summary.groups for run in group.runs]
-    rare_of = {
-        found.dataset: found.classes
-        for found in rare_classes(runs, summary.baseline, args.rare, args.rare_below)
-    }
+    rare_of = {found.dataset: found.classes for found in _rare_of_report(summary, args)}
     plot_by_dataset(
-        summary, path, within, dataset_of, lambda run: _rare_iou(run, rare_of[run.settings[DATASET_KEY]])
+        summary.baseline,
+        path,
+        within,
+        side_by_side_cells(summary, within),
+        lambda run: _rare_iou(run, rare_of[run.settings[DATASET_KEY]]),
     )
 
 
